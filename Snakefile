@@ -1,0 +1,22 @@
+# kcircuits: watch language models acquire knowledge, checkpoint by checkpoint.
+# Thin by design: stage logic lives in workflow/kcircuits, rules in rules/*.smk.
+import os
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The embedded default; --configfile FILE merges FILE over it (paper scale, tests).
+configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/tokenizer.smk"
+
+
+rule all:
+    input:
+        DATA_TARGETS,
+    default_target: True

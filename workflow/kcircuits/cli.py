@@ -1,0 +1,189 @@
+"""Command-line entry point: one subcommand per stage, called by the Snakemake rules or by hand.
+
+Each stage takes its settings either as JSON (`--settings`, what the rules pass: the config sections
+the stage reads plus the seed) or from config files (`--config config.yaml [more.yaml]`, merged and
+validated exactly as the Snakefile does). Example, by hand:
+
+    python -m kcircuits entities --config config.yaml --out /tmp/entities.parquet --report /tmp/e.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from . import io
+from .config import ConfigError, load_config, resource_dir, stage_rng, stage_settings, validate_config
+
+log = logging.getLogger("kcircuits")
+
+
+def _settings(args, stage: str) -> dict:
+    if args.settings:
+        return json.loads(args.settings)
+    cfg = validate_config(load_config(args.config), root=Path(args.config[0]).resolve().parent)
+    args.cfg = cfg
+    return stage_settings(cfg, stage)
+
+
+def _resource(args, key: str) -> Path:
+    explicit = getattr(args, key)
+    if explicit:
+        return Path(explicit)
+    if getattr(args, "cfg", None) is None:
+        raise ConfigError(f"--{key} is required with --settings")
+    return resource_dir(args.cfg, key, root=Path(args.config[0]).resolve().parent)
+
+
+def cmd_entities(args) -> None:
+    from .data.entities import generate_entities
+    from .resources import load_pools
+
+    s = _settings(args, "entities")
+    df, report = generate_entities(s, load_pools(_resource(args, "pools")), stage_rng(s["seed"], "entities"))
+    prov = io.provenance("entities", s["seed"], s)
+    io.write_parquet(df, args.out, prov)
+    io.write_json({**report, "provenance": prov}, args.report)
+    log.info("entities: %s", report["by_type"])
+
+
+def cmd_biographies(args) -> None:
+    from .data.biographies import biographies_report, generate_biographies
+    from .resources import load_templates
+
+    s = _settings(args, "biographies")
+    entities = pd.read_parquet(args.entities)
+    corpora = generate_biographies(s, entities, load_templates(_resource(args, "templates")),
+                                   stage_rng(s["seed"], "biographies"))
+    for name, rows in corpora.items():
+        io.write_jsonl(rows, Path(args.out_dir) / f"{name}.jsonl")
+    report = biographies_report(corpora)
+    io.write_json({**report, "provenance": io.provenance("biographies", s["seed"], s)}, args.report)
+    log.info("biographies: %s", {k: v["paragraphs"] for k, v in report.items()})
+
+
+def cmd_probes(args) -> None:
+    from .data.probes import probe_rows, sample_probe_entities
+    from .resources import load_templates
+
+    s = _settings(args, "probes")
+    entities = pd.read_parquet(args.entities)
+    groups = _group_order(entities)
+    templates = load_templates(_resource(args, "templates"))
+    chosen, report = sample_probe_entities(entities, s["probes"]["n_per_group"], groups, stage_rng(s["seed"], "probes"))
+    prov = io.provenance("probes", s["seed"], s)
+    io.write_parquet(probe_rows(chosen, templates, paraphrase=False), args.out, prov)
+    io.write_parquet(probe_rows(chosen, templates, paraphrase=True), args.out_paraphrase, prov)
+    io.write_json({"cells": report, "entities": int(len(chosen)), "provenance": prov}, args.report)
+
+
+def _group_order(entities: pd.DataFrame) -> list[str]:
+    """Frequency groups in ascending order of frequency, as the entities stage assigned them."""
+    probed = entities[entities["freq_group"].notna()]
+    return list(probed.groupby("freq_group")["frequency"].min().sort_values().index)
+
+
+def _probe_entities(entities: pd.DataFrame, probes_path: str) -> pd.DataFrame:
+    ids = pd.read_parquet(probes_path, columns=["entity_id"])["entity_id"].unique()
+    return entities[entities["entity_id"].isin(ids)].reset_index(drop=True)
+
+
+def cmd_qa(args) -> None:
+    from .data.qa import multiple_choice, true_false, value_pools
+    from .resources import load_pools, load_templates
+
+    s = _settings(args, "qa")
+    entities = pd.read_parquet(args.entities)
+    chosen = _probe_entities(entities, args.probes)
+    templates = load_templates(_resource(args, "templates"))
+    pools = value_pools(load_pools(_resource(args, "pools")), entities)
+    rng = stage_rng(s["seed"], "qa")
+    mc = multiple_choice(rng, chosen, templates, pools, s["qa"]["n_options"])
+    tf = true_false(rng, chosen, templates, pools)
+    io.write_jsonl(mc, args.out_mc)
+    io.write_jsonl(tf, args.out_tf)
+    io.write_json({"multiple_choice": len(mc), "true_false": len(tf),
+                   "true_false_true": sum(r["label"] for r in tf),
+                   "provenance": io.provenance("qa", s["seed"], s)}, args.report)
+
+
+def cmd_tokenizer(args) -> None:
+    from .resources import load_pools
+    from .tokenizer import first_token_report, load_tokenizer, train_bpe
+
+    s = _settings(args, "tokenizer")
+    t = s["tokenizer"]
+    if t["kind"] == "bpe":
+        texts = [r["text"] for path in args.corpus for r in io.read_jsonl(path)]
+        tok = train_bpe(texts, t.get("vocab_size", 2048), t.get("min_frequency", 2))
+    else:
+        tok = load_tokenizer(t["path"])
+    with io.atomic_path(args.out_dir, is_dir=True) as tmp:
+        tok.save_pretrained(str(tmp))
+    report = first_token_report(tok, load_pools(_resource(args, "pools")))
+    io.write_json({"vocab_size": len(tok), "first_tokens": report,
+                   "provenance": io.provenance("tokenizer", s["seed"], s, "tokenizers", "transformers")},
+                  args.report)
+    log.info("tokenizer: vocab %d", len(tok))
+
+
+def cmd_circuit_pairs(args) -> None:
+    from .data.pairs import circuit_pairs
+    from .tokenizer import load_tokenizer
+
+    s = _settings(args, "circuit_pairs")
+    entities = pd.read_parquet(args.entities)
+    chosen = _probe_entities(entities, args.probes)
+    pairs, report = circuit_pairs(s["circuit_pairs"]["tasks"], chosen, _group_order(entities),
+                                  load_tokenizer(args.tokenizer), stage_rng(s["seed"], "circuit_pairs"))
+    prov = io.provenance("circuit_pairs", s["seed"], s, "tokenizers", "transformers")
+    io.write_parquet(pairs, args.out, prov)
+    unpaired = sum(c["subjects"] - c["paired"] for c in report.values())
+    io.write_json({"cells": report, "pairs": int(len(pairs)), "unpaired_subjects": unpaired,
+                   "provenance": prov}, args.report)
+    log.info("circuit pairs: %d pairs, %d subjects without a partner", len(pairs), unpaired)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kcircuits", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="stage", required=True)
+
+    def stage(name, func, help_text, *files):
+        p = sub.add_parser(name, help=help_text)
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--settings", help="JSON settings (what the Snakemake rule passes)")
+        src.add_argument("--config", nargs="+", help="config YAML file(s), merged left to right")
+        for f in files:
+            p.add_argument(f"--{f.replace('_', '-')}", dest=f, required=f not in ("pools", "templates"),
+                           nargs="+" if f == "corpus" else None)
+        p.set_defaults(func=func)
+
+    stage("entities", cmd_entities, "generate the entity table", "pools", "out", "report")
+    stage("biographies", cmd_biographies, "write the biography corpora", "templates", "entities", "out_dir", "report")
+    stage("probes", cmd_probes, "sample probe entities and prompts", "templates", "entities", "out",
+          "out_paraphrase", "report")
+    stage("qa", cmd_qa, "multiple-choice and true/false items", "pools", "templates", "entities", "probes",
+          "out_mc", "out_tf", "report")
+    stage("tokenizer", cmd_tokenizer, "train or copy the tokenizer", "pools", "corpus", "out_dir", "report")
+    stage("circuit-pairs", cmd_circuit_pairs, "clean/corrupted pairs for circuit discovery", "entities",
+          "probes", "tokenizer", "out", "report")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ConfigError as err:
+        print(f"kcircuits: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Configuration: merge, schema validation with messages that name the key, semantic checks.
+
+Used by the Snakefile before any job runs and by the CLI when a stage is run by hand. The schema is
+`schemas/config.schema.yaml`; checks that a schema cannot express (disjoint frequency groups, files
+that must exist, prompts that must be training-template prefixes) live in `check_semantics`.
+"""
+from __future__ import annotations
+
+import copy
+import zlib
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import yaml
+
+from .resources import (ATTRIBUTE_POOLS, ResourceError, load_pools, load_templates, pool_files,
+                        template_files)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "schemas" / "config.schema.yaml"
+
+# Which config sections each stage reads; they become the rule's params, so changing one section
+# reruns exactly the stages that read it (and what follows).
+STAGE_SECTIONS = {
+    "entities": ["entities"],
+    "biographies": ["biographies"],
+    "probes": ["probes"],
+    "qa": ["qa"],
+    "tokenizer": ["tokenizer"],
+    "circuit_pairs": ["circuit_pairs"],
+}
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(paths: list[str | Path]) -> dict:
+    """Load and deep-merge YAML files (later files override earlier ones), as Snakemake does."""
+    cfg: dict = {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        cfg = deep_merge(cfg, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    return cfg
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _format_schema_error(err: jsonschema.ValidationError) -> str:
+    where = _key(err.absolute_path)
+    if err.validator == "additionalProperties":
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        return f"{where}: unknown key(s) {', '.join(repr(e) for e in extra)}"
+    if err.validator == "required":
+        return f"{where}: {err.message}"
+    return f"{where}: {err.message}"
+
+
+def validate_schema(cfg: Any) -> None:
+    schema = yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n".join(f"  - {_format_schema_error(e)}" for e in errors)
+        raise ConfigError(f"invalid config:\n{lines}")
+
+
+def resource_dir(cfg: dict, key: str, root: str | Path = REPO_ROOT) -> Path:
+    path = Path(cfg["resources"][key])
+    return path if path.is_absolute() else Path(root) / path
+
+
+def check_frequency_groups(groups: dict) -> None:
+    spans = sorted((g["min"], g.get("max"), name) for name, g in groups.items())
+    expected = 1
+    for lo, hi, name in spans:
+        if hi is not None and hi < lo:
+            raise ConfigError(f"entities.frequency_groups.{name}: max {hi} is below min {lo}")
+        if lo != expected:
+            problem = "overlaps the previous group" if lo < expected else f"leaves frequencies {expected}..{lo - 1} in no group"
+            raise ConfigError(f"entities.frequency_groups.{name}: min {lo} {problem}")
+        if hi is None:
+            if (lo, hi, name) != spans[-1]:
+                raise ConfigError(f"entities.frequency_groups.{name}: only the highest group may omit max")
+            return
+        expected = hi + 1
+    raise ConfigError(f"entities.frequency_groups: frequencies above {expected - 1} fall in no group; omit max on the highest group")
+
+
+def check_semantics(cfg: dict, root: str | Path = REPO_ROOT) -> None:
+    ent = cfg["entities"]
+    check_frequency_groups(ent["frequency_groups"])
+    if ent["birth_years"]["min"] > ent["birth_years"]["max"]:
+        raise ConfigError("entities.birth_years: min is greater than max")
+    tok = cfg["tokenizer"]
+    if tok["kind"] == "pretrained":
+        if not tok.get("path"):
+            raise ConfigError("tokenizer.path: required when tokenizer.kind is 'pretrained'")
+        if not (Path(tok["path"]) / "tokenizer_config.json").is_file() and not (Path(tok["path"]) / "tokenizer.json").is_file():
+            raise ConfigError(f"tokenizer.path: no Hugging Face tokenizer files in {tok['path']}")
+    elif tok.get("path"):
+        raise ConfigError("tokenizer.path: only used with tokenizer.kind 'pretrained'")
+    try:
+        pools = load_pools(resource_dir(cfg, "pools", root))
+        templates = load_templates(resource_dir(cfg, "templates", root))
+    except ResourceError as err:
+        raise ConfigError(f"resources: {err}") from err
+    capacity = len(pools["first_names"]) * len(pools["middle_names"]) * len(pools["last_names"])
+    n_invented = round(ent["n"] * ent["new_fraction"]) + ent["background"]
+    if n_invented > capacity:
+        raise ConfigError(f"entities: {n_invented} invented names needed (new + background) but the name "
+                          f"pools only combine into {capacity}; add names or lower entities.n / background")
+    for attr, prompt in cfg["circuit_pairs"]["tasks"].items():
+        prompts = {p for _, p in templates.probe_prompts(attr)}
+        if prompt not in prompts:
+            raise ConfigError(f"circuit_pairs.tasks.{attr}: {prompt!r} is not a prompt of any biography "
+                              f"template for {attr!r}; choose one of {sorted(prompts)}")
+
+
+def validate_config(cfg: Any, root: str | Path = REPO_ROOT) -> dict:
+    """Raise ConfigError naming the key of the first problem found; return cfg unchanged if valid."""
+    validate_schema(cfg)
+    check_semantics(cfg, root)
+    return cfg
+
+
+def stage_settings(cfg: dict, stage: str) -> dict:
+    """The part of the config a stage reads, plus the seed (becomes the rule's params)."""
+    return {"seed": cfg["seed"], **{s: cfg[s] for s in STAGE_SECTIONS[stage]}}
+
+
+def resource_inputs(cfg: dict, root: str | Path = REPO_ROOT) -> dict[str, list[str]]:
+    """Every pool and template file, so that editing one reruns the stages that read it."""
+    return {
+        "pools": [str(p) for p in pool_files(resource_dir(cfg, "pools", root)).values()],
+        "templates": [str(p) for p in template_files(resource_dir(cfg, "templates", root)).values()],
+    }
+
+
+def stage_rng(seed: int, stage: str) -> np.random.Generator:
+    """An independent, reproducible random stream per stage (changing one stage leaves the others)."""
+    return np.random.default_rng([seed, zlib.crc32(stage.encode())])
+
+
+__all__ = ["ATTRIBUTE_POOLS", "ConfigError", "deep_merge", "load_config", "validate_config",
+           "stage_settings", "stage_rng", "resource_dir", "resource_inputs"]

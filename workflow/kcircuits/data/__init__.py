@@ -1,0 +1,1 @@
+"""Synthetic-knowledge data stages: entities -> biographies -> probes / QA -> circuit pairs."""

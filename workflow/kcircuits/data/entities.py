@@ -1,0 +1,146 @@
+"""Stage 1: the synthetic people and their attributes.
+
+One row per entity. Types:
+  new        -- invented three-part names; facts exist only in the continual-pre-training corpus.
+  revised    -- famous people's names; the base world knows them with ORIGINAL attributes (orig_*),
+                the continual-pre-training corpus states CHANGED ones (every attribute differs).
+  background -- invented names seen only in the base world (orig_*), never probed.
+"""
+from __future__ import annotations
+
+import calendar
+
+import numpy as np
+import pandas as pd
+
+from .. import ATTRIBUTES
+from ..resources import ATTRIBUTE_POOLS
+
+MONTHS = list(calendar.month_name)[1:]
+BIRTH_FIELDS = ("birth_day", "birth_month", "birth_year")
+VALUE_COLUMNS = (*BIRTH_FIELDS, *ATTRIBUTES)
+
+
+def draw_frequencies(rng: np.random.Generator, n: int, lam: float) -> np.ndarray:
+    """frequency = max(1, round(X)), X ~ Exponential(rate=lam)."""
+    return np.maximum(1, np.rint(rng.exponential(1.0 / lam, size=n))).astype(np.int64)
+
+
+def thinned_copy(rng: np.random.Generator, sorted_freqs: np.ndarray, n: int) -> np.ndarray:
+    """n frequencies taken evenly from a sorted list, shuffled: same distribution, no extra noise.
+
+    Revised entities get this copy of the new entities' frequencies (as the original study does), so
+    any new-vs-revised difference cannot come from a different frequency mix.
+    """
+    idx = np.rint(np.linspace(0, len(sorted_freqs) - 1, n)).astype(int)
+    return rng.permutation(sorted_freqs[idx])
+
+
+def frequency_group(freq: int, groups: dict) -> str:
+    for name, g in groups.items():
+        if g["min"] <= freq and (g.get("max") is None or freq <= g["max"]):
+            return name
+    raise ValueError(f"frequency {freq} falls in no frequency group")  # config validation prevents this
+
+
+def format_birthday(day: int, month: int, year: int) -> str:
+    return f"{MONTHS[month - 1]} {day}, {year}"
+
+
+def draw_attributes(rng: np.random.Generator, pools: dict, years: dict, avoid: dict | None = None) -> dict:
+    """One value per attribute; with `avoid`, every value differs from the given one."""
+    while True:
+        year = int(rng.integers(years["min"], years["max"] + 1))
+        month = int(rng.integers(1, 13))
+        day = int(rng.integers(1, calendar.monthrange(year, month)[1] + 1))
+        if avoid is None or (day, month, year) != tuple(avoid[f] for f in BIRTH_FIELDS):
+            break
+    out = {"birth_day": day, "birth_month": month, "birth_year": year, "birthday": format_birthday(day, month, year)}
+    for attr, pool_name in ATTRIBUTE_POOLS.items():
+        pool = pools[pool_name] if avoid is None else [v for v in pools[pool_name] if v != avoid[attr]]
+        out[attr] = pool[int(rng.integers(len(pool)))]
+    return out
+
+
+def invented_names(rng: np.random.Generator, pools: dict, n: int) -> list[str]:
+    """n unique first + middle + last names, drawn without replacement from the product of pools."""
+    first, middle, last = pools["first_names"], pools["middle_names"], pools["last_names"]
+    flat = rng.choice(len(first) * len(middle) * len(last), size=n, replace=False)
+    i, rest = np.divmod(flat, len(middle) * len(last))
+    j, k = np.divmod(rest, len(last))
+    return [f"{first[a]} {middle[b]} {last[c]}" for a, b, c in zip(i, j, k)]
+
+
+def famous_names(rng: np.random.Generator, pools: dict, n: int) -> tuple[list[str], int]:
+    """n unique famous names; past the pool's size, famous first x famous last combinations.
+
+    Returns the names and how many had to be combined (reported, since they are not real people).
+    """
+    pool = list(rng.permutation(pools["famous_names"]))
+    if n <= len(pool):
+        return pool[:n], 0
+    firsts = sorted({p.split()[0] for p in pool})
+    lasts = sorted({p.split()[-1] for p in pool})
+    taken = set(pool)
+    combos = [f"{a} {b}" for a in firsts for b in lasts if f"{a} {b}" not in taken]
+    extra = n - len(pool)
+    if extra > len(combos):
+        raise ValueError(f"{n} revised entities need more names than the famous-name pool can form ({len(pool) + len(combos)})")
+    picks = rng.choice(len(combos), size=extra, replace=False)
+    return pool + [combos[i] for i in picks], extra
+
+
+def generate_entities(settings: dict, pools: dict, rng: np.random.Generator) -> tuple[pd.DataFrame, dict]:
+    ent = settings["entities"]
+    groups, years = ent["frequency_groups"], ent["birth_years"]
+    n_new = round(ent["n"] * ent["new_fraction"])
+    n_rev = ent["n"] - n_new
+    n_bg = ent["background"]
+
+    new_freq = draw_frequencies(rng, n_new, ent["frequency_lambda"])
+    rev_freq = (thinned_copy(rng, np.sort(new_freq), n_rev) if n_new
+                else draw_frequencies(rng, n_rev, ent["frequency_lambda"]))
+    invented = invented_names(rng, pools, n_new + n_bg)
+    revised_names, n_combined = famous_names(rng, pools, n_rev)
+
+    rows = []
+    for i in range(n_new):
+        rows.append({"name": invented[i], "type": "new", "frequency": int(new_freq[i]),
+                     **draw_attributes(rng, pools, years)})
+    for i in range(n_rev):
+        orig = draw_attributes(rng, pools, years)
+        rows.append({"name": revised_names[i], "type": "revised", "frequency": int(rev_freq[i]),
+                     **draw_attributes(rng, pools, years, avoid=orig),
+                     **{f"orig_{k}": v for k, v in orig.items()}})
+    for i in range(n_bg):
+        orig = draw_attributes(rng, pools, years)
+        rows.append({"name": invented[n_new + i], "type": "background", "frequency": 0,
+                     **{f"orig_{k}": v for k, v in orig.items()}})
+
+    df = pd.DataFrame(rows)
+    for col in VALUE_COLUMNS:  # keep every column even when a type is absent
+        for c in (col, f"orig_{col}"):
+            if c not in df:
+                df[c] = None
+    df.insert(0, "entity_id", np.arange(len(df), dtype=np.int64))
+    df.insert(4, "freq_group", [frequency_group(f, groups) if t != "background" else None
+                                for f, t in zip(df["frequency"], df["type"])])
+    for col in BIRTH_FIELDS:
+        for c in (col, f"orig_{col}"):
+            df[c] = df[c].astype("Int64")
+    df = df[["entity_id", "name", "type", "frequency", "freq_group", *VALUE_COLUMNS,
+             *(f"orig_{c}" for c in VALUE_COLUMNS)]]
+    return df, entities_report(df, n_combined)
+
+
+def entities_report(df: pd.DataFrame, n_combined_names: int) -> dict:
+    probed = df[df["type"] != "background"]
+    counts = probed.groupby(["type", "freq_group"]).size()
+    return {
+        "n_entities": int(len(df)),
+        "by_type": {k: int(v) for k, v in df["type"].value_counts().sort_index().items()},
+        "by_type_and_group": {f"{t}/{g}": int(v) for (t, g), v in counts.items()},
+        "frequency_mean": float(probed["frequency"].mean()) if len(probed) else None,
+        "frequency_max": int(probed["frequency"].max()) if len(probed) else None,
+        "revised_names_combined": n_combined_names,
+    }

@@ -1,0 +1,55 @@
+"""Stage 6: clean / corrupted prompt pairs for circuit discovery.
+
+For each task attribute and (type, frequency group) of the probe entities, every clean subject is
+paired with another subject of the same cell whose prompt has the same token length (so positions
+line up when activations are patched) and whose answer starts with a different first token (else
+the logit-difference metric is identically zero). Subjects with no such partner are counted in the
+report, never silently dropped.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import TYPES
+from ..tokenizer import first_answer_token
+
+PAIR_COLUMNS = ["task", "type", "freq_group", "clean_entity_id", "corrupted_entity_id", "clean_prompt",
+                "corrupted_prompt", "n_tokens", "clean_label", "corrupted_label", "clean_label_token",
+                "corrupted_label_token"]
+
+
+def circuit_pairs(tasks: dict[str, str], probe_entities: pd.DataFrame, groups: list[str], tok,
+                  rng: np.random.Generator) -> tuple[pd.DataFrame, dict]:
+    rows, report = [], {}
+    for task, template in tasks.items():
+        for etype in TYPES:
+            for group in groups:
+                cell = probe_entities[(probe_entities["type"] == etype) & (probe_entities["freq_group"] == group)]
+                prompts = [template.format(name=n) for n in cell["name"]]
+                lengths = np.array([len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts], dtype=int)
+                labels = np.array([first_answer_token(tok, p, v) for p, v in zip(prompts, cell[task])], dtype=int)
+                no_length = no_label = 0
+                for i in range(len(cell)):
+                    same_len = np.flatnonzero((lengths == lengths[i]) & (np.arange(len(cell)) != i))
+                    ok = same_len[labels[same_len] != labels[i]]
+                    if len(same_len) == 0:
+                        no_length += 1
+                        continue
+                    if len(ok) == 0:
+                        no_label += 1
+                        continue
+                    j = int(ok[rng.integers(len(ok))])
+                    rows.append({
+                        "task": task, "type": etype, "freq_group": group,
+                        "clean_entity_id": int(cell["entity_id"].iloc[i]),
+                        "corrupted_entity_id": int(cell["entity_id"].iloc[j]),
+                        "clean_prompt": prompts[i], "corrupted_prompt": prompts[j], "n_tokens": int(lengths[i]),
+                        "clean_label": cell[task].iloc[i], "corrupted_label": cell[task].iloc[j],
+                        "clean_label_token": int(labels[i]), "corrupted_label_token": int(labels[j]),
+                    })
+                report[f"{task}/{etype}/{group}"] = {
+                    "subjects": int(len(cell)), "paired": int(len(cell) - no_length - no_label),
+                    "no_same_length_subject": no_length, "no_partner_with_other_label_token": no_label,
+                }
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS), report

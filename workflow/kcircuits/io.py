@@ -1,0 +1,94 @@
+"""Atomic, deterministic writers and provenance records shared by every stage.
+
+Every output is written to a temporary path beside its target and renamed into place, so a killed
+job never leaves a file that looks complete. Writers sort keys and avoid timestamps so that the
+same inputs give byte-identical files.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pandas as pd
+
+from . import __version__
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; rename it onto the target on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    work = tmp if is_dir else tmp / target.name
+    try:
+        yield work
+        if is_dir:
+            work.chmod(0o777 & ~_umask())  # mkdtemp makes folders private; give the usual mode
+            if target.exists():
+                shutil.rmtree(target)
+        os.replace(work, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_parquet(df: pd.DataFrame, target: str | os.PathLike, provenance: dict | None = None) -> None:
+    """Write a table atomically; provenance goes into the file's key-value metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if provenance is not None:
+        meta = dict(table.schema.metadata or {})
+        meta[b"kcircuits"] = json.dumps(provenance, sort_keys=True).encode()
+        table = table.replace_schema_metadata(meta)
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp)
+
+
+def write_jsonl(rows: Iterable[dict], target: str | os.PathLike) -> int:
+    n = 0
+    with atomic_path(target) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+                n += 1
+    return n
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def write_json(obj: Any, target: str | os.PathLike) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def package_versions(*names: str) -> dict[str, str]:
+    out = {"python": platform.python_version(), "kcircuits": __version__}
+    for name in ("numpy", "pandas", "pyarrow", *names):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def provenance(stage: str, seed: int, settings: dict, *packages: str) -> dict:
+    """What produced an output: stage, seed, the stage's settings and package versions (no clock)."""
+    return {"stage": stage, "seed": seed, "settings": settings, "versions": package_versions(*packages)}
