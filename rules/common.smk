@@ -27,7 +27,8 @@ POOLS_DIR = str(Path(RESOURCE_FILES["pools"][0]).parent)
 TEMPLATES_DIR = str(Path(RESOURCE_FILES["templates"][0]).parent)
 
 # The stage CLI, importable from the checkout even where the package is not installed (conda envs).
-KC = f"PYTHONPATH={shlex.quote(str(REPO / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}} python -m kcircuits"
+# Never reach a model hub; keep idle OpenMP threads from spinning on shared cores.
+KC = f"HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE PYTHONPATH={shlex.quote(str(REPO / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}} python -m kcircuits"
 
 
 def settings(stage):

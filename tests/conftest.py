@@ -10,6 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "config" / "tiny.yaml"
+TINY_DATA_TARGETS = ("results/tiny/data/circuit_pairs.parquet", "results/tiny/data/qa_report.json")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -17,10 +18,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 def snakemake(workdir: Path, *args: str, configfiles=(TINY,), check: bool = True) -> subprocess.CompletedProcess:
     """Run the project's Snakefile in `workdir` (outputs land there); returns the finished process."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "--nolock"]
-    if configfiles:
+           "--cores", "2", "--nolock", *args]
+    if configfiles:  # last: --configfile takes every following word as a file
         cmd += ["--configfile", *map(str, configfiles)]
-    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
@@ -30,5 +31,5 @@ def snakemake(workdir: Path, *args: str, configfiles=(TINY,), check: bool = True
 def tiny_data(tmp_path_factory) -> Path:
     """The data folder of a complete tiny run (all data stages, real Snakemake)."""
     work = tmp_path_factory.mktemp("tiny")
-    snakemake(work, "results/tiny/data/circuit_pairs.parquet", "results/tiny/data/qa_report.json")
+    snakemake(work, *TINY_DATA_TARGETS)
     return work / "results" / "tiny" / "data"

@@ -1,0 +1,119 @@
+"""Bad configs stop with a message naming the key, before any work starts."""
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, snakemake
+from kcircuits.config import ConfigError, deep_merge, load_config, validate_config
+
+DEFAULT = load_config([REPO / "config.yaml"])
+
+
+def with_changes(changes: dict) -> dict:
+    cfg = deep_merge(DEFAULT, changes)
+    groups = changes.get("entities", {}).get("frequency_groups")
+    if groups is not None:  # replace, not merge: the test is about exactly these groups
+        cfg["entities"]["frequency_groups"] = groups
+    return cfg
+
+
+def test_default_config_is_valid():
+    validate_config(copy.deepcopy(DEFAULT))
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"colour": "blue"}, "unknown key(s) 'colour'"),
+    ({"entities": {"size": 10}}, "entities: unknown key(s) 'size'"),
+    ({"entities": {"n": "many"}}, "entities.n: 'many' is not of type 'integer'"),
+    ({"entities": {"n": -5}}, "entities.n: -5 is less than the minimum of 1"),
+    ({"entities": {"new_fraction": 1.5}}, "entities.new_fraction: 1.5 is greater than the maximum of 1"),
+    ({"entities": {"frequency_lambda": 0}}, "entities.frequency_lambda"),
+    ({"seed": 1.5}, "seed: 1.5 is not of type 'integer'"),
+    ({"run": "a/b"}, "run: 'a/b' does not match"),
+    ({"probes": {"n_per_group": 0}}, "probes.n_per_group: 0 is less than the minimum of 1"),
+    ({"qa": {"n_options": 1}}, "qa.n_options"),
+    ({"tokenizer": {"kind": "wordpiece"}}, "tokenizer.kind: 'wordpiece' is not one of"),
+    ({"circuit_pairs": {"tasks": {"hobby": "{name} likes"}}}, "circuit_pairs.tasks: 'hobby' is not one of"),
+    ({"entities": {"frequency_groups": {"low": {"min": 1, "max": 2}, "medium": {"min": 2, "max": 5},
+                                        "high": {"min": 6}}}}, "frequency_groups.medium: min 2 overlaps"),
+    ({"entities": {"frequency_groups": {"low": {"min": 1, "max": 1}, "high": {"min": 6}}}},
+     "frequency_groups.high: min 6 leaves frequencies 2..5 in no group"),
+    ({"entities": {"frequency_groups": {"low": {"min": 1, "max": 3}}}}, "frequencies above 3 fall in no group"),
+    ({"entities": {"birth_years": {"min": 2000, "max": 1990}}}, "entities.birth_years: min is greater than max"),
+    ({"tokenizer": {"kind": "pretrained", "path": None}}, "tokenizer.path: required"),
+    ({"tokenizer": {"kind": "pretrained", "path": "/nonexistent/gpt2"}}, "tokenizer.path: no Hugging Face tokenizer files"),
+    ({"circuit_pairs": {"tasks": {"city": "{name} is from"}}}, "circuit_pairs.tasks.city: '{name} is from' is not a prompt"),
+    ({"entities": {"n": 10_000_000}}, "invented names needed"),
+])
+def test_bad_values_name_the_key(changes, expected):
+    with pytest.raises(ConfigError) as err:
+        validate_config(with_changes(changes))
+    assert expected in str(err.value)
+
+
+def test_missing_section_is_named():
+    cfg = copy.deepcopy(DEFAULT)
+    del cfg["probes"]
+    with pytest.raises(ConfigError, match="'probes' is a required property"):
+        validate_config(cfg)
+
+
+@pytest.fixture()
+def resources_copy(tmp_path) -> Path:
+    shutil.copytree(REPO / "resources", tmp_path / "resources")
+    return tmp_path / "resources"
+
+
+def _cfg_for(resources: Path) -> dict:
+    return with_changes({"resources": {"pools": str(resources / "pools"), "templates": str(resources / "templates")}})
+
+
+def test_missing_pool_file_is_named(resources_copy):
+    (resources_copy / "pools" / "majors.txt").unlink()
+    with pytest.raises(ConfigError, match=r"missing resource file: .*pools/majors.txt"):
+        validate_config(_cfg_for(resources_copy))
+
+
+def test_empty_pool_is_named(resources_copy):
+    (resources_copy / "pools" / "cities.txt").write_text("# nothing here\n\n")
+    with pytest.raises(ConfigError, match=r"pool file is empty: .*cities.txt"):
+        validate_config(_cfg_for(resources_copy))
+
+
+def test_values_sharing_a_first_word_are_rejected(resources_copy):
+    with open(resources_copy / "pools" / "cities.txt", "a") as fh:
+        fh.write("New York\nNew Orleans\n")
+    with pytest.raises(ConfigError, match="'New York' and 'New Orleans' begin with the same word 'New'"):
+        validate_config(_cfg_for(resources_copy))
+
+
+def test_template_with_wrong_placeholder_is_named(resources_copy):
+    path = resources_copy / "templates" / "biography.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["city"][0] = "{name} lives in {town}."
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"biography.yaml: template for 'city' must use"):
+        validate_config(_cfg_for(resources_copy))
+
+
+def test_paraphrase_that_training_already_contains_is_rejected(resources_copy):
+    path = resources_copy / "templates" / "paraphrase.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["city"].append("{name} lives in {city}, they say.")
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="gives a prompt that training text already contains"):
+        validate_config(_cfg_for(resources_copy))
+
+
+def test_snakemake_stops_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("entities:\n  new_fraction: 2\n")
+    proc = snakemake(tmp_path, configfiles=(bad,), check=False)
+    assert proc.returncode != 0
+    assert "entities.new_fraction: 2 is greater than the maximum of 1" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,87 @@
+"""The DAG as users meet it: dry runs, single targets, reruns, determinism, atomic outputs."""
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, TINY_DATA_TARGETS as DATA_TARGETS, snakemake
+from kcircuits.io import atomic_path
+
+DATA_RULES = {"entities", "biographies", "probes", "qa", "tokenizer", "circuit_pairs"}
+
+
+def planned_jobs(proc) -> dict[str, int]:
+    """Job counts from the 'Job stats' table of a dry run."""
+    table = (proc.stdout + proc.stderr).split("Job stats:")[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+def test_dry_run_lists_the_data_jobs(tmp_path):
+    jobs = planned_jobs(snakemake(tmp_path, "-n", "--forceall", "--rerun-triggers", "mtime"))
+    assert DATA_RULES <= set(jobs) and all(jobs[r] == 1 for r in DATA_RULES)
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("target, needed", [
+    ("results/tiny/data/entities.parquet", {"entities"}),
+    ("results/tiny/data/probes.parquet", {"entities", "probes"}),
+    ("results/tiny/data/tokenizer_report.json", {"entities", "biographies", "tokenizer"}),
+])
+def test_single_target_builds_only_what_it_needs(tmp_path, target, needed):
+    assert set(planned_jobs(snakemake(tmp_path, "-n", target))) == needed
+
+
+def digest_tree(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+
+
+def test_same_config_and_seed_give_identical_files(tiny_data, tmp_path):
+    snakemake(tmp_path, *DATA_TARGETS)
+    first, second = digest_tree(tiny_data), digest_tree(tmp_path / "results/tiny/data")
+    assert len(first) >= 17 and first == second
+
+
+def test_changing_one_stage_reruns_only_that_stage_and_what_follows(tiny_data, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(tiny_data.parents[2], work, symlinks=True)  # keeps mtimes and .snakemake metadata
+    override = tmp_path / "fewer_probes.yaml"
+    override.write_text("probes:\n  n_per_group: 10\n")
+    jobs = planned_jobs(snakemake(work, "-n", *DATA_TARGETS, configfiles=(TINY, override)))
+    assert set(jobs) - {"all"} == {"probes", "qa", "circuit_pairs"}
+
+
+def test_nothing_to_do_after_a_complete_run(tiny_data, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(tiny_data.parents[2], work, symlinks=True)
+    out = snakemake(work, "-n", *DATA_TARGETS)
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_atomic_path_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "table.txt"
+    target.write_text("complete old result")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half of a new res")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "complete old result"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.txt"]
+    with atomic_path(target) as tmp:
+        tmp.write_text("new result")
+    assert target.read_text() == "new result"
+
+
+def test_stage_runs_by_hand_and_matches_the_rule(tiny_data, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    out = tmp_path / "entities.parquet"
+    subprocess.run([sys.executable, "-m", "kcircuits", "entities", "--config", str(REPO / "config.yaml"), str(TINY),
+                    "--out", str(out), "--report", str(tmp_path / "report.json")], check=True, cwd=tmp_path)
+    assert out.read_bytes() == (tiny_data / "entities.parquet").read_bytes()
