@@ -14,9 +14,17 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/tokenizer.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/figures.smk"
+include: "rules/circuits.smk"
 
 
 rule all:
     input:
         DATA_TARGETS,
+        TRAIN_TARGETS,
+        EVAL_TARGETS,
+        FIGURE_TARGETS,
+        CIRCUIT_TARGETS,
     default_target: True

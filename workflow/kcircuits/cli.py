@@ -8,6 +8,12 @@ validated exactly as the Snakefile does). Example, by hand:
 """
 from __future__ import annotations
 
+import os
+
+# Before anything can import torch: idle OpenMP threads must sleep, not spin, on shared cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 import argparse
 import json
 import logging
@@ -148,6 +154,157 @@ def cmd_circuit_pairs(args) -> None:
     log.info("circuit pairs: %d pairs, %d subjects without a partner", len(pairs), unpaired)
 
 
+def _execution(args) -> dict:
+    """Device, DeepSpeed config and save interval: from --execution, else from --config files."""
+    from .train.schedule import execution_settings
+
+    if args.execution:
+        return json.loads(args.execution)
+    return execution_settings(args.cfg) if getattr(args, "cfg", None) else {}
+
+
+def cmd_train_base(args) -> None:
+    from .train.jobs import train_base
+
+    record = train_base(_settings(args, "train"), _execution(args), args.corpus, args.tokenizer, args.scratch,
+                        args.out, threads=args.threads, tensorboard_dir=args.tensorboard_dir)
+    log.info("base: %d steps, %d tokens", record["global_step"], record["tokens_seen"])
+
+
+def cmd_continual_corpus(args) -> None:
+    from .train.jobs import continual_corpus
+
+    summary = continual_corpus(_settings(args, "train"), args.corpus, args.tokenizer, args.blocks, args.summary)
+    log.info("continual corpus: %d blocks, %d steps per epoch", summary["blocks"], summary["steps_per_epoch"])
+
+
+def cmd_train_continual(args) -> None:
+    from .train.jobs import train_continual
+
+    train_continual(_settings(args, "train"), _execution(args), args.start, args.blocks, args.summary, args.tokenizer,
+                    args.scratch, args.out, until_epoch=args.until_epoch, until_step=args.until_step,
+                    threads=args.threads, tensorboard_dir=args.tensorboard_dir)
+
+
+def cmd_export_checkpoint(args) -> None:
+    from .train.jobs import export_epoch, export_start
+
+    s = _settings(args, "train")
+    if args.name == "epoch-000":
+        if not args.summary:
+            raise ConfigError("--summary is required to export epoch-000")
+        export_start(args.name, args.source, args.init, args.summary, args.tokenizer, args.out, s["seed"])
+    else:
+        export_epoch(args.name, args.source, args.tokenizer, args.out)
+
+
+def _add_training_stages(sub) -> None:
+    """Training subcommands: settings as for every stage, plus execution detail and job targets."""
+    def stage(name, func, help_text):
+        p = sub.add_parser(name, help=help_text)
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--settings", help="JSON settings (what the Snakemake rule passes)")
+        src.add_argument("--config", nargs="+", help="config YAML file(s), merged left to right")
+        p.set_defaults(func=func)
+        return p
+
+    def job(p):
+        p.add_argument("--execution", help="JSON: device, deepspeed, save_steps (default: from --config)")
+        p.add_argument("--scratch", required=True, help="resumable saves of this job (kept across reruns)")
+        p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        p.add_argument("--tensorboard-dir", dest="tensorboard_dir", help="TensorBoard logs, if tensorboard is installed")
+
+    p = stage("train-base", cmd_train_base, "train the base world from scratch")
+    job(p)
+    for f in ("corpus", "tokenizer", "out"):
+        p.add_argument(f"--{f}", required=True)
+    p = stage("continual-corpus", cmd_continual_corpus, "pack the continual corpus into training blocks")
+    for f in ("corpus", "tokenizer", "blocks", "summary"):
+        p.add_argument(f"--{f}", required=True)
+    p = stage("train-continual", cmd_train_continual, "continual pre-training up to an epoch or a step")
+    job(p)
+    for f in ("start", "blocks", "summary", "tokenizer", "out"):
+        p.add_argument(f"--{f}", required=True)
+    until = p.add_mutually_exclusive_group(required=True)
+    until.add_argument("--until-epoch", dest="until_epoch", type=int, help="output: resumable state after this epoch")
+    until.add_argument("--until-step", dest="until_step", type=int, help="output: exported checkpoint at this step")
+    p = stage("export-checkpoint", cmd_export_checkpoint, "write a model-only checkpoint folder")
+    for f in ("name", "source", "tokenizer", "out"):
+        p.add_argument(f"--{f}", required=True)
+    p.add_argument("--summary", help="continual corpus.json (steps per epoch; needed for epoch-000)")
+    p.add_argument("--init", action="store_true", help="the source is model.init, not the base model")
+
+
+def cmd_evaluate(args) -> None:
+    import torch
+
+    from .evaluate.knowledge import checkpoint_metadata, evaluate_checkpoint, load_inputs
+    from .evaluate.scoring import load_model
+    from .tokenizer import load_tokenizer
+
+    s = _settings(args, "evaluate")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    inputs = load_inputs(args.entities, args.probes, args.paraphrase, args.bios_val, args.base_val, args.mc, args.tf)
+    meta = checkpoint_metadata(args.checkpoint)
+    model = load_model(args.checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
+    cells, entity_table = evaluate_checkpoint(model, load_tokenizer(args.tokenizer), inputs, s)
+    prov = {**io.provenance("evaluate", s["seed"], s, "torch", "transformers"), "checkpoint": meta}
+    io.write_parquet(cells.assign(**meta)[list(meta) + list(cells.columns)], args.out, prov)
+    io.write_parquet(entity_table.assign(**meta)[list(meta) + list(entity_table.columns)], args.out_entities, prov)
+    log.info("%s: %d cells", meta["checkpoint"], len(cells))
+
+
+def cmd_eval_summary(args) -> None:
+    from .evaluate.aggregate import summarise, summarise_entities
+
+    s = _settings(args, "evaluate")
+    prov = io.provenance("eval_summary", s["seed"], s)
+    io.write_parquet(summarise([pd.read_parquet(p) for p in args.evals]), args.out, prov)
+    io.write_parquet(summarise_entities([pd.read_parquet(p) for p in args.entity_evals]), args.out_entities, prov)
+
+
+def cmd_figure(args) -> None:
+    from .figures import acquisition as fig
+
+    s = _settings(args, "figures")
+    groups = fig.group_order(pd.read_parquet(args.entities))
+    table = pd.read_parquet(args.table)
+    if args.kind == "acquisition":
+        fig.plot_acquisition(table, groups, s["evaluate"]["hit_k"], args.pdf, args.png)
+    elif args.kind == "overwriting":
+        fig.plot_overwriting(table, groups, args.pdf, args.png)
+    else:
+        fig.plot_heatmap(table, groups, args.pdf, args.png)
+
+
+def _add_evaluation_stages(stage) -> None:
+    """Evaluation and figure subcommands, declared with build_parser's `stage` helper."""
+    p = stage("evaluate", cmd_evaluate, "knowledge metrics of one checkpoint", "checkpoint", "tokenizer", "entities",
+              "probes", "paraphrase", "bios_val", "base_val", "mc", "tf", "out", "out_entities")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    stage("eval-summary", cmd_eval_summary, "join per-checkpoint evaluations", "evals", "entity_evals", "out",
+          "out_entities")
+    p = stage("figure", cmd_figure, "an acquisition figure (PDF and PNG)", "table", "entities", "pdf", "png")
+    p.add_argument("--kind", required=True, choices=["acquisition", "overwriting", "heatmap"],
+                   help="acquisition/overwriting read the summary table, heatmap the per-entity table")
+
+
+def cmd_circuits(args) -> None:
+    from .circuits.stage import run
+
+    run(args, _settings(args, "circuits"))
+
+
+def _add_circuit_stage(sub) -> None:
+    """`kcircuits circuits ACTION`: scores, eval, transplant, draw, summary (see circuits/stage.py)."""
+    from .circuits.stage import add_arguments
+
+    p = sub.add_parser("circuits", help="knowledge circuits: EAP-IG scores, selection, evaluation, transplant")
+    add_arguments(p)
+    p.set_defaults(func=cmd_circuits)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kcircuits", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="stage", required=True)
@@ -159,8 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
         src.add_argument("--config", nargs="+", help="config YAML file(s), merged left to right")
         for f in files:
             p.add_argument(f"--{f.replace('_', '-')}", dest=f, required=f not in ("pools", "templates"),
-                           nargs="+" if f == "corpus" else None)
+                           nargs="+" if f in ("corpus", "evals", "entity_evals") else None)
         p.set_defaults(func=func)
+        return p
 
     stage("entities", cmd_entities, "generate the entity table", "pools", "out", "report")
     stage("biographies", cmd_biographies, "write the biography corpora", "templates", "entities", "out_dir", "report")
@@ -171,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     stage("tokenizer", cmd_tokenizer, "train or copy the tokenizer", "pools", "corpus", "out_dir", "report")
     stage("circuit-pairs", cmd_circuit_pairs, "clean/corrupted pairs for circuit discovery", "entities",
           "probes", "tokenizer", "out", "report")
+    _add_training_stages(sub)
+    _add_evaluation_stages(stage)
+    _add_circuit_stage(sub)
     return parser
 
 

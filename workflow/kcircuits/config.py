@@ -30,6 +30,10 @@ STAGE_SECTIONS = {
     "qa": ["qa"],
     "tokenizer": ["tokenizer"],
     "circuit_pairs": ["circuit_pairs"],
+    "train": ["model", "train"],  # each training job keeps only its slice: kcircuits.train.schedule.phase_settings
+    "evaluate": ["evaluate"],
+    "figures": ["evaluate"],  # metric names (Hit@k) and which probe sets exist
+    "circuits": ["circuits", "circuit_pairs"],  # task prompts: Hit@k is read on the circuit's own prompt
 }
 
 

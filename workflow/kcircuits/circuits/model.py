@@ -1,0 +1,252 @@
+"""An explicit forward over a Hugging Face causal LM's weights in which every node input is visible.
+
+Why not TransformerLens: transformer-lens 3.9 (HookedTransformer) and 4.3 (TransformerBridge) both
+resolve beside torch 2.13 (pip dry run), but pull ~30 packages (wandb, datasets, ...); a custom-size
+local checkpoint needs a hand-built config plus the family's weight converter; and hook-based
+per-edge bookkeeping is what makes the widely used reference implementation slow on a CPU. Here
+each family's weights are read once into per-head tensors and the norms and MLPs are the model's own
+modules, so the logits match the Hugging Face model to float rounding (tests/test_circuits.py).
+
+Two ways to build each backward slot's input (see graph.py for nodes and slots):
+  * full model: the residual stream, shared by every slot; hooks.py recovers the gradient through
+    each (q/k/v, head) slot separately, and through each MLP and the logits.
+  * patched: input(v) = const(v) + sum_u ref_u + sum_u mask[u, v] * (out_u - ref_u) over v's
+    upstream nodes u, where ref is the ablation (corrupted run, zeros or means). mask = 1
+    everywhere reproduces the full model; mask = 0 everywhere gives the reference run.
+const(v) holds the attention output biases, which belong to no node and are never ablated (they do
+not depend on the input, so for corrupted patching this is exact; for zero ablation it is the
+convention). Position i attends only to <= i, so right-padded batches are exact: each item is
+read at its own last position `last`, and padding never reaches real tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .graph import Graph
+from .hooks import accumulate_into, shared_norm_qkv, slot_backward_weights
+
+FAMILIES = ("gpt2", "gpt_neox", "llama")
+
+
+@dataclass
+class Layer:
+    norm_attn: torch.nn.Module
+    norm_mlp: torch.nn.Module
+    w_qkv: torch.Tensor         # [3, H, d, dh]: x @ w_qkv[s, h] is head h's query/key/value
+    b_qkv: torch.Tensor | None  # [3, H, dh]
+    w_o: torch.Tensor           # [H, dh, d]: head h writes z_h @ w_o[h]
+    b_o: torch.Tensor | None    # [d]
+    mlp: torch.nn.Module
+    scale: float
+
+    def __post_init__(self):
+        three, H, d, dh = self.w_qkv.shape
+        self.w_cat = self.w_qkv.permute(2, 0, 1, 3).reshape(d, three * H * dh)  # [d, 3H*dh]: all slots at once
+        self.b_cat = None if self.b_qkv is None else self.b_qkv.reshape(-1)     # [3H*dh]
+        self.w_slots = slot_backward_weights(self.w_qkv, self.norm_attn)        # [3H, dh, d], for backward
+
+
+class CircuitModel:
+    """Node-level view of a GPT-2, GPT-NeoX or Llama causal LM (weights frozen, eval mode)."""
+
+    def __init__(self, hf_model):
+        hf_model.eval()
+        for p in hf_model.parameters():
+            p.requires_grad_(False)
+        self.hf = hf_model
+        family = hf_model.config.model_type
+        if family not in FAMILIES:
+            raise ValueError(f"model family {family!r} is not supported; choose one of {FAMILIES}")
+        self.family = family
+        getattr(self, f"_read_{family}")(hf_model)
+        self.n_layers, self.n_heads = len(self.layers), self.layers[0].w_o.shape[0]
+        self.d_model = self.layers[0].w_o.shape[2]
+        self.graph = Graph(self.n_layers, self.n_heads, self.parallel)
+        # const(slot group): attention output biases summed over the layers each group reads
+        zero = torch.zeros(self.d_model)
+        b_o = [lay.b_o if lay.b_o is not None else zero for lay in self.layers]
+        self._bias_before = torch.stack([zero, *b_o]).cumsum(0)  # [L + 1, d]: sum of b_o of layers < l
+
+    # ---- reading each family's weights -----------------------------------------------------------
+    def _read_gpt2(self, m):
+        cfg, t = m.config, m.transformer
+        H = cfg.n_head
+        d = cfg.n_embd
+        dh = d // H
+        self.parallel, self.rotary = False, None
+        self.final_norm, self.unembed = t.ln_f, m.get_output_embeddings()
+        self._embed = lambda ids: t.wte(ids) + t.wpe(torch.arange(ids.shape[1], device=ids.device))
+        self.layers = []
+        for i, blk in enumerate(t.h):
+            w, b = blk.attn.c_attn.weight, blk.attn.c_attn.bias  # Conv1D: [d, 3d], [3d]; columns (s, h, e)
+            scale = dh ** -0.5 if cfg.scale_attn_weights else 1.0
+            if cfg.scale_attn_by_inverse_layer_idx:
+                scale /= i + 1
+            self.layers.append(Layer(
+                blk.ln_1, blk.ln_2, w.view(d, 3, H, dh).permute(1, 2, 0, 3).contiguous(),
+                b.view(3, H, dh), blk.attn.c_proj.weight.view(H, dh, d), blk.attn.c_proj.bias, blk.mlp, scale))
+
+    def _read_gpt_neox(self, m):
+        cfg, t = m.config, m.gpt_neox
+        H, d = cfg.num_attention_heads, cfg.hidden_size
+        dh = d // H
+        self.parallel, self.rotary = bool(cfg.use_parallel_residual), t.rotary_emb
+        self.final_norm, self.unembed = t.final_layer_norm, m.get_output_embeddings()
+        self._embed = t.embed_in
+        self.layers = []
+        for lay in t.layers:
+            a = lay.attention
+            w = a.query_key_value.weight.view(H, 3, dh, d)  # Linear [3d, d]; rows (h, s, e): heads interleaved
+            b = a.query_key_value.bias
+            self.layers.append(Layer(
+                lay.input_layernorm, lay.post_attention_layernorm, w.permute(1, 0, 3, 2).contiguous(),
+                None if b is None else b.view(H, 3, dh).permute(1, 0, 2).contiguous(),
+                a.dense.weight.t().reshape(H, dh, d), a.dense.bias, lay.mlp, a.scaling))
+
+    def _read_llama(self, m):
+        cfg, t = m.config, m.model
+        H, d = cfg.num_attention_heads, cfg.hidden_size
+        dh = getattr(cfg, "head_dim", None) or d // H
+        groups = H // cfg.num_key_value_heads  # grouped-query attention: each kv head serves `groups` heads
+        self.parallel, self.rotary = False, t.rotary_emb
+        self.final_norm, self.unembed = t.norm, m.get_output_embeddings()
+        self._embed = t.embed_tokens
+
+        def per_head(lin, n):  # Linear [n * dh, d] -> [H, d, dh], kv heads repeated per query head
+            w = lin.weight.view(n, dh, d).transpose(1, 2).repeat_interleave(H // n, 0)
+            b = None if lin.bias is None else lin.bias.view(n, dh).repeat_interleave(H // n, 0)
+            return w, b
+
+        self.layers = []
+        for lay in t.layers:
+            a = lay.self_attn
+            parts = [per_head(a.q_proj, H), per_head(a.k_proj, H // groups), per_head(a.v_proj, H // groups)]
+            b = None if parts[0][1] is None else torch.stack([p[1] for p in parts])
+            self.layers.append(Layer(
+                lay.input_layernorm, lay.post_attention_layernorm, torch.stack([p[0] for p in parts]).contiguous(),
+                b, a.o_proj.weight.t().reshape(H, dh, d), a.o_proj.bias, lay.mlp, a.scaling))
+
+    # ---- pieces ------------------------------------------------------------------------------------
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """[B, T] token ids -> [B, T, d], the input node's output (token + learned position embeddings)."""
+        return self._embed(ids)
+
+    def _attention(self, layer: Layer, qkv: torch.Tensor, rope) -> torch.Tensor:
+        """qkv [B, T, 3, H, dh] -> z [B, H, T, dh]."""
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, T, dh]
+        if rope is not None:
+            q, k = _apply_rope(q, rope), _apply_rope(k, rope)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=layer.scale)
+
+    def _slot_qkv(self, layer: Layer, x: torch.Tensor) -> torch.Tensor:
+        """Distinct per-slot inputs x [B, T, 3, H, d] (patched runs) -> qkv [B, T, 3, H, dh]."""
+        qkv = torch.einsum("btshd,shde->btshe", layer.norm_attn(x), layer.w_qkv)
+        return qkv if layer.b_qkv is None else qkv + layer.b_qkv
+
+    def _head_outputs(self, layer: Layer, z: torch.Tensor) -> torch.Tensor:
+        """z [B, H, T, dh] -> each head's write to the residual stream [H, B, T, d] (no bias)."""
+        B, H, T, dh = z.shape
+        return torch.bmm(z.transpose(0, 1).reshape(H, B * T, dh), layer.w_o).view(H, B, T, -1)
+
+    def _logits(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """x [B, T, d] -> logits at each item's last position [B, V] (only those are ever read)."""
+        return self.unembed(self.final_norm(x[torch.arange(x.shape[0]), last]))
+
+    # ---- the forward ---------------------------------------------------------------------------------
+    def run(self, ids: torch.Tensor | None, last: torch.Tensor, *, embeds: torch.Tensor | None = None,
+            mask: torch.Tensor | None = None, reference: torch.Tensor | None = None,
+            record: bool = False, grads: torch.Tensor | None = None):
+        """One forward pass; returns last-position logits [B, V], and node outputs if `record`.
+
+        ids [B, T] (or embeds [B, T, d], the input node's output, e.g. an interpolated one);
+        last [B]: index of each item's last real token.
+        mask [n_fwd, n_bwd]: patch edges (1 = keep, 0 = replace by `reference`); None = full model.
+        reference [n_fwd, B or 1, T, d]: ablation activations per node; None = zeros.
+        record: also return node outputs [n_fwd, B, T, d].
+        grads [n_bwd, B, T, d]: a backward pass through this forward adds each slot input's gradient here.
+        """
+        g, H = self.graph, self.n_heads
+        x0 = self.embed(ids) if embeds is None else embeds  # [B, T, d]
+        B, T, d = x0.shape
+        rope = self._rope(x0, T)
+        patched = mask is not None
+        if patched:
+            mask = mask.to(x0.dtype)
+            ref_upto = None if reference is None else reference.cumsum(0)  # [n_fwd, B|1, T, d]: sum_{u<=i} ref_u
+            diffs = [x0[None] if reference is None else x0[None] - reference[:1]]  # out_u - ref_u, per group
+        outs = [x0[None]]
+        groups = iter(g.groups)
+        work = self._workspace(3 * H, B, T, d) if grads is not None and not patched else None
+
+        def slot_input(resid: torch.Tensor, n_slots: int, n_biases: int) -> torch.Tensor:
+            """The next slot group's inputs [B, T, n_slots, d]; `resid` is the full model's stream."""
+            start, end, n_up = next(groups)
+            if not patched:
+                x = resid[:, :, None, :].expand(B, T, n_slots, d)  # a view: its own gradient
+            else:
+                diff = torch.cat(diffs) if len(diffs) > 1 else diffs[0]  # [n_seen, B, T, d]
+                diffs[:] = [diff]
+                x = torch.einsum("ubtd,us->btsd", diff[:n_up], mask[:n_up, start:end])
+                x = x + self._bias_before[n_biases]
+                if ref_upto is not None:
+                    x = x + ref_upto[n_up - 1][:, :, None, :]
+            if grads is not None and x.requires_grad:
+                x.register_hook(accumulate_into(grads[start:end]))
+            return x
+
+        resid = x0
+        for i, layer in enumerate(self.layers):
+            if patched:  # every q/k/v input is its own sum of upstream outputs
+                x_attn = slot_input(resid, 3 * H, i)  # [B, T, 3H, d]
+                qkv = self._slot_qkv(layer, x_attn.view(B, T, 3, H, d))  # [B, T, 3, H, dh]
+            else:  # one shared input; per-slot gradients come from hooks.shared_norm_qkv
+                start, end, _ = next(groups)
+                qkv = shared_norm_qkv(resid, layer.norm_attn, layer.w_cat, layer.b_cat, layer.w_slots,
+                                      None if grads is None else grads[start:end], work).view(B, T, 3, H, -1)
+            z = self._attention(layer, qkv, rope)  # [B, H, T, dh]
+            if patched or record:
+                heads = self._head_outputs(layer, z)  # [H, B, T, d]
+                attn_out = heads.sum(0)
+            else:  # one matmul over the concatenated heads, as the model itself does
+                attn_out = z.transpose(1, 2).reshape(B, T, -1) @ layer.w_o.flatten(0, 1)
+            if layer.b_o is not None:
+                attn_out = attn_out + layer.b_o
+            first, m = g.head_node(i, 0), g.mlp_node(i)
+            if patched:
+                diffs.append(heads if reference is None else heads - reference[first:m])
+            mid = resid if self.parallel else resid + attn_out
+            x_mlp = slot_input(mid, 1, i if self.parallel else i + 1)  # [B, T, 1, d]
+            mlp_out = layer.mlp(layer.norm_mlp(x_mlp))[:, :, 0]  # [B, T, d]
+            resid = mid + mlp_out if not self.parallel else resid + attn_out + mlp_out
+            if patched:
+                diffs.append((mlp_out if reference is None else mlp_out - reference[m])[None])
+            if record:
+                outs += [heads, mlp_out[None]]
+        x_final = slot_input(resid, 1, self.n_layers)  # [B, T, 1, d]
+        logits = self._logits(x_final[:, :, 0], last)
+        return (logits, torch.cat(outs)) if record else logits
+
+    def _workspace(self, *shape: int) -> torch.Tensor:
+        """Scratch [2, 3H, B, T, d] for the per-slot backward, kept between calls (see hooks.py)."""
+        if getattr(self, "_work", None) is None or self._work.shape[1:] != shape:
+            self._work = torch.empty(2, *shape)
+        return self._work
+
+    def _rope(self, x: torch.Tensor, T: int):
+        if self.rotary is None:
+            return None
+        cos, sin = self.rotary(x, torch.arange(T, device=x.device)[None])  # [1, T, rotary_dim] each
+        return cos[:, None], sin[:, None]  # broadcast over heads: [1, 1, T, rotary_dim]
+
+
+def _apply_rope(x: torch.Tensor, rope) -> torch.Tensor:
+    """Rotary embedding on the first rotary_dim features (all of them unless partial, as in NeoX)."""
+    cos, sin = rope
+    r = cos.shape[-1]
+    rot, rest = x[..., :r], x[..., r:]
+    half = r // 2
+    rotated = torch.cat((-rot[..., half:], rot[..., :half]), dim=-1)
+    return torch.cat((rot * cos + rotated * sin, rest), dim=-1)

@@ -1,0 +1,74 @@
+"""Reading and writing score matrices (safetensors, never pickle) and circuits (parquet).
+
+Scores: one file per checkpoint; one tensor [n_forward, n_backward] per cell, named
+"{task}/{type}/{freq_group}"; the file's metadata holds the graph, the node and slot names (so the
+matrix is readable without this package), how the scores were computed, and per-cell item counts.
+Circuits: one parquet table of in-circuit edges with the cell's columns, parent, child and score.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..io import atomic_path, write_parquet
+from .graph import Circuit, Graph
+
+CELL_COLUMNS = ("task", "type", "freq_group")
+
+
+def cell_key(task: str, etype: str, freq_group: str) -> str:
+    return f"{task}/{etype}/{freq_group}"
+
+
+def save_scores(path: str | Path, cells: dict[str, torch.Tensor], graph: Graph, meta: dict) -> None:
+    """cells: key -> scores [n_forward, n_backward]; meta: method, steps, points, n_items per cell..."""
+    from safetensors.torch import save_file
+
+    shape = (graph.n_forward, graph.n_backward)
+    for key, scores in cells.items():
+        if tuple(scores.shape) != shape:
+            raise ValueError(f"{key}: scores {tuple(scores.shape)} do not fit the graph {shape}")
+    header = {"graph": json.dumps(graph.to_dict()), "forward_names": json.dumps(graph.forward_names),
+              "backward_names": json.dumps(graph.backward_names), "meta": json.dumps(meta, sort_keys=True)}
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().float().contiguous() for k, v in sorted(cells.items())}, str(tmp), metadata=header)
+
+
+def load_scores(path: str | Path) -> tuple[Graph, dict[str, torch.Tensor], dict]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        header = fh.metadata()
+        cells = {k: fh.get_tensor(k) for k in fh.keys()}
+    graph = Graph.from_dict(json.loads(header["graph"]))
+    if json.loads(header["forward_names"]) != graph.forward_names:
+        raise ValueError(f"{path}: node names do not match the graph's")
+    return graph, cells, json.loads(header["meta"])
+
+
+def circuits_frame(circuits: dict[str, Circuit], scores: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """In-circuit edges of every cell, one row each: task, type, freq_group, parent, child, score."""
+    rows = []
+    for key, circuit in sorted(circuits.items()):
+        task, etype, group = key.split("/")
+        rows += [{"task": task, "type": etype, "freq_group": group, **r} for r in circuit.rows(scores.get(key))]
+    return pd.DataFrame(rows, columns=[*CELL_COLUMNS, "parent", "child", "score"])
+
+
+def circuits_from_frame(graph: Graph, frame: pd.DataFrame) -> dict[str, Circuit]:
+    out = {}
+    for (task, etype, group), part in frame.groupby(list(CELL_COLUMNS), sort=True):
+        out[cell_key(task, etype, group)] = Circuit.from_rows(graph, part.to_dict("records"))
+    return out
+
+
+def save_circuits(path: str | Path, circuits: dict[str, Circuit], scores: dict[str, torch.Tensor],
+                  provenance: dict | None = None) -> None:
+    write_parquet(circuits_frame(circuits, scores), path, provenance)
+
+
+def load_circuits(path: str | Path, graph: Graph) -> dict[str, Circuit]:
+    return circuits_from_frame(graph, pd.read_parquet(path))

@@ -1,0 +1,1 @@
+"""Evaluation: knowledge metrics of checkpoints (metrics, scoring, knowledge) and their summary."""

@@ -1,0 +1,69 @@
+"""Join the per-checkpoint evaluation tables into one table across training, with margins.
+
+Per-checkpoint cells are the finest level (target x type x frequency group x attribute). The summary
+adds margins with the label "all" (over attributes, over frequency groups, over both): each margin
+value is the item-weighted mean of its cells, i.e. the mean over all the items it covers. Filter on
+`attribute == "all"` (or a specific attribute) before averaging, or margins count twice.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+ALL = "all"
+CHECKPOINT_COLUMNS = ["order", "checkpoint", "phase", "epoch", "global_step", "tokens_seen"]
+CELL_COLUMNS = ["metric", "target", "type", "freq_group", "attribute"]
+SUMMARY_COLUMNS = CHECKPOINT_COLUMNS + CELL_COLUMNS + ["value", "n", "chance"]
+
+
+def with_margins(cells: pd.DataFrame) -> pd.DataFrame:
+    """Cells plus their "all" margins over attribute, freq_group, and both (item-weighted means)."""
+    keys = [c for c in cells.columns if c not in ("value", "n", "chance")]
+    weighted = cells.assign(total=cells["value"] * cells["n"])
+    out = [cells]
+    for collapsed in (["attribute"], ["freq_group"], ["freq_group", "attribute"]):
+        by = [k for k in keys if k not in collapsed]
+        margin = weighted.groupby(by, sort=False, dropna=False).agg(total=("total", "sum"), n=("n", "sum"),
+                                                                     chance=("chance", "first")).reset_index()
+        margin["value"] = margin["total"] / margin["n"]
+        out.append(margin.drop(columns="total").assign(**{c: ALL for c in collapsed}))
+    return pd.concat(out, ignore_index=True)[cells.columns]
+
+
+def training_order(tables: list[pd.DataFrame]) -> dict[str, int]:
+    """Checkpoint name -> place in training, by (epoch progress, global step) from checkpoint.json.
+
+    Every table must hold exactly one checkpoint and each checkpoint must appear once.
+    """
+    meta = []
+    for table in tables:
+        names = table["checkpoint"].unique()
+        if len(names) != 1:
+            raise ValueError(f"an evaluation table holds {len(names)} checkpoints; expected one")
+        meta.append(table.iloc[0][["checkpoint", "epoch", "global_step"]])
+    meta = pd.DataFrame(meta)
+    repeated = meta["checkpoint"][meta["checkpoint"].duplicated()]
+    if len(repeated):
+        raise ValueError(f"checkpoint evaluated twice: {sorted(set(repeated))}")
+    ranked = meta.sort_values(["epoch", "global_step", "checkpoint"], kind="stable")["checkpoint"]
+    return {name: i for i, name in enumerate(ranked)}
+
+
+def summarise(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """One table across checkpoints with margins; `order` is each checkpoint's place in training."""
+    if not tables:
+        raise ValueError("no evaluation tables to summarise")
+    order = training_order(tables)
+    summary = pd.concat([with_margins(t) for t in tables], ignore_index=True)
+    summary["order"] = summary["checkpoint"].map(order)
+    summary = summary[SUMMARY_COLUMNS].sort_values(["order"] + CELL_COLUMNS, kind="stable")
+    return summary.reset_index(drop=True)
+
+
+def summarise_entities(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Per-entity tables of every checkpoint in one, with the same `order` as the summary."""
+    if not tables:
+        raise ValueError("no entity tables to summarise")
+    order = training_order(tables)
+    out = pd.concat(tables, ignore_index=True)
+    out.insert(0, "order", out["checkpoint"].map(order))
+    return out.sort_values(["order", "target", "entity_id", "attribute"], kind="stable").reset_index(drop=True)

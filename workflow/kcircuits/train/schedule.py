@@ -1,0 +1,115 @@
+"""Checkpoint names and which settings each training job depends on. Pure: no torch, no files.
+
+The Snakefile imports this at parse time. Names:
+
+- `epoch-000`: the model continual pre-training starts from (base model, or `model.init`);
+- `epoch-EEE`: after continual epoch E, for every `train.checkpoints.every_epochs`-th epoch and the
+  last one;
+- `step-SSSSSS`: after optimiser step S of continual pre-training (`train.checkpoints.steps`).
+
+Progress order needs steps per epoch, which depends on the tokenised corpus: `checkpoint_names(cfg)`
+lists epoch checkpoints in order and then step checkpoints in ascending order;
+`checkpoint_names(cfg, steps_per_epoch)` interleaves them by progress (steps_per_epoch is in
+`results/{run}/train/continual/corpus.json`, and every exported `checkpoint.json` records it and its
+float `epoch` progress, which is what plots should use).
+"""
+from __future__ import annotations
+
+import re
+
+_NAME = re.compile(r"^(epoch|step)-(\d+)$")
+
+# Train keys every phase's numerics depend on. The rest of `train:` is either one phase's own
+# section, the checkpoint schedule (adding checkpoints must not retrain anything), or execution
+# detail (device, deepspeed, save_steps: where and how often a job saves, not what it computes).
+_SHARED = ("block_size", "batch_size", "grad_accum", "weight_decay", "adam_betas", "adam_epsilon", "max_grad_norm")
+EXECUTION_KEYS = ("device", "deepspeed", "save_steps")
+
+
+def epoch_name(epoch: int) -> str:
+    return f"epoch-{epoch:03d}"
+
+
+def step_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def parse_name(name: str) -> tuple[str, int]:
+    """'epoch-012' -> ('epoch', 12); 'step-000150' -> ('step', 150)."""
+    match = _NAME.match(name)
+    if not match:
+        raise ValueError(f"not a checkpoint name: {name!r}")
+    return match.group(1), int(match.group(2))
+
+
+def checkpoint_epochs(cfg: dict) -> list[int]:
+    """Continual epochs exported as checkpoints: every k-th, always the last, never 0 (see epoch-000)."""
+    total = cfg["train"]["continual"]["epochs"]
+    every = cfg["train"]["checkpoints"]["every_epochs"]
+    return sorted({*range(every, total + 1, every), total})
+
+
+def checkpoint_steps(cfg: dict) -> list[int]:
+    return sorted(set(cfg["train"]["checkpoints"].get("steps") or []))
+
+
+def checkpoint_names(cfg: dict, steps_per_epoch: int | None = None) -> list[str]:
+    """Every checkpoint analysed downstream; by training progress when steps_per_epoch is given.
+
+    Without it, epoch checkpoints come first (in order), then step checkpoints (ascending). A step
+    checkpoint that falls exactly on an epoch boundary sorts right after that epoch's checkpoint.
+    """
+    epochs = [0, *checkpoint_epochs(cfg)]
+    steps = checkpoint_steps(cfg)
+    if steps_per_epoch is None:
+        return [epoch_name(e) for e in epochs] + [step_name(s) for s in steps]
+    keyed = [((e * steps_per_epoch, 0), epoch_name(e)) for e in epochs]
+    keyed += [((s, 1), step_name(s)) for s in steps]
+    return [name for _, name in sorted(keyed)]
+
+
+def progress(name: str, steps_per_epoch: int) -> float:
+    """A checkpoint's position in continual pre-training, in epochs."""
+    kind, n = parse_name(name)
+    return float(n) if kind == "epoch" else n / steps_per_epoch
+
+
+def start_epoch_for_step(step: int, steps_per_epoch: int) -> int:
+    """The latest continual epoch whose saved state lies strictly before `step` (0 = the start model)."""
+    if step < 1:
+        raise ValueError(f"step checkpoints start at step 1, got {step}")
+    return (step - 1) // steps_per_epoch
+
+
+def check_steps_within_training(cfg: dict, steps_per_epoch: int) -> None:
+    total = cfg["train"]["continual"]["epochs"] * steps_per_epoch
+    late = [s for s in checkpoint_steps(cfg) if s > total]
+    if late:
+        raise ValueError(f"train.checkpoints.steps: {late} lie beyond the last step of continual pre-training "
+                         f"({cfg['train']['continual']['epochs']} epochs x {steps_per_epoch} steps = {total})")
+
+
+def phase_settings(settings: dict, phase: str) -> dict:
+    """The slice of the train stage's settings a job of `phase` computes from (its rule params).
+
+    phase: 'base' (base-world training), 'corpus' (continual blocks), 'continual' (epoch and step
+    jobs). Continual jobs see neither `continual.epochs` nor the checkpoint schedule, so extending
+    either only adds jobs; the base phase's settings reach them through their input files.
+    """
+    train = settings["train"]
+    if phase == "base":
+        picked = {k: train[k] for k in _SHARED} | {"base": train["base"]}
+        return {"seed": settings["seed"], "model": settings["model"], "train": picked}
+    if phase == "corpus":
+        picked = {k: train[k] for k in ("block_size", "batch_size", "grad_accum")}
+        return {"seed": settings["seed"], "train": picked}
+    if phase == "continual":
+        picked = {k: train[k] for k in _SHARED} | {"continual": {"lr": train["continual"]["lr"]}}
+        return {"seed": settings["seed"], "model": settings["model"], "train": picked}
+    raise ValueError(f"unknown training phase {phase!r}")
+
+
+def execution_settings(settings: dict) -> dict:
+    """Where and how often a job saves; passed outside the params so changing them retrains nothing."""
+    train = settings["train"]
+    return {k: train.get(k) for k in EXECUTION_KEYS}
