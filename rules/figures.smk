@@ -19,6 +19,7 @@ FIGURE_SHELL = (
 
 
 rule figure_acquisition:
+    priority: 10
     input:
         table=rules.eval_summary.output.summary,
         entities=f"{DATA}/entities.parquet",
@@ -36,6 +37,7 @@ rule figure_acquisition:
 
 
 rule figure_overwriting:
+    priority: 10
     input:
         table=rules.eval_summary.output.summary,
         entities=f"{DATA}/entities.parquet",
@@ -53,6 +55,7 @@ rule figure_overwriting:
 
 
 rule figure_heatmap:
+    priority: 10
     input:
         table=rules.eval_summary.output.entities,
         entities=f"{DATA}/entities.parquet",

@@ -50,6 +50,7 @@ def phase_params(phase):
 
 
 rule train_base:
+    priority: 20
     input:
         corpus=f"{DATA}/base_train.jsonl",
         tokenizer=f"{DATA}/tokenizer",
@@ -105,6 +106,7 @@ def continual_start(wildcards):
 
 
 rule train_continual_epoch:
+    priority: 20
     input:
         start=continual_start,
         blocks=rules.continual_corpus.output.blocks,
@@ -185,6 +187,7 @@ rule train_continual_step:
 
 
 rule export_start_checkpoint:
+    priority: 20
     input:
         source=START_MODEL,
         summary=rules.continual_corpus.output.summary,
@@ -204,6 +207,7 @@ rule export_start_checkpoint:
 
 
 rule export_epoch_checkpoint:
+    priority: 20
     input:
         state=f"{TRAIN}/continual/state/epoch-{{epoch}}",
         tokenizer=f"{DATA}/tokenizer",
