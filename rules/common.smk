@@ -38,7 +38,3 @@ def settings(stage):
     """
     text = json.dumps(stage_settings(config, stage), sort_keys=True)
     return lambda wildcards: text
-
-
-# Scheduling priorities: training is the critical path, then the knowledge measurements and their
-# figures; circuit jobs (no priority) fill the cores that are left.

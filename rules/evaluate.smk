@@ -17,7 +17,6 @@ EVAL_DATA = {
 
 
 rule evaluate:
-    priority: 10
     input:
         checkpoint=f"{CKPTS}/{{ckpt}}",
         **EVAL_DATA,
@@ -47,7 +46,6 @@ rule evaluate:
 
 
 rule eval_summary:
-    priority: 10
     input:
         evals=expand(f"{EVAL}/{{ckpt}}.parquet", ckpt=CHECKPOINTS),
         entity_evals=expand(f"{EVAL}/entities/{{ckpt}}.parquet", ckpt=CHECKPOINTS),

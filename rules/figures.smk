@@ -19,7 +19,6 @@ FIGURE_SHELL = (
 
 
 rule figure_acquisition:
-    priority: 10
     input:
         table=rules.eval_summary.output.summary,
         entities=f"{DATA}/entities.parquet",
@@ -37,7 +36,6 @@ rule figure_acquisition:
 
 
 rule figure_overwriting:
-    priority: 10
     input:
         table=rules.eval_summary.output.summary,
         entities=f"{DATA}/entities.parquet",
@@ -55,7 +53,6 @@ rule figure_overwriting:
 
 
 rule figure_heatmap:
-    priority: 10
     input:
         table=rules.eval_summary.output.entities,
         entities=f"{DATA}/entities.parquet",

@@ -50,7 +50,6 @@ def phase_params(phase):
 
 
 rule train_base:
-    priority: 20
     input:
         corpus=f"{DATA}/base_train.jsonl",
         tokenizer=f"{DATA}/tokenizer",
@@ -106,7 +105,6 @@ def continual_start(wildcards):
 
 
 rule train_continual_epoch:
-    priority: 20
     input:
         start=continual_start,
         blocks=rules.continual_corpus.output.blocks,
@@ -187,7 +185,6 @@ rule train_continual_step:
 
 
 rule export_start_checkpoint:
-    priority: 20
     input:
         source=START_MODEL,
         summary=rules.continual_corpus.output.summary,
@@ -207,7 +204,6 @@ rule export_start_checkpoint:
 
 
 rule export_epoch_checkpoint:
-    priority: 20
     input:
         state=f"{TRAIN}/continual/state/epoch-{{epoch}}",
         tokenizer=f"{DATA}/tokenizer",
