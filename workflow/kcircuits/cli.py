@@ -198,13 +198,18 @@ def cmd_export_checkpoint(args) -> None:
         export_epoch(args.name, args.source, args.tokenizer, args.out)
 
 
+def add_settings_arguments(p: argparse.ArgumentParser) -> None:
+    """Where a stage's settings come from: --settings JSON (the rules) or --config files (by hand)."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--settings", help="JSON settings (what the Snakemake rule passes)")
+    src.add_argument("--config", nargs="+", help="config YAML file(s), merged left to right")
+
+
 def _add_training_stages(sub) -> None:
     """Training subcommands: settings as for every stage, plus execution detail and job targets."""
     def stage(name, func, help_text):
         p = sub.add_parser(name, help=help_text)
-        src = p.add_mutually_exclusive_group(required=True)
-        src.add_argument("--settings", help="JSON settings (what the Snakemake rule passes)")
-        src.add_argument("--config", nargs="+", help="config YAML file(s), merged left to right")
+        add_settings_arguments(p)
         p.set_defaults(func=func)
         return p
 
@@ -311,9 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def stage(name, func, help_text, *files):
         p = sub.add_parser(name, help=help_text)
-        src = p.add_mutually_exclusive_group(required=True)
-        src.add_argument("--settings", help="JSON settings (what the Snakemake rule passes)")
-        src.add_argument("--config", nargs="+", help="config YAML file(s), merged left to right")
+        add_settings_arguments(p)
         for f in files:
             p.add_argument(f"--{f.replace('_', '-')}", dest=f, required=f not in ("pools", "templates"),
                            nargs="+" if f in ("corpus", "evals", "entity_evals") else None)

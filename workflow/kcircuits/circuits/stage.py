@@ -33,10 +33,10 @@ MANY = {"circuits", "source_names", "stats", "hits", "transplants"}
 
 
 def add_arguments(p) -> None:
+    from ..cli import add_settings_arguments
+
     p.add_argument("action", choices=ACTIONS)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--settings", help="JSON settings (what the Snakemake rule passes)")
-    src.add_argument("--config", nargs="+", help="config YAML file(s), merged left to right")
+    add_settings_arguments(p)
     for name in sorted({f for files in FILES.values() for f in files}):
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, nargs="+" if name in MANY else None)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
