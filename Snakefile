@@ -18,6 +18,10 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/figures.smk"
 include: "rules/circuits.smk"
+include: "rules/topology.smk"
+include: "rules/circuit_figures.smk"
+include: "rules/components.smk"
+include: "rules/results.smk"
 
 
 rule all:
@@ -27,4 +31,13 @@ rule all:
         EVAL_TARGETS,
         FIGURE_TARGETS,
         CIRCUIT_TARGETS,
+        CIRCUIT_FIGURE_TARGETS,
+        TOPOLOGY_TARGETS,
+        COMPONENT_TARGETS,
+        RESULTS_TARGETS,
     default_target: True
+
+
+# Light rules (tables across checkpoints, figures, exports, all) stay on the submitting machine
+# under a cluster executor; see rules/common.smk.
+LOCAL_RULES = register_local_rules()

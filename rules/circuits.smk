@@ -1,7 +1,7 @@
 # Knowledge circuits of every checkpoint: EAP-IG scores -> circuits + evaluation -> transplant -> summary.
 # Checkpoint folders (CKPTS) and the CHECKPOINTS list come from rules/train.smk.
 #
-# Outputs per checkpoint, results/{run}/circuits/{ckpt}/:
+# Outputs per checkpoint, results/{run}/seed-{seed}/circuits/{ckpt}/:
 #   scores.safetensors  score matrix [n_forward, n_backward] per task/type/freq_group; node names in
 #                       the metadata (kcircuits.circuits.store.load_scores)
 #   scores.json         pairs per cell, mean clean/corrupted logit differences, input-edge sum
@@ -9,10 +9,10 @@
 #   stats.parquet       per circuit: edges, nodes, edge entropy, faithfulness
 #   hits.parquet        Hit@k per circuit x target (type, group) of its task x ablation (cross-group)
 #   transplant.parquet  circuits of circuits.transplant_sources evaluated on this checkpoint
-# and across checkpoints, results/{run}/circuits/summary_{stats,hits,transplant}.parquet.
+# and across checkpoints, results/{run}/seed-{seed}/circuits/summary_{stats,hits,transplant}.parquet.
 from kcircuits.circuits.stage import transplant_sources as _transplant_sources
 
-CIRCUITS = f"{RESULTS}/circuits"
+CIRCUITS = f"{SEED_DIR}/circuits"  # per training replicate
 CIRCUIT_CKPT = r"(epoch|step)-[0-9]+"
 
 try:
@@ -34,12 +34,12 @@ rule circuit_scores:
     params:
         settings=settings("circuits"),
     log:
-        f"{LOGS}/circuits/{{ckpt}}/scores.log",
+        f"{SEED_LOGS}/circuits/{{ckpt}}/scores.log",
     benchmark:
-        f"{BENCH}/circuits/{{ckpt}}/scores.tsv"
-    threads: 1  # small models gain little from a second thread; two jobs share two cores better
+        f"{SEED_BENCH}/circuits/{{ckpt}}/scores.tsv"
+    threads: job_threads("circuits")  # config compute.circuits
     resources:
-        mem_mb=3000,
+        **job_resources("circuits"),
     conda:
         "../envs/evaluate.yaml"
     shell:
@@ -64,12 +64,12 @@ rule circuit_eval:
     params:
         settings=settings("circuits"),
     log:
-        f"{LOGS}/circuits/{{ckpt}}/eval.log",
+        f"{SEED_LOGS}/circuits/{{ckpt}}/eval.log",
     benchmark:
-        f"{BENCH}/circuits/{{ckpt}}/eval.tsv"
-    threads: 1
+        f"{SEED_BENCH}/circuits/{{ckpt}}/eval.tsv"
+    threads: job_threads("circuits")
     resources:
-        mem_mb=3000,
+        **job_resources("circuits"),
     conda:
         "../envs/evaluate.yaml"
     shell:
@@ -82,7 +82,7 @@ rule circuit_eval:
 rule circuit_transplant:
     input:
         checkpoint=f"{CKPTS}/{{ckpt}}",
-        circuits=expand(f"{CIRCUITS}/{{source}}/circuits.parquet", source=TRANSPLANT_SOURCES),
+        circuits=expand(f"{CIRCUITS}/{{source}}/circuits.parquet", source=TRANSPLANT_SOURCES, allow_missing=True),
         probes=f"{DATA}/probes.parquet",
         tokenizer=f"{DATA}/tokenizer",
     output:
@@ -93,10 +93,10 @@ rule circuit_transplant:
         settings=settings("circuits"),
         sources=" ".join(TRANSPLANT_SOURCES),
     log:
-        f"{LOGS}/circuits/{{ckpt}}/transplant.log",
-    threads: 1
+        f"{SEED_LOGS}/circuits/{{ckpt}}/transplant.log",
+    threads: job_threads("circuits")
     resources:
-        mem_mb=3000,
+        **job_resources("circuits"),
     conda:
         "../envs/evaluate.yaml"
     shell:
@@ -116,7 +116,7 @@ rule circuit_drawings:
     params:
         settings=settings("circuits"),
     log:
-        f"{LOGS}/circuits/{{ckpt}}/draw.log",
+        f"{SEED_LOGS}/circuits/{{ckpt}}/draw.log",
     conda:
         "../envs/evaluate.yaml"
     shell:
@@ -126,9 +126,9 @@ rule circuit_drawings:
 
 rule circuit_summary:
     input:
-        stats=expand(f"{CIRCUITS}/{{ckpt}}/stats.parquet", ckpt=CHECKPOINTS),
-        hits=expand(f"{CIRCUITS}/{{ckpt}}/hits.parquet", ckpt=CHECKPOINTS),
-        transplants=expand(f"{CIRCUITS}/{{ckpt}}/transplant.parquet", ckpt=CHECKPOINTS),
+        stats=expand(f"{CIRCUITS}/{{ckpt}}/stats.parquet", ckpt=CHECKPOINTS, allow_missing=True),
+        hits=expand(f"{CIRCUITS}/{{ckpt}}/hits.parquet", ckpt=CHECKPOINTS, allow_missing=True),
+        transplants=expand(f"{CIRCUITS}/{{ckpt}}/transplant.parquet", ckpt=CHECKPOINTS, allow_missing=True),
     output:
         stats=f"{CIRCUITS}/summary_stats.parquet",
         hits=f"{CIRCUITS}/summary_hits.parquet",
@@ -136,7 +136,7 @@ rule circuit_summary:
     params:
         settings=settings("circuits"),
     log:
-        f"{LOGS}/circuits/summary.log",
+        f"{SEED_LOGS}/circuits/summary.log",
     conda:
         "../envs/evaluate.yaml"
     shell:
@@ -145,6 +145,6 @@ rule circuit_summary:
         "--out-transplant {output.transplant} > {log} 2>&1"
 
 
-CIRCUIT_TARGETS = [*rules.circuit_summary.output]
+CIRCUIT_TARGETS = expand(list(rules.circuit_summary.output), seed=SEEDS)
 if config["circuits"]["draw"]:
-    CIRCUIT_TARGETS += expand(f"{CIRCUITS}/{{ckpt}}/drawings", ckpt=CHECKPOINTS)
+    CIRCUIT_TARGETS += expand(f"{CIRCUITS}/{{ckpt}}/drawings", seed=SEEDS, ckpt=CHECKPOINTS)

@@ -1,7 +1,7 @@
 # Evaluation: knowledge metrics of every checkpoint (one job each), then one table across training.
 # Checkpoint folders and the CHECKPOINTS list (names in training order) come from rules/train.smk.
 
-EVAL = f"{RESULTS}/eval"
+EVAL = f"{SEED_DIR}/eval"  # per training replicate
 
 # Everything a checkpoint is evaluated on: the held-out data and the tokenizer (all data stages).
 EVAL_DATA = {
@@ -28,12 +28,12 @@ rule evaluate:
     params:
         settings=settings("evaluate"),
     log:
-        f"{LOGS}/eval/{{ckpt}}.log",
+        f"{SEED_LOGS}/eval/{{ckpt}}.log",
     benchmark:
-        f"{BENCH}/eval/{{ckpt}}.tsv"
-    threads: 1  # a tiny model gains nothing from a second thread; two jobs share two cores better
+        f"{SEED_BENCH}/eval/{{ckpt}}.tsv"
+    threads: job_threads("evaluate")  # config compute.evaluate
     resources:
-        mem_mb=3000,
+        **job_resources("evaluate"),
     conda:
         "../envs/evaluate.yaml"
     shell:
@@ -47,15 +47,15 @@ rule evaluate:
 
 rule eval_summary:
     input:
-        evals=expand(f"{EVAL}/{{ckpt}}.parquet", ckpt=CHECKPOINTS),
-        entity_evals=expand(f"{EVAL}/entities/{{ckpt}}.parquet", ckpt=CHECKPOINTS),
+        evals=expand(f"{EVAL}/{{ckpt}}.parquet", ckpt=CHECKPOINTS, allow_missing=True),
+        entity_evals=expand(f"{EVAL}/entities/{{ckpt}}.parquet", ckpt=CHECKPOINTS, allow_missing=True),
     output:
         summary=f"{EVAL}/summary.parquet",
         entities=f"{EVAL}/entities.parquet",
     params:
         settings=settings("evaluate"),
     log:
-        f"{LOGS}/eval/summary.log",
+        f"{SEED_LOGS}/eval/summary.log",
     conda:
         "../envs/evaluate.yaml"
     shell:
@@ -63,4 +63,4 @@ rule eval_summary:
         "--entity-evals {input.entity_evals} --out {output.summary} --out-entities {output.entities} > {log} 2>&1"
 
 
-EVAL_TARGETS = [*rules.eval_summary.output]
+EVAL_TARGETS = expand(list(rules.eval_summary.output), seed=SEEDS)

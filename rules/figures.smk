@@ -1,11 +1,12 @@
 # Figures of knowledge acquisition (PDF + PNG each; captions in report/ for `snakemake --report`).
+# Curves read every training replicate's summary (mean and 95% interval over seeds).
 
 FIGURES = f"{RESULTS}/figures"
 
 
-def figure_outputs(name, caption, label):
+def figure_outputs(name, caption, label, category="Knowledge acquisition"):
     """PDF and PNG of one figure, both shown in the Snakemake report under one category."""
-    kw = {"caption": f"../report/{caption}", "category": "Knowledge acquisition"}
+    kw = {"caption": f"../report/{caption}", "category": category}
     return {
         "pdf": report(f"{FIGURES}/{name}.pdf", labels={"figure": label, "format": "PDF"}, **kw),
         "png": report(f"{FIGURES}/{name}.png", labels={"figure": label, "format": "PNG"}, **kw),
@@ -20,7 +21,7 @@ FIGURE_SHELL = (
 
 rule figure_acquisition:
     input:
-        table=rules.eval_summary.output.summary,
+        table=expand(rules.eval_summary.output.summary, seed=SEEDS),
         entities=f"{DATA}/entities.parquet",
     output:
         **figure_outputs("acquisition", "acquisition.rst", "acquisition curves"),
@@ -37,7 +38,7 @@ rule figure_acquisition:
 
 rule figure_overwriting:
     input:
-        table=rules.eval_summary.output.summary,
+        table=expand(rules.eval_summary.output.summary, seed=SEEDS),
         entities=f"{DATA}/entities.parquet",
     output:
         **figure_outputs("overwriting", "overwriting.rst", "overwriting of revised facts"),
@@ -54,7 +55,7 @@ rule figure_overwriting:
 
 rule figure_heatmap:
     input:
-        table=rules.eval_summary.output.entities,
+        table=expand(rules.eval_summary.output.entities, seed=SEEDS[0]),  # one replicate's entities
         entities=f"{DATA}/entities.parquet",
     output:
         **figure_outputs("entity_heatmap", "entity_heatmap.rst", "entity x checkpoint recall"),

@@ -1,10 +1,11 @@
 # Training: base world -> continual pre-training, one job per epoch -> exported checkpoints.
 #
 # Outputs (exact paths other rules rely on):
-#   results/{run}/train/base/model/                  base model (model-only, safetensors)
-#   results/{run}/train/continual/state/epoch-EEE/   resumable Trainer state after continual epoch E
-#   results/{run}/checkpoints/{ckpt}/                model-only checkpoint + checkpoint.json, for
-#                                                    every ckpt in CHECKPOINTS (static file targets)
+#   results/{run}/seed-{seed}/train/base/model/                  base model (model-only, safetensors)
+#   results/{run}/seed-{seed}/train/continual/state/epoch-EEE/   resumable Trainer state after epoch E
+#   results/{run}/seed-{seed}/checkpoints/{ckpt}/                model-only checkpoint + checkpoint.json,
+#                                                    for every ckpt in CHECKPOINTS (static file targets)
+# one set per training replicate {seed} in train.seeds.
 #
 # Why the DAG looks like this: Snakemake deletes a job's outputs before rerunning it and reruns a
 # job whose inputs or params change. So each continual epoch is its own job resuming from the one
@@ -18,10 +19,11 @@ import json as _json
 from kcircuits.train.schedule import (check_steps_within_training, checkpoint_names, execution_settings,
                                       phase_settings, start_epoch_for_step)
 
-TRAIN = f"{RESULTS}/train"
-CKPTS = f"{RESULTS}/checkpoints"
+TRAIN = f"{SEED_DIR}/train"
+CKPTS = f"{SEED_DIR}/checkpoints"
 TRAIN_SETTINGS = stage_settings(config, "train")
-TRAIN_EXECUTION = _json.dumps(execution_settings(TRAIN_SETTINGS), sort_keys=True)
+# train.deepspeed resolved against the repository root (DEEPSPEED_CONFIG, rules/common.smk)
+TRAIN_EXECUTION = _json.dumps(execution_settings(TRAIN_SETTINGS) | {"deepspeed": DEEPSPEED_CONFIG}, sort_keys=True)
 INIT = config["model"].get("init")
 START_MODEL = INIT if INIT else f"{TRAIN}/base/model"  # what continual pre-training starts from
 
@@ -40,13 +42,17 @@ CHECKPOINTS = checkpoint_names(config)
 # continual epoch job ~4 s of system time (measured 5.7 s -> 1.3 s); keep freed memory instead.
 TRAIN_ENV = ("TQDM_MININTERVAL=5 TOKENIZERS_PARALLELISM=false "
              "MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296")
-TRAIN_GPU = 1 if config["train"]["device"] == "cuda" else 0
+# threads, memory, run time and GPUs of training jobs: config compute.train (rules/common.smk).
 
 
 def phase_params(phase):
-    """A training job's rule params: only the settings that change what it computes (see schedule)."""
-    text = _json.dumps(phase_settings(TRAIN_SETTINGS, phase), sort_keys=True)
-    return lambda wildcards: text
+    """A training job's rule params: only the settings that change what it computes (see schedule),
+    with the job's replicate seed."""
+    return lambda wildcards: _json.dumps(phase_settings(TRAIN_SETTINGS, phase, wildcards.seed), sort_keys=True)
+
+
+def seed_param(wildcards):
+    return _json.dumps({"seed": int(wildcards.seed)})
 
 
 rule train_base:
@@ -60,21 +66,19 @@ rule train_base:
         scratch=f"{TRAIN}/base/scratch",
         tensorboard=f"{TRAIN}/base/tensorboard",
     log:
-        f"{LOGS}/train/base.log",
+        f"{SEED_LOGS}/train/base.log",
     benchmark:
-        f"{BENCH}/train/base.tsv"
-    threads: workflow.cores
+        f"{SEED_BENCH}/train/base.tsv"
+    threads: job_threads("train")
     resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=TRAIN_GPU,
+        **job_resources("train"),
     conda:
         "../envs/train.yaml"
     shell:
         "{TRAIN_ENV} OMP_NUM_THREADS={threads} {KC} train-base "
         "--settings {params.settings:q} --execution {TRAIN_EXECUTION:q} "
         "--corpus {input.corpus} --tokenizer {input.tokenizer} --scratch {params.scratch} "
-        "--tensorboard-dir {params.tensorboard} --threads {threads} --out {output.model} > {log} 2>&1"
+        "--tensorboard-dir {params.tensorboard} --threads {threads} --processes {resources.gpu} --out {output.model} > {log} 2>&1"
 
 
 checkpoint continual_corpus:
@@ -87,7 +91,7 @@ checkpoint continual_corpus:
     params:
         settings=phase_params("corpus"),
     log:
-        f"{LOGS}/train/continual_corpus.log",
+        f"{SEED_LOGS}/train/continual_corpus.log",
     threads: 1
     resources:
         mem_mb=2000,
@@ -101,7 +105,8 @@ checkpoint continual_corpus:
 def continual_start(wildcards):
     """Epoch 1 starts from the base model (or model.init); epoch E from epoch E-1's state."""
     epoch = int(wildcards.epoch)
-    return START_MODEL if epoch == 1 else f"{TRAIN}/continual/state/epoch-{epoch - 1:03d}"
+    start = START_MODEL if epoch == 1 else f"{TRAIN}/continual/state/epoch-{epoch - 1:03d}"
+    return start.format(seed=wildcards.seed)
 
 
 rule train_continual_epoch:
@@ -119,14 +124,12 @@ rule train_continual_epoch:
         scratch=f"{TRAIN}/continual/scratch/epoch-{{epoch}}",
         tensorboard=f"{TRAIN}/continual/tensorboard",
     log:
-        f"{LOGS}/train/continual/epoch-{{epoch}}.log",
+        f"{SEED_LOGS}/train/continual/epoch-{{epoch}}.log",
     benchmark:
-        f"{BENCH}/train/continual/epoch-{{epoch}}.tsv"
-    threads: workflow.cores
+        f"{SEED_BENCH}/train/continual/epoch-{{epoch}}.tsv"
+    threads: job_threads("train")
     resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=TRAIN_GPU,
+        **job_resources("train"),
     conda:
         "../envs/train.yaml"
     shell:
@@ -134,13 +137,13 @@ rule train_continual_epoch:
         "--settings {params.settings:q} --execution {TRAIN_EXECUTION:q} "
         "--start {input.start} --blocks {input.blocks} --summary {input.summary} --tokenizer {input.tokenizer} "
         "--until-epoch {wildcards.epoch} --scratch {params.scratch} --tensorboard-dir {params.tensorboard} "
-        "--threads {threads} --out {output.state} > {log} 2>&1"
+        "--threads {threads} --processes {resources.gpu} --out {output.state} > {log} 2>&1"
 
 
 def step_start(wildcards):
     """The latest continual state before the step (needs steps per epoch: known once the
     continual_corpus checkpoint has run, after which Snakemake re-evaluates this)."""
-    summary = checkpoints.continual_corpus.get().output.summary
+    summary = checkpoints.continual_corpus.get(seed=wildcards.seed).output.summary
     with open(summary) as fh:
         spe = _json.load(fh)["steps_per_epoch"]
     try:
@@ -148,7 +151,8 @@ def step_start(wildcards):
     except ValueError as err:
         raise WorkflowError(str(err))
     epoch = start_epoch_for_step(int(wildcards.step), spe)
-    return START_MODEL if epoch == 0 else f"{TRAIN}/continual/state/epoch-{epoch:03d}"
+    start = START_MODEL if epoch == 0 else f"{TRAIN}/continual/state/epoch-{epoch:03d}"
+    return start.format(seed=wildcards.seed)
 
 
 rule train_continual_step:
@@ -166,14 +170,12 @@ rule train_continual_step:
         scratch=f"{TRAIN}/continual/scratch/step-{{step}}",
         tensorboard=f"{TRAIN}/continual/tensorboard",
     log:
-        f"{LOGS}/train/continual/step-{{step}}.log",
+        f"{SEED_LOGS}/train/continual/step-{{step}}.log",
     benchmark:
-        f"{BENCH}/train/continual/step-{{step}}.tsv"
-    threads: workflow.cores
+        f"{SEED_BENCH}/train/continual/step-{{step}}.tsv"
+    threads: job_threads("train")
     resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=TRAIN_GPU,
+        **job_resources("train"),
     conda:
         "../envs/train.yaml"
     shell:
@@ -181,7 +183,7 @@ rule train_continual_step:
         "--settings {params.settings:q} --execution {TRAIN_EXECUTION:q} "
         "--start {input.start} --blocks {input.blocks} --summary {input.summary} --tokenizer {input.tokenizer} "
         "--until-step {wildcards.step} --scratch {params.scratch} --tensorboard-dir {params.tensorboard} "
-        "--threads {threads} --out {output.checkpoint} > {log} 2>&1"
+        "--threads {threads} --processes {resources.gpu} --out {output.checkpoint} > {log} 2>&1"
 
 
 rule export_start_checkpoint:
@@ -192,10 +194,10 @@ rule export_start_checkpoint:
     output:
         checkpoint=directory(f"{CKPTS}/epoch-000"),
     params:
-        seed=lambda wildcards: _json.dumps({"seed": config["seed"]}),
+        seed=seed_param,
         init="--init" if INIT else "",
     log:
-        f"{LOGS}/train/export/epoch-000.log",
+        f"{SEED_LOGS}/train/export/epoch-000.log",
     conda:
         "../envs/train.yaml"
     shell:
@@ -212,9 +214,9 @@ rule export_epoch_checkpoint:
     wildcard_constraints:
         epoch=r"(?!000)\d{3}",
     params:
-        seed=lambda wildcards: _json.dumps({"seed": config["seed"]}),
+        seed=seed_param,
     log:
-        f"{LOGS}/train/export/epoch-{{epoch}}.log",
+        f"{SEED_LOGS}/train/export/epoch-{{epoch}}.log",
     conda:
         "../envs/train.yaml"
     shell:
@@ -222,4 +224,4 @@ rule export_epoch_checkpoint:
         "--tokenizer {input.tokenizer} --out {output.checkpoint} > {log} 2>&1"
 
 
-TRAIN_TARGETS = [f"{CKPTS}/{name}" for name in CHECKPOINTS]
+TRAIN_TARGETS = expand(f"{CKPTS}/{{ckpt}}", seed=SEEDS, ckpt=CHECKPOINTS)

@@ -195,7 +195,7 @@ def make_checkpoint(folder, tok, name: str, epoch: float, seed: int = 0):
                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     out = folder / name
     GPT2LMHeadModel(config).save_pretrained(out, safe_serialization=True)
-    io.write_json({"name": name, "phase": "base" if epoch == 0 else "continual", "epoch": epoch,
+    io.write_json({"seed": 0, "name": name, "phase": "base" if epoch == 0 else "continual", "epoch": epoch,
                    "global_step": int(epoch * 10), "steps_per_epoch": 10, "tokens_seen": int(epoch * 10 * 2048)},
                   out / "checkpoint.json")
     return out
@@ -263,7 +263,7 @@ def evaluated(tiny, tmp_path_factory):
 
 def test_evaluation_table_schema_and_counts(tiny, evaluated):
     cells, entity_table = evaluated[1]
-    assert list(cells.columns) == ["checkpoint", "phase", "epoch", "global_step", "tokens_seen", *knowledge.CELL_KEYS,
+    assert list(cells.columns) == ["seed", "checkpoint", "phase", "epoch", "global_step", "tokens_seen", *knowledge.CELL_KEYS,
                                    "metric", "value", "n", "chance"]
     assert (cells["checkpoint"] == "epoch-000").all() and (cells["epoch"] == 0.0).all()
     assert cells["value"].between(0, 1).all() and (cells["n"] > 0).all()
@@ -371,7 +371,7 @@ def test_snakemake_evaluates_checkpoints_and_draws_figures(tiny, tmp_path):
     run = tmp_path / "results" / "tiny"
     shutil.copytree(tiny.dir, run / "data", copy_function=shutil.copy2)  # keep mtimes: nothing reruns
     for name, epoch in (("epoch-000", 0.0), ("epoch-001", 1.0)):
-        make_checkpoint(run / "checkpoints", tiny.tok, name, epoch, seed=int(epoch))
+        make_checkpoint(run / "seed-0" / "checkpoints", tiny.tok, name, epoch, seed=int(epoch))
     one_epoch = tmp_path / "one_epoch.yaml"
     one_epoch.write_text("train:\n  continual: {epochs: 1, lr: 1.0e-3}\n")
     figures = [f"results/tiny/figures/{f}" for f in ("acquisition.pdf", "overwriting.png", "entity_heatmap.pdf")]
@@ -379,6 +379,7 @@ def test_snakemake_evaluates_checkpoints_and_draws_figures(tiny, tmp_path):
     assert "rule train_" not in proc.stdout + proc.stderr  # the checkpoints were used, not retrained
     for f in figures:
         assert (tmp_path / f).stat().st_size > 1000
-    summary = pd.read_parquet(run / "eval" / "summary.parquet")
+    summary = pd.read_parquet(run / "seed-0" / "eval" / "summary.parquet")
     assert summary.drop_duplicates("order")["checkpoint"].tolist() == ["epoch-000", "epoch-001"]
-    assert (run / "logs" / "eval" / "epoch-001.log").is_file() and (run / "benchmarks" / "eval" / "epoch-000.tsv").is_file()
+    assert summary["seed"].unique().tolist() == [0]
+    assert (run / "logs/seed-0/eval/epoch-001.log").is_file() and (run / "benchmarks/seed-0/eval/epoch-000.tsv").is_file()

@@ -263,11 +263,11 @@ def test_training_rules_end_to_end_and_extending_the_schedule_only_adds_jobs(tmp
     short.write_text("train:\n  base: {epochs: 1, lr: 3.0e-3}\n  continual: {epochs: 2, lr: 3.0e-3}\n"
                      "  checkpoints: {every_epochs: 1, steps: [3]}\n")
     names = ["epoch-000", "epoch-001", "epoch-002", "step-000003"]
-    targets = [f"results/smoke/checkpoints/{n}" for n in names]
+    targets = [f"results/smoke/seed-0/checkpoints/{n}" for n in names]
     snakemake(tmp_path, *targets, configfiles=(SMOKE, short))
 
-    ckpts = tmp_path / "results/smoke/checkpoints"
-    corpus = json.loads((tmp_path / "results/smoke/train/continual/corpus.json").read_text())
+    ckpts = tmp_path / "results/smoke/seed-0/checkpoints"
+    corpus = json.loads((tmp_path / "results/smoke/seed-0/train/continual/corpus.json").read_text())
     spe, per_epoch = corpus["steps_per_epoch"], corpus["tokens_per_epoch"]
     info = {n: json.loads((ckpts / n / "checkpoint.json").read_text()) for n in names}
     assert {n: (i["phase"], i["global_step"], i["tokens_seen"]) for n, i in info.items()} == {
@@ -281,7 +281,7 @@ def test_training_rules_end_to_end_and_extending_the_schedule_only_adds_jobs(tmp
     model = AutoModelForCausalLM.from_pretrained(ckpts / "epoch-002", local_files_only=True)
     assert tok.model_max_length == 128 and model.config.eos_token_id == tok.eos_token_id
     assert not (ckpts / "epoch-002" / "optimizer.pt").exists()  # model-only
-    assert_same_weights(ckpts / "epoch-002", tmp_path / "results/smoke/train/continual/state/epoch-002")
+    assert_same_weights(ckpts / "epoch-002", tmp_path / "results/smoke/seed-0/train/continual/state/epoch-002")
 
     # Same config: nothing to do. Longer and denser schedule: only the new jobs, nothing retrained.
     same = snakemake(tmp_path, "-n", *targets, configfiles=(SMOKE, short))
@@ -289,6 +289,6 @@ def test_training_rules_end_to_end_and_extending_the_schedule_only_adds_jobs(tmp
     longer = tmp_path / "longer.yaml"
     longer.write_text("train:\n  base: {epochs: 1, lr: 3.0e-3}\n  continual: {epochs: 3, lr: 3.0e-3}\n"
                       "  checkpoints: {every_epochs: 1, steps: [3, 7]}\n  save_steps: 5\n  device: cpu\n")
-    more = targets + ["results/smoke/checkpoints/epoch-003", "results/smoke/checkpoints/step-000007"]
+    more = targets + ["results/smoke/seed-0/checkpoints/epoch-003", "results/smoke/seed-0/checkpoints/step-000007"]
     jobs = planned_jobs(snakemake(tmp_path, "-n", *more, configfiles=(SMOKE, longer)))
     assert jobs == {"train_continual_epoch": 1, "export_epoch_checkpoint": 1, "train_continual_step": 1}

@@ -163,9 +163,27 @@ def _execution(args) -> dict:
     return execution_settings(args.cfg) if getattr(args, "cfg", None) else {}
 
 
+def _relaunched(args) -> bool:
+    """--processes N > 1 (or a DeepSpeed config): run this same command under torch.distributed.run,
+    one process per GPU, and wait for it (kcircuits.train.launch); True when it did."""
+    import subprocess
+
+    from .train.launch import launcher_command, needs_launcher
+
+    _settings(args, "train")  # validates --config files (and keeps them for _execution)
+    if not needs_launcher(args.processes, _execution(args).get("deepspeed")):
+        return False
+    cmd, env = launcher_command(args.argv, args.processes)
+    log.info("launching %d training processes: %s", max(1, args.processes or 1), " ".join(cmd))
+    subprocess.run(cmd, check=True, env={**os.environ, **env})
+    return True
+
+
 def cmd_train_base(args) -> None:
     from .train.jobs import train_base
 
+    if _relaunched(args):
+        return
     record = train_base(_settings(args, "train"), _execution(args), args.corpus, args.tokenizer, args.scratch,
                         args.out, threads=args.threads, tensorboard_dir=args.tensorboard_dir)
     log.info("base: %d steps, %d tokens", record["global_step"], record["tokens_seen"])
@@ -181,6 +199,8 @@ def cmd_continual_corpus(args) -> None:
 def cmd_train_continual(args) -> None:
     from .train.jobs import train_continual
 
+    if _relaunched(args):
+        return
     train_continual(_settings(args, "train"), _execution(args), args.start, args.blocks, args.summary, args.tokenizer,
                     args.scratch, args.out, until_epoch=args.until_epoch, until_step=args.until_step,
                     threads=args.threads, tensorboard_dir=args.tensorboard_dir)
@@ -216,7 +236,9 @@ def _add_training_stages(sub) -> None:
     def job(p):
         p.add_argument("--execution", help="JSON: device, deepspeed, save_steps (default: from --config)")
         p.add_argument("--scratch", required=True, help="resumable saves of this job (kept across reruns)")
-        p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        p.add_argument("--threads", type=int, default=None, help="torch CPU threads (shared by the processes)")
+        p.add_argument("--processes", type=int, default=1,
+                       help="training processes on this node, one per GPU (>1: relaunch under torch.distributed.run)")
         p.add_argument("--tensorboard-dir", dest="tensorboard_dir", help="TensorBoard logs, if tensorboard is installed")
 
     p = stage("train-base", cmd_train_base, "train the base world from scratch")
@@ -274,7 +296,7 @@ def cmd_figure(args) -> None:
 
     s = _settings(args, "figures")
     groups = fig.group_order(pd.read_parquet(args.entities))
-    table = pd.read_parquet(args.table)
+    table = pd.concat([pd.read_parquet(p) for p in args.table], ignore_index=True)  # one per training seed
     if args.kind == "acquisition":
         fig.plot_acquisition(table, groups, s["evaluate"]["hit_k"], args.pdf, args.png)
     elif args.kind == "overwriting":
@@ -295,19 +317,27 @@ def _add_evaluation_stages(stage) -> None:
                    help="acquisition/overwriting read the summary table, heatmap the per-entity table")
 
 
-def cmd_circuits(args) -> None:
-    from .circuits.stage import run
+# Stages with actions (`kcircuits NAME ACTION ...`): the module declares its arguments
+# (add_arguments) and runs them (run); it must import without torch, so the CLI starts fast.
+ACTION_STAGES = (
+    ("circuits", "circuits.stage", "circuits", "knowledge circuits: EAP-IG scores, selection, evaluation, transplant"),
+    ("circuit-figure", "figures.circuits", "circuits", "a knowledge-circuit figure across training (PDF and PNG)"),
+    ("topology", "analysis.topology_stage", "analysis",
+     "circuit topology across checkpoints: Jaccard, layers, phase shift, depth"),
+    ("components", "analysis.components_stage", "analysis",
+     "specialised heads and the logit lens per checkpoint, summaries, figures"),
+    ("results", "analysis.report_stage", "analysis", "the tidy table across seeds and checkpoints; findings summary"),
+)
 
-    run(args, _settings(args, "circuits"))
 
+def _add_action_stages(sub) -> None:
+    import importlib
 
-def _add_circuit_stage(sub) -> None:
-    """`kcircuits circuits ACTION`: scores, eval, transplant, draw, summary (see circuits/stage.py)."""
-    from .circuits.stage import add_arguments
-
-    p = sub.add_parser("circuits", help="knowledge circuits: EAP-IG scores, selection, evaluation, transplant")
-    add_arguments(p)
-    p.set_defaults(func=cmd_circuits)
+    for name, module_name, stage, help_text in ACTION_STAGES:
+        module = importlib.import_module(f".{module_name}", __package__)
+        p = sub.add_parser(name, help=help_text)
+        module.add_arguments(p)
+        p.set_defaults(func=lambda args, module=module, stage=stage: module.run(args, _settings(args, stage)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -319,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_settings_arguments(p)
         for f in files:
             p.add_argument(f"--{f.replace('_', '-')}", dest=f, required=f not in ("pools", "templates"),
-                           nargs="+" if f in ("corpus", "evals", "entity_evals") else None)
+                           nargs="+" if f in ("corpus", "evals", "entity_evals", "table") else None)
         p.set_defaults(func=func)
         return p
 
@@ -334,13 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
           "probes", "tokenizer", "out", "report")
     _add_training_stages(sub)
     _add_evaluation_stages(stage)
-    _add_circuit_stage(sub)
+    _add_action_stages(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to relaunch the same command (training)
     try:
         args.func(args)
     except ConfigError as err:

@@ -34,6 +34,7 @@ STAGE_SECTIONS = {
     "evaluate": ["evaluate"],
     "figures": ["evaluate"],  # metric names (Hit@k) and which probe sets exist
     "circuits": ["circuits", "circuit_pairs"],  # task prompts: Hit@k is read on the circuit's own prompt
+    "analysis": ["analysis", "circuits", "circuit_pairs"],  # edge budgets, task prompts (subject positions)
 }
 
 

@@ -73,7 +73,7 @@ def generate_biographies(settings: dict, entities: pd.DataFrame, templates: Temp
             out["bios_val"] += va
         if row["type"] in ("revised", "background"):
             tr, va = entity_paragraphs(rng, row["entity_id"], row["name"], entity_values(row, "orig_"),
-                                       templates.biography, bio["base_paragraphs"], n_val)
+                                       templates.biography, bio["base_paragraphs"][row["type"]], n_val)
             out["base_train"] += tr
             out["base_val"] += va
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 ALL = "all"
-CHECKPOINT_COLUMNS = ["order", "checkpoint", "phase", "epoch", "global_step", "tokens_seen"]
+CHECKPOINT_COLUMNS = ["seed", "order", "checkpoint", "phase", "epoch", "global_step", "tokens_seen"]
 CELL_COLUMNS = ["metric", "target", "type", "freq_group", "attribute"]
 SUMMARY_COLUMNS = CHECKPOINT_COLUMNS + CELL_COLUMNS + ["value", "n", "chance"]
 
@@ -32,9 +32,12 @@ def with_margins(cells: pd.DataFrame) -> pd.DataFrame:
 def training_order(tables: list[pd.DataFrame]) -> dict[str, int]:
     """Checkpoint name -> place in training, by (epoch progress, global step) from checkpoint.json.
 
-    Every table must hold exactly one checkpoint and each checkpoint must appear once.
+    Every table must hold exactly one checkpoint of one training seed, each checkpoint once.
     """
     meta = []
+    seeds = {s for t in tables for s in t["seed"].unique()}
+    if len(seeds) > 1:
+        raise ValueError(f"evaluation tables of several training seeds {sorted(seeds)}; summarise one seed at a time")
     for table in tables:
         names = table["checkpoint"].unique()
         if len(names) != 1:

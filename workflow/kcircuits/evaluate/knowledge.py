@@ -233,13 +233,13 @@ def entity_table(query: pd.DataFrame, bio: pd.DataFrame) -> pd.DataFrame:
 
 
 def checkpoint_metadata(checkpoint_dir: str | Path) -> dict:
-    """Name and training progress of a checkpoint, from its checkpoint.json."""
+    """Training seed, name and training progress of a checkpoint, from its checkpoint.json."""
     import json
 
     path = Path(checkpoint_dir) / "checkpoint.json"
     meta = json.loads(path.read_text(encoding="utf-8"))
-    missing = {"name", "phase", "epoch", "global_step", "tokens_seen"} - set(meta)
+    missing = {"seed", "name", "phase", "epoch", "global_step", "tokens_seen"} - set(meta)
     if missing:
         raise ValueError(f"{path}: missing {sorted(missing)}")
-    return {"checkpoint": str(meta["name"]), "phase": str(meta["phase"]), "epoch": float(meta["epoch"]),
+    return {"seed": int(meta["seed"]), "checkpoint": str(meta["name"]), "phase": str(meta["phase"]), "epoch": float(meta["epoch"]),
             "global_step": int(meta["global_step"]), "tokens_seen": int(meta["tokens_seen"])}

@@ -22,6 +22,9 @@ TARGETS = {"current": "new value", "original": "original value"}
 PALETTE = {KNOWLEDGE["new"]: "#1f77b4", KNOWLEDGE["revised"]: "#d62728"}
 TARGET_PALETTE = {TARGETS["current"]: "#d62728", TARGETS["original"]: "#7f7f7f"}
 NO_GROUP = "none"
+# Several training seeds give several rows per checkpoint and curve: seaborn draws their mean and a
+# 95% bootstrap interval; a fixed bootstrap seed keeps the figure bytes reproducible.
+SEED_BAND = {"errorbar": ("ci", 95), "n_boot": 1000, "seed": 0}
 
 
 def acquisition_metrics(hit_k: int) -> dict[str, str]:
@@ -79,7 +82,7 @@ def plot_acquisition(summary: pd.DataFrame, groups: list[str], hit_k: int, pdf, 
             ax = axes[r, c]
             cell = data[(data["metric"] == metric) & (data["freq_group"] == group)]
             sns.lineplot(data=cell, x="epoch", y="value", hue="knowledge", hue_order=list(KNOWLEDGE.values()),
-                         palette=PALETTE, marker="o", markersize=3, ax=ax, legend=False)
+                         palette=PALETTE, marker="o", markersize=3, ax=ax, legend=False, **SEED_BAND)
             chance = cell["chance"].dropna()
             if len(chance):
                 ax.axhline(chance.iloc[0], color="black", lw=0.8, ls=":", label="chance")
@@ -116,10 +119,10 @@ def plot_overwriting(summary: pd.DataFrame, groups: list[str], pdf, png) -> None
             ax = axes[r, c]
             cell = data[(data["metric"] == metric) & (data["freq_group"] == group)]
             sns.lineplot(data=cell, x="epoch", y="value", hue="asked for", hue_order=list(TARGETS.values()),
-                         palette=TARGET_PALETTE, marker="o", markersize=3, ax=ax, legend=False)
+                         palette=TARGET_PALETTE, marker="o", markersize=3, ax=ax, legend=False, **SEED_BAND)
             if metric == "base_first_token" and len(background):
-                ax.plot(background["epoch"], background["value"], color="black", ls="--", lw=1,
-                        label="background entities")
+                sns.lineplot(data=background, x="epoch", y="value", color="black", linestyle="--", lw=1,
+                             ax=ax, label="background entities", legend=False, **SEED_BAND)
             ax.set_title(title if r == 0 else "")
             ax.set_ylabel(f"{group} frequency\naccuracy" if c == 0 else "")
             ax.set_ylim(-0.02, 1.02)

@@ -16,6 +16,7 @@ from .. import io
 from ..tokenizer import load_tokenizer
 from . import corpus as corpus_mod
 from .export import BASE_INFO, export_checkpoint, start_info
+from .launch import is_main_process
 from .model import build_model, check_vocabulary, load_model, parameter_count
 from .schedule import phase_settings, step_name
 from .trainer import STATE_INFO, publish, run_training, state_info
@@ -63,6 +64,8 @@ def train_base(settings: dict, execution: dict, corpus: str, tokenizer_dir: str,
                    "log_history": trainer.state.log_history,
                    "steps_per_epoch": corpus_mod.steps_per_epoch(len(dataset), s["train"]["batch_size"],
                                                                  s["train"]["grad_accum"])}
+    if not is_main_process():  # distributed training: only RANK 0 writes
+        return record
     with io.atomic_path(out, is_dir=True) as tmp:
         model.save_pretrained(str(tmp))  # safetensors
         io.write_json(record, tmp / BASE_INFO)
@@ -114,6 +117,8 @@ def train_continual(settings: dict, execution: dict, start: str, blocks: str, su
                                   inputs=[start, blocks, summary], threads=threads,
                                   tensorboard_dir=tensorboard_dir and Path(tensorboard_dir))
     info = state_info(trainer, "continual", spe, s)
+    if not is_main_process():  # distributed training: only RANK 0 writes
+        return info
     if until_epoch is not None:
         publish(final, Path(out), info, Path(scratch))
     else:

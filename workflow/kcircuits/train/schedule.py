@@ -89,14 +89,17 @@ def check_steps_within_training(cfg: dict, steps_per_epoch: int) -> None:
                          f"({cfg['train']['continual']['epochs']} epochs x {steps_per_epoch} steps = {total})")
 
 
-def phase_settings(settings: dict, phase: str) -> dict:
+def phase_settings(settings: dict, phase: str, seed: int | None = None) -> dict:
     """The slice of the train stage's settings a job of `phase` computes from (its rule params).
 
     phase: 'base' (base-world training), 'corpus' (continual blocks), 'continual' (epoch and step
     jobs). Continual jobs see neither `continual.epochs` nor the checkpoint schedule, so extending
     either only adds jobs; the base phase's settings reach them through their input files.
+    seed: the training replicate (one of `train.seeds`): initialisation, packing and batch order.
+    The list of seeds itself is in no job's params, so adding a seed only adds that seed's jobs.
     """
     train = settings["train"]
+    settings = {**settings, "seed": settings["seed"] if seed is None else int(seed)}
     if phase == "base":
         picked = {k: train[k] for k in _SHARED} | {"base": train["base"]}
         return {"seed": settings["seed"], "model": settings["model"], "train": picked}

@@ -10,6 +10,10 @@ point); a stale one from other settings is wiped rather than resumed.
 Continual pre-training is one job per epoch, each resuming from the previous epoch's state. The
 Trainer's sampler reseeds from (seed + epoch), the RNG state is restored, the scheduler is constant
 and the optimizer state is carried over, so the chain reproduces one continuous run.
+
+Several GPUs (kcircuits.train.launch): every torchrun process runs the same job; train.batch_size is
+the global batch (each process takes its share), the main process readies the scratch folder and
+alone writes the job's outputs.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from pathlib import Path
 
 from .. import io
 from .corpus import steps_per_epoch
+from .launch import per_device_batch_size, threads_per_process
 
 log = logging.getLogger("kcircuits.train")
 
@@ -49,7 +54,7 @@ def trainer_kwargs(settings: dict, execution: dict, output_dir: str | Path, lr: 
     report_to = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
     return dict(
         output_dir=str(output_dir),
-        per_device_train_batch_size=t["batch_size"],
+        per_device_train_batch_size=per_device_batch_size(t["batch_size"]),  # batch_size is global (launch.py)
         gradient_accumulation_steps=t["grad_accum"],
         learning_rate=lr,
         lr_scheduler_type="constant",
@@ -176,27 +181,37 @@ def run_training(model, dataset, settings: dict, execution: dict, scratch: Path,
     import torch
     from transformers import Trainer, TrainingArguments
 
+    threads = threads_per_process(threads)
     if threads:
         torch.set_num_threads(threads)
     target = {"epochs": epochs, "max_steps": max_steps, "lr": lr}
     fingerprint = job_fingerprint(settings, target, list(inputs))
-    scratch_resume = prepare_scratch(scratch, fingerprint)
+    if tensorboard_dir is not None:  # read by the Trainer's TensorBoard callback, when tensorboard is installed
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(tensorboard_dir)
+    # Under torchrun this joins the process group; the main process readies the scratch folder
+    # (wiping a stale one) before the others look for a checkpoint to resume from.
+    args = TrainingArguments(**trainer_kwargs(settings, execution, scratch, lr, epochs=epochs, max_steps=max_steps))
+    with args.main_process_first(local=False, desc="scratch folder"):
+        if args.process_index == 0:
+            scratch_resume = prepare_scratch(scratch, fingerprint)
+        else:
+            done = complete_checkpoints(scratch)
+            scratch_resume = done[-1] if done else None
     resume = scratch_resume or resume_from
     if scratch_resume is not None:
         log.info("resuming this job from its scratch checkpoint %s", scratch_resume)
     elif resume_from is not None:
         log.info("continuing from state %s", resume_from)
-    if tensorboard_dir is not None:  # read by the Trainer's TensorBoard callback, when tensorboard is installed
-        os.environ["TENSORBOARD_LOGGING_DIR"] = str(tensorboard_dir)
-    args = TrainingArguments(**trainer_kwargs(settings, execution, scratch, lr, epochs=epochs, max_steps=max_steps))
-    spe = steps_per_epoch(len(dataset), args.per_device_train_batch_size, args.gradient_accumulation_steps)
+    spe = steps_per_epoch(len(dataset), args.per_device_train_batch_size * args.world_size,  # the global batch
+                          args.gradient_accumulation_steps)
     callbacks = [resumable_saves(int(execution.get("save_steps") or 0))]
     if hasattr(dataset, "set_epoch"):
         callbacks.append(epoch_data(dataset, spe))
     trainer = Trainer(model=model, args=args, train_dataset=dataset, callbacks=callbacks)
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    trainer.accelerator.wait_for_everyone()  # every rank's last save is on disk before RANK 0 publishes it
     final = scratch / f"checkpoint-{trainer.state.global_step}"
-    if not (final / "trainer_state.json").is_file():
+    if trainer.is_world_process_zero() and not (final / "trainer_state.json").is_file():
         raise RuntimeError(f"training ended at step {trainer.state.global_step} without a saved state in {final}")
     return final, trainer
 

@@ -1,0 +1,202 @@
+"""Cluster execution without a cluster: the paper-scale DAG (dry run, no data on disk), per-job
+resources from `compute:`, the light rules, the DeepSpeed and multi-process (torchrun) wiring, and a
+real two-process training run on CPU (gloo) against a single process.
+
+The run through a real SLURM is tests/test_slurm.py."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, snakemake
+from kcircuits.config import deep_merge, load_config
+from kcircuits.train import launch
+
+PAPER = REPO / "config.paper.yaml"
+ZERO2 = REPO / "resources" / "deepspeed" / "zero2.json"
+
+
+def job_stats(output: str) -> dict[str, int]:
+    """Rule -> job count from the 'Job stats' table of a dry run."""
+    table = output[output.index("Job stats:"):]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def dry_run_jobs(output: str) -> list[dict]:
+    """Each job of a dry run (-n -p): rule, threads, resources (dict) and shell command."""
+    jobs = []
+    for block in re.split(r"\n\[[^\]]+\]\n", output):
+        head = re.search(r"^(?:local)?(?:rule|checkpoint) (\w+):", block, re.M)
+        if not head:
+            continue
+        res = re.search(r"^\s+resources: (.*)$", block, re.M)
+        threads = re.search(r"^\s+threads: (\d+)$", block, re.M)
+        shell = re.search(r"^Shell command: (.*)$", block, re.M)
+        jobs.append({"rule": head.group(1), "threads": int(threads.group(1)) if threads else 1,
+                     "resources": dict(kv.split("=", 1) for kv in res.group(1).split(", ")) if res else {},
+                     "shell": shell.group(1) if shell else ""})
+    return jobs
+
+
+# ---- paper-scale config ------------------------------------------------------------------------
+
+def test_paper_config_is_gpt2_small_with_50k_entities_25_epochs_and_8000_edge_circuits():
+    cfg = load_config([REPO / "config.yaml", PAPER])
+    assert {k: cfg["model"][k] for k in ("family", "n_layer", "n_embd", "n_head", "n_positions")} == {
+        "family": "gpt2", "n_layer": 12, "n_embd": 768, "n_head": 12, "n_positions": 1024}
+    assert cfg["entities"]["n"] == 50000
+    assert cfg["train"]["continual"]["epochs"] == 25 and cfg["train"]["checkpoints"]["every_epochs"] == 1
+    assert cfg["circuits"]["edge_budgets"] == [8000]
+    assert cfg["compute"]["train"]["gpu"] >= 1 and cfg["train"]["device"] == "cuda"
+
+
+def test_paper_dry_run_counts_jobs_per_rule_without_data_on_disk(tmp_path):
+    proc = snakemake(tmp_path, "-n", "-p", "--cores", "64", configfiles=(PAPER,))  # cores: no cap on threads
+    assert not (tmp_path / "results").exists()
+    counts = job_stats(proc.stdout)
+    seeds = len(load_config([REPO / "config.yaml", PAPER])["train"]["seeds"])
+    epochs, ckpts = 25, 26  # continual epochs; checkpoints = epoch-000 + one per epoch
+    expected = {
+        "entities": 1, "biographies": 1, "probes": 1, "qa": 1, "tokenizer": 1, "circuit_pairs": 1,
+        "train_base": seeds, "continual_corpus": seeds, "train_continual_epoch": epochs * seeds,
+        "export_start_checkpoint": seeds, "export_epoch_checkpoint": epochs * seeds,
+        "evaluate": ckpts * seeds, "eval_summary": seeds,
+        "circuit_scores": ckpts * seeds, "circuit_eval": ckpts * seeds, "circuit_transplant": ckpts * seeds,
+        "circuit_summary": seeds, "all": 1,
+    }
+    assert {rule: counts.get(rule, 0) for rule in expected} == expected
+    assert "train_continual_step" not in counts  # no step checkpoints at paper scale
+
+    # Heavy jobs carry the paper's compute section: what sbatch will be asked for.
+    jobs = dry_run_jobs(proc.stdout)
+    train = [j for j in jobs if j["rule"] == "train_continual_epoch"]
+    assert len(train) == epochs * seeds
+    assert train[0]["threads"] == 8
+    assert {k: train[0]["resources"][k] for k in ("gpu", "mem_mb", "runtime")} == {
+        "gpu": "1", "mem_mb": "32000", "runtime": "720"}
+    assert "--processes 1 " in train[0]["shell"]
+    scores = next(j for j in jobs if j["rule"] == "circuit_scores")
+    assert scores["threads"] == 8 and scores["resources"]["gpu"] == "0"
+
+
+# ---- compute resources, DeepSpeed, multi-process wiring ----------------------------------------
+
+def test_compute_section_sets_threads_resources_and_training_processes(tmp_path):
+    overlay = tmp_path / "multi.yaml"
+    overlay.write_text(yaml.safe_dump({
+        "compute": {"train": {"threads": 6, "mem_mb": 1234, "runtime": 7, "gpu": 4},
+                    "evaluate": {"threads": 3, "mem_mb": 999, "runtime": 5, "gpu": 0}},
+        "train": {"deepspeed": "resources/deepspeed/zero2.json"}}))
+    proc = snakemake(tmp_path, "-n", "-p", "--cores", "8", configfiles=(REPO / "tests" / "config" / "tiny.yaml", overlay))
+    jobs = dry_run_jobs(proc.stdout)
+    for rule in ("train_base", "train_continual_epoch"):
+        job = next(j for j in jobs if j["rule"] == rule)
+        assert job["threads"] == 6
+        assert {k: job["resources"][k] for k in ("gpu", "mem_mb", "runtime")} == {"gpu": "4", "mem_mb": "1234", "runtime": "7"}
+        assert "--threads 6 --processes 4 " in job["shell"]
+        # The DeepSpeed config reaches the job as an absolute path, whatever the working directory.
+        execution = json.loads(re.search(r"--execution '([^']*)'", job["shell"]).group(1))
+        assert execution["deepspeed"] == str(ZERO2)
+    evaluate = next(j for j in jobs if j["rule"] == "evaluate")
+    assert evaluate["threads"] == 3 and evaluate["resources"]["mem_mb"] == "999"
+
+
+def test_a_missing_deepspeed_config_stops_the_workflow_before_any_job(tmp_path):
+    overlay = tmp_path / "ds.yaml"
+    overlay.write_text("train: {deepspeed: resources/deepspeed/nope.json}\n")
+    proc = snakemake(tmp_path, "-n", configfiles=(REPO / "tests" / "config" / "tiny.yaml", overlay), check=False)
+    assert proc.returncode != 0 and "DeepSpeed config not found" in proc.stdout + proc.stderr
+
+
+def test_zero2_config_leaves_batch_clipping_and_optimizer_to_the_trainer():
+    ds = json.loads(ZERO2.read_text())
+    assert ds["zero_optimization"]["stage"] == 2
+    # "auto": filled by the Trainer from train.* so the numbers match a run without DeepSpeed ...
+    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping"):
+        assert ds[key] == "auto", key
+    # ... and no optimizer/scheduler of its own: the Trainer's AdamW and constant LR from the config.
+    assert "optimizer" not in ds and "scheduler" not in ds
+
+
+def test_trainer_receives_the_deepspeed_config_and_fills_its_auto_values(tmp_path):
+    pytest.importorskip("deepspeed", reason="DeepSpeed is an optional extra (pip install -e '.[deepspeed]')")
+    from transformers import TrainingArguments
+
+    from kcircuits.train.trainer import trainer_kwargs
+
+    s = load_config([REPO / "config.yaml"])
+    kw = trainer_kwargs(s, {"device": "cpu", "deepspeed": str(ZERO2)}, tmp_path, lr=1e-3, epochs=1)
+    args = TrainingArguments(**kw)
+    filled = args.hf_deepspeed_config.config
+    assert filled["train_micro_batch_size_per_gpu"] == s["train"]["batch_size"]
+    assert filled["gradient_clipping"] == s["train"]["max_grad_norm"]
+
+
+def test_launcher_splits_the_global_batch_and_relaunches_under_torchrun(monkeypatch):
+    for var in ("LOCAL_RANK", "WORLD_SIZE", "RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    assert not launch.needs_launcher(1, None) and not launch.needs_launcher(0, None)
+    assert launch.needs_launcher(2, None) and launch.needs_launcher(1, "zero2.json")  # DeepSpeed: always a launcher
+    cmd, env = launch.launcher_command(["train-continual", "--start", "x", "--processes", "4"], 4, python="py")
+    assert cmd == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "-m", "kcircuits.train.launch"]
+    assert json.loads(env[launch.ARGV_ENV]) == ["train-continual", "--start", "x", "--processes", "4"]
+    assert launch.per_device_batch_size(16, 4) == 4
+    with pytest.raises(ValueError, match="not divisible"):
+        launch.per_device_batch_size(16, 3)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # inside torchrun: never launch again
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "1")
+    assert not launch.needs_launcher(4, "zero2.json") and not launch.is_main_process()
+    assert launch.threads_per_process(8) == 2 and launch.per_device_batch_size(16) == 4
+
+
+MICRO = {"model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 64},
+         "train": {"block_size": 64, "batch_size": 8, "continual": {"epochs": 1, "lr": 3.0e-3}, "device": "cpu"}}
+
+
+def test_two_training_processes_on_cpu_match_one(tiny_data, tmp_path):
+    """--processes 2 relaunches under torchrun (gloo on CPU): each process takes half of every global
+    batch, so steps per epoch and the logged losses match a single process; only RANK 0 publishes."""
+    from safetensors.torch import load_file
+
+    from kcircuits.tokenizer import load_tokenizer
+    from kcircuits.train.jobs import continual_corpus
+    from kcircuits.train.model import build_model
+    import torch
+
+    cfg = deep_merge(load_config([REPO / "config.yaml"]), MICRO)
+    settings = {"seed": 0, "model": cfg["model"], "train": cfg["train"]}
+    build_model(cfg["model"], load_tokenizer(tiny_data / "tokenizer"), seed=0).save_pretrained(tmp_path / "start")
+    summary = continual_corpus(settings, tiny_data / "bios_train.jsonl", tiny_data / "tokenizer",
+                               tmp_path / "blocks.npz", tmp_path / "corpus.json")
+    out = {}
+    for n in (1, 2):
+        out[n] = tmp_path / f"state-{n}"
+        cmd = [sys.executable, "-m", "kcircuits", "train-continual", "--settings", json.dumps(settings),
+               "--execution", json.dumps({"device": "cpu"}), "--start", str(tmp_path / "start"),
+               "--blocks", str(tmp_path / "blocks.npz"), "--summary", str(tmp_path / "corpus.json"),
+               "--tokenizer", str(tiny_data / "tokenizer"), "--until-epoch", "1", "--scratch", str(tmp_path / f"scratch-{n}"),
+               "--threads", "2", "--processes", str(n), "--out", str(out[n])]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO,
+                              env={**__import__("os").environ, "PYTHONPATH": str(REPO / "workflow")})
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "torch.distributed.run" in proc.stderr  # the second run went through the launcher
+    states = {n: json.loads((out[n] / "trainer_state.json").read_text()) for n in out}
+    assert states[2]["global_step"] == states[1]["global_step"] == summary["steps_per_epoch"]
+    losses = {n: [h["loss"] for h in states[n]["log_history"] if "loss" in h] for n in out}
+    assert len(losses[1]) >= 2 and losses[2] == pytest.approx(losses[1], rel=1e-4)
+    assert not (tmp_path / "scratch-2").exists()  # published once, scratch dropped
+    a, b = load_file(out[1] / "model.safetensors"), load_file(out[2] / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-2) for k in a)

@@ -1,0 +1,86 @@
+"""The whole workflow end to end on the smoke world with two training seeds (real training, real
+attribution, every table, figure and the findings), then the Snakemake report, and what a dry run
+plans when one checkpoint is added to the schedule."""
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, snakemake
+
+SMOKE = REPO / "tests" / "config" / "smoke.yaml"
+SHORT = """
+train:
+  seeds: [0, 1]
+  base: {epochs: 1, lr: 3.0e-3}
+  continual: {epochs: 2, lr: 3.0e-3}
+circuits:
+  max_pairs: 8
+"""
+FIGURES = ["acquisition", "overwriting", "entity_heatmap", "circuit_hits", "circuit_cross_group",
+           "circuit_cross_group_training", "circuit_transplant", "circuit_faithfulness", "topology_entropy",
+           "topology_jaccard", "topology_layers", "topology_mean_layer", "head_roles", "head_layers", "logit_lens"]
+PER_CHECKPOINT = {"evaluate", "circuit_scores", "circuit_eval", "circuit_transplant", "components_measure"}
+
+
+def planned_jobs(proc) -> dict[str, int]:
+    table = (proc.stdout + proc.stderr).split("Job stats:")[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+@pytest.fixture(scope="module")
+def complete_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("workflow")
+    short = work / "short.yaml"
+    short.write_text(SHORT)
+    snakemake(work, configfiles=(SMOKE, short))  # the default target: rule all
+    return work, short
+
+
+def test_every_output_of_rule_all_exists_for_both_seeds(complete_run):
+    work, _ = complete_run
+    run = work / "results" / "smoke"
+    figures = sorted(p.stem for p in (run / "figures").glob("*.png"))
+    assert figures == sorted(FIGURES) and all((run / "figures" / f"{f}.pdf").stat().st_size > 1000 for f in figures)
+    table = pd.read_parquet(run / "analysis" / "table.parquet")
+    assert sorted(table["seed"].unique()) == [0, 1]
+    assert sorted(table["checkpoint"].unique()) == ["epoch-000", "epoch-001", "epoch-002"]
+    keys = ["seed", "checkpoint", "task", "type", "freq_group", "budget"]
+    assert not table.duplicated(keys).any()
+    for column in ("eval_query_top1", "circuit_faithfulness", "circuit_hit@10_zero", "topology_edge_jaccard_final",
+                   "heads_mover_share", "lens_rank_L1"):
+        assert table[column].notna().any(), column
+    # the two replicates were trained differently (seeded init and order), on the same data
+    a, b = (pd.read_parquet(run / f"seed-{s}" / "eval" / "summary.parquet") for s in (0, 1))
+    assert not a["value"].equals(b["value"])
+    findings = json.loads((run / "analysis" / "findings.json").read_text())
+    assert set(findings) >= {"relevance", "phase_shift", "deep_to_shallow"}
+    assert findings["relevance"]["seeds"] == [0, 1]
+    assert "| 1 |" in (run / "analysis" / "findings.md").read_text()
+
+
+def test_report_contains_every_figure_with_a_caption(complete_run):
+    work, short = complete_run
+    snakemake(work, "--report", "report.html", configfiles=(SMOKE, short))
+    html = (work / "report.html").read_text(errors="replace")
+    for png in (work / "results" / "smoke" / "figures").glob("*.png"):
+        assert png.name in html, png.name
+    assert "findings.md" in html
+
+
+def test_adding_one_checkpoint_plans_only_its_jobs_and_the_joins(complete_run):
+    work, short = complete_run
+    denser = work / "denser.yaml"
+    denser.write_text(SHORT.replace("  continual: {epochs: 2, lr: 3.0e-3}\n", "  continual: {epochs: 2, lr: 3.0e-3}\n"
+                                    "  checkpoints: {every_epochs: 1, steps: [3]}\n"))  # step 3: within epoch 1
+    jobs = planned_jobs(snakemake(work, "-n", configfiles=(SMOKE, denser)))
+    per_seed = {name: n for name, n in jobs.items() if name in PER_CHECKPOINT | {"train_continual_step"}}
+    assert per_seed == {name: 2 for name in PER_CHECKPOINT | {"train_continual_step"}}  # one new checkpoint x 2 seeds
+    assert not {"train_base", "train_continual_epoch", "export_epoch_checkpoint", "continual_corpus"} & set(jobs)
+    rest = set(jobs) - PER_CHECKPOINT - {"train_continual_step"}
+    joins = {"eval_summary", "circuit_summary", "components_summary", "topology_tables", "topology_phase_shift",
+             "topology_depth_trend", "results_table", "findings", "all"}
+    assert rest - joins == {name for name in rest if name.startswith("figure_")}

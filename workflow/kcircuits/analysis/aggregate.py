@@ -1,0 +1,106 @@
+"""One tidy table across seeds and checkpoints: a row per (seed, checkpoint, task, type, frequency
+group, edge budget) with every metric of the evaluation and circuit stages beside it.
+
+Metrics that do not depend on the edge budget (knowledge evaluation, logit lens) repeat on each
+budget's row; metrics that do (circuit size, faithfulness, Hit@k, Jaccard, head roles) are that
+budget's circuit. Column prefixes say where a number comes from:
+
+    eval_*         knowledge evaluation of the task's attribute (current value; eval_original_* the
+                   revised entities' base-world value), kcircuits.evaluate
+    circuit_*      the cell's own circuit: size, entropy, faithfulness, Hit@k by ablation
+                   (full_model_hit: the unablated model on the same prompts)
+    transplant_*   Hit@k of circuits taken from other checkpoints, evaluated here
+    topology_*     Jaccard to the final / previous circuit, score-weighted mean layer
+    heads_*        specialised-head shares among circuit nodes
+    lens_*         logit lens at the last position and best subject position
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+KEYS = ["seed", "checkpoint", "order", "epoch", "task", "type", "freq_group", "budget"]
+CELL = ["seed", "checkpoint", "task", "type", "freq_group"]
+
+
+def _concat(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    tables = [t for t in tables if len(t)]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def evaluation_columns(summaries: list[pd.DataFrame], tasks: list[str]) -> pd.DataFrame:
+    """Per (seed, checkpoint, task, type, group): every evaluation metric as an eval_* column."""
+    ev = _concat(summaries)
+    ev = ev[ev["attribute"].isin(tasks) & (ev["freq_group"] != "all")]
+    ev = ev.assign(column=ev["target"].map({"current": "eval_", "original": "eval_original_"}) + ev["metric"])
+    wide = ev.pivot_table(index=["seed", "checkpoint", "order", "epoch", "attribute", "type", "freq_group"],
+                          columns="column", values="value", aggfunc="first").reset_index()
+    wide.columns.name = None
+    return wide.rename(columns={"attribute": "task"})
+
+
+def circuit_columns(stats: list[pd.DataFrame], hits: list[pd.DataFrame], hit_k: int) -> pd.DataFrame:
+    """Per (cell, budget): circuit size, entropy, faithfulness and its own cell's Hit@k by ablation."""
+    st = _concat(stats)[CELL + ["budget", "n_edges", "n_nodes", "edge_entropy", "faithfulness"]]
+    st = st.rename(columns={c: f"circuit_{c}" for c in ("n_edges", "n_nodes", "edge_entropy", "faithfulness")})
+    h = _concat(hits)
+    own = h[(h["target_type"] == h["type"]) & (h["target_freq_group"] == h["freq_group"])]
+    wide = own.pivot_table(index=CELL + ["budget"], columns="ablation", values="hit_at_k", aggfunc="first")
+    wide.columns = [f"circuit_hit@{hit_k}_{a}" for a in wide.columns]
+    full = own.groupby(CELL + ["budget"])["full_model_hit_at_k"].first().rename(f"full_model_hit@{hit_k}")
+    return st.merge(wide.join(full).reset_index(), on=CELL + ["budget"], how="left")
+
+
+def transplant_columns(transplants: list[pd.DataFrame], hit_k: int) -> pd.DataFrame:
+    t = _concat(transplants)
+    if t.empty:
+        return pd.DataFrame(columns=CELL + ["budget"])
+    t = t.assign(column=f"transplant_hit@{hit_k}_" + t["ablation"] + "_from_" + t["source_checkpoint"])
+    wide = t.pivot_table(index=CELL + ["budget"], columns="column", values="hit_at_k", aggfunc="first").reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def topology_columns(topology: list[pd.DataFrame]) -> pd.DataFrame:
+    """Jaccard to the final / previous circuit and the score-weighted mean layer (sizes and entropy
+    are already circuit_* columns)."""
+    t = _concat(topology)
+    metrics = ["node_jaccard_final", "edge_jaccard_final", "node_jaccard_prev", "edge_jaccard_prev", "mean_layer"]
+    if t.empty:
+        return pd.DataFrame(columns=CELL + ["budget"])
+    return t[CELL + ["budget"] + metrics].rename(columns={m: f"topology_{m}" for m in metrics})
+
+
+def head_columns(roles: list[pd.DataFrame]) -> pd.DataFrame:
+    """Share of mover / relation / mixture heads among each circuit's nodes."""
+    r = _concat(roles)
+    if r.empty:
+        return pd.DataFrame(columns=CELL + ["budget"])
+    wide = r.pivot_table(index=CELL + ["budget"], columns="role", values="proportion", aggfunc="first", dropna=False)
+    wide.columns = [f"heads_{role}_share" for role in wide.columns]
+    return wide.reset_index()
+
+
+def lens_columns(lens: list[pd.DataFrame]) -> pd.DataFrame:
+    """Logit-lens mean rank of the target per layer (L-1 = embeddings), at the last position and at
+    the best subject position."""
+    t = _concat(lens)
+    if t.empty:
+        return pd.DataFrame(columns=CELL)
+    t = t.assign(layer=t["layer"].map(lambda l: "emb" if l < 0 else f"L{l}"))
+    wide = t.pivot_table(index=CELL, columns="layer", values=["rank", "rank_at_subject"], aggfunc="first")
+    wide.columns = [f"lens_{metric}_{layer}" for metric, layer in wide.columns]
+    return wide.reset_index()
+
+
+def tidy_table(eval_summaries, stats, hits, transplants, topology, head_roles, lens, tasks: list[str], hit_k: int) -> pd.DataFrame:
+    """Join everything on its keys; rows are the circuit cells (task x type x group x budget)."""
+    circuits = circuit_columns(stats, hits, hit_k)
+    table = circuits.merge(evaluation_columns(eval_summaries, tasks), on=CELL, how="left")
+    table = table.merge(transplant_columns(transplants, hit_k), on=CELL + ["budget"], how="left")
+    table = table.merge(topology_columns(topology), on=CELL + ["budget"], how="left")
+    table = table.merge(head_columns(head_roles), on=CELL + ["budget"], how="left")
+    table = table.merge(lens_columns(lens), on=CELL, how="left")
+    first = KEYS + sorted(c for c in table.columns if c.startswith("eval_"))
+    rest = [c for c in table.columns if c not in first]
+    return table[first + rest].sort_values(["seed", "order", "task", "type", "freq_group", "budget"],
+                                           kind="stable").reset_index(drop=True)
