@@ -96,12 +96,10 @@ def _fmt(x) -> str:
 
 def findings_markdown(summary: dict) -> str:
     rel, ph, dp = summary["relevance"], summary["phase_shift"], summary["deep_to_shallow"]
-    prov = summary["provenance"]
     seeds = ", ".join(str(s) for s in rel["seeds"])
     lines = [
         "# Findings of this run", "",
-        f"Run `{prov['settings'].get('run', '?') if isinstance(prov.get('settings'), dict) else '?'}`, "
-        f"training seeds {seeds}; every interval is a 95% seeded bootstrap. Each finding of the original study "
+        f"Training seeds {seeds}; every interval is a 95% seeded bootstrap. Each finding of the original study "
         "(Ou et al. 2025) is stated with the numbers that decide it, whichever way they point.", "",
         "| # | finding | holds here? | numbers |", "|---|---|---|---|",
         f"| 1 | {rel['finding']} | {'yes' if rel['holds'] else 'no'} | AUC of {rel['metric']} over continual "
