@@ -339,8 +339,9 @@ def test_drawings():
 
 
 # ---- the pipeline stage on the pipeline's own data ---------------------------------------------------
-def saved_checkpoint(folder, tok, name: str, epoch: float, seed: int):
-    """A random GPT-2 laid out as the training stage exports it (model folder + checkpoint.json)."""
+def saved_checkpoint(folder, tok, name: str, epoch: float, seed: int, train_seed: int = 0):
+    """A random GPT-2 (weights from `seed`) laid out as the training stage exports it (model folder +
+    checkpoint.json recording `train_seed`)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from kcircuits import io
@@ -349,7 +350,7 @@ def saved_checkpoint(folder, tok, name: str, epoch: float, seed: int):
     GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_layer=2, n_head=2, n_embd=32, n_positions=64,
                                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
                     ).save_pretrained(out, safe_serialization=True)
-    io.write_json({"seed": 0, "name": name, "phase": "continual", "epoch": epoch, "global_step": int(10 * epoch),
+    io.write_json({"seed": train_seed, "name": name, "phase": "continual", "epoch": epoch, "global_step": int(10 * epoch),
                    "tokens_seen": int(1000 * epoch)}, out / "checkpoint.json")
     return out
 

@@ -16,7 +16,7 @@ from kcircuits.analysis.heads import (HeadSums, PromptBatch, circuit_roles, clas
 from kcircuits.analysis.logit_lens import LensSums, lens
 from kcircuits.circuits.graph import Circuit, Graph, select_top_n
 from kcircuits.circuits.model import CircuitModel
-from test_circuits import V, random_model
+from test_circuits import V, random_model, saved_checkpoint
 
 FAMILIES = [("gpt2", {}), ("gpt_neox", {}), ("llama", {"num_key_value_heads": 2})]
 
@@ -219,21 +219,6 @@ def test_circuit_roles_count_in_circuit_heads():
 
 
 # ---- the stage through the CLI, as the rules call it ------------------------------------------------------
-def saved_checkpoint(folder, tok, name: str, epoch: float, seed: int):
-    """A random GPT-2 laid out as the training stage exports it (model folder + checkpoint.json)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from kcircuits import io
-    torch.manual_seed(seed)
-    out = folder / name
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_layer=2, n_head=2, n_embd=32, n_positions=64,
-                               bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-                    ).save_pretrained(out, safe_serialization=True)
-    io.write_json({"seed": 7, "name": name, "phase": "continual", "epoch": epoch, "global_step": int(10 * epoch),
-                   "tokens_seen": int(1000 * epoch)}, out / "checkpoint.json")
-    return out
-
-
 def test_components_stage_by_hand(tokenizer, tmp_path):
     """measure (two checkpoints) -> summary -> the three figures, through kcircuits.cli.main."""
     from kcircuits.circuits.evaluate import ProbeBatch, hit_at_k
@@ -268,7 +253,7 @@ def test_components_stage_by_hand(tokenizer, tmp_path):
     graph, cells = Graph(2, 2), sorted({f"{r['task']}/{r['type']}/{r['freq_group']}" for r in rows})
     outs = {}
     for i, epoch in enumerate((0.0, 1.0)):
-        ckpt = saved_checkpoint(tmp_path, tok, f"epoch-00{i}", epoch, seed=i)
+        ckpt = saved_checkpoint(tmp_path, tok, f"epoch-00{i}", epoch, seed=i, train_seed=7)
         scores = {key: torch.randn(graph.n_forward, graph.n_backward, generator=g) for key in cells}
         table = pd.concat([circuits_frame({k: select_top_n(s, graph, b) for k, s in scores.items()}, scores)
                            .assign(budget=str(b)) for b in (0.2, 30)], ignore_index=True)
