@@ -35,6 +35,22 @@ def test_single_target_builds_only_what_it_needs(tmp_path, target, needed):
     assert set(planned_jobs(snakemake(tmp_path, "-n", target))) == needed
 
 
+TRAINING = {"train_base", "continual_corpus", "train_continual_epoch", "export_start_checkpoint",
+            "export_epoch_checkpoint"}
+
+
+@pytest.mark.parametrize("figure, needed", [
+    ("topology_jaccard", {"entities", "biographies", "tokenizer", "probes", "circuit_pairs", *TRAINING,
+                          "circuit_scores", "circuit_eval", "topology_tables", "figure_topology_jaccard"}),
+    ("logit_lens", {"entities", "biographies", "tokenizer", "probes", "circuit_pairs", *TRAINING,
+                    "circuit_scores", "circuit_eval", "components_measure", "components_summary", "figure_logit_lens"}),
+])
+def test_one_figure_plans_only_the_jobs_it_reads_from(tmp_path, figure, needed):
+    """No evaluation, QA, transplant or other figure's jobs for a circuit figure."""
+    jobs = planned_jobs(snakemake(tmp_path, "-n", f"results/tiny/figures/{figure}.pdf"))
+    assert set(jobs) == needed
+
+
 def digest_tree(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")}
