@@ -290,7 +290,7 @@ def test_acquisition_curves_are_seed_means_with_intervals(tmp_path, monkeypatch)
 
 # ---- rules ---------------------------------------------------------------------------------------------
 def test_rules_plan_circuit_figures_over_every_seed(tmp_path):
-    from conftest import REPO, TINY, snakemake
+    from conftest import TINY, snakemake
 
     seeds = tmp_path / "seeds.yaml"
     seeds.write_text("train:\n  seeds: [0, 1]\n  continual: {epochs: 1, lr: 1.0e-3}\n")

@@ -60,15 +60,8 @@ def run(args, settings: dict) -> None:
     globals()[f"_{args.action}"](args, settings)
 
 
-def _with_meta(frame: pd.DataFrame, meta: dict) -> pd.DataFrame:
-    return frame.assign(**meta)[list(meta) + list(frame.columns)]
-
-
 def _measure(args, s: dict) -> None:
-    from ..circuits.model import CircuitModel
-    from ..circuits.stage import _budget
-    from ..evaluate.knowledge import checkpoint_metadata
-    from ..evaluate.scoring import load_model
+    from ..circuits.stage import _budget, _load, _with_meta
     from ..tokenizer import load_tokenizer
     from .heads import HeadSums, circuit_roles, prompt_batches, trace
     from .logit_lens import LensSums
@@ -76,7 +69,7 @@ def _measure(args, s: dict) -> None:
     started = time.perf_counter()
     c, h = s["circuits"], s["analysis"]["heads"]
     tasks = s["circuit_pairs"]["tasks"]
-    model, meta = CircuitModel(load_model(args.checkpoint)), checkpoint_metadata(args.checkpoint)
+    model, meta = _load(args.checkpoint)
     tok = load_tokenizer(args.tokenizer)
     heads, lenses, n_prompts = [], [], 0
     for (task, etype, group), part in pd.read_parquet(args.pairs).groupby(CELL, sort=True):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .. import ATTRIBUTES, TYPES, io
@@ -25,6 +24,14 @@ NO_GROUP = "none"
 # Several training seeds give several rows per checkpoint and curve: seaborn draws their mean and a
 # 95% bootstrap interval; a fixed bootstrap seed keeps the figure bytes reproducible.
 SEED_BAND = {"errorbar": ("ci", 95), "n_boot": 1000, "seed": 0}
+
+
+def at_budget(table: pd.DataFrame, budget: str) -> pd.DataFrame:
+    """The rows of one edge budget (budgets as circuits.parquet spells them, e.g. '0.1')."""
+    part = table[table["budget"].astype(str) == budget]
+    if part.empty:
+        raise ValueError(f"no circuits at edge budget {budget!r}; budgets present: {sorted(table['budget'].unique())}")
+    return part
 
 
 def acquisition_metrics(hit_k: int) -> dict[str, str]:

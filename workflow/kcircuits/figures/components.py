@@ -13,17 +13,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .acquisition import KNOWLEDGE, SEED_BAND, _progress_axis, _pyplot, save_figure
+from .acquisition import KNOWLEDGE, SEED_BAND, _progress_axis, _pyplot, at_budget as _budget, save_figure
 
 ROLE_PALETTE = {"mover": "#d62728", "relation": "#1f77b4", "mixture": "#7f7f7f"}
 TYPES = list(KNOWLEDGE)
-
-
-def _budget(table: pd.DataFrame, budget: str) -> pd.DataFrame:
-    part = table[table["budget"].astype(str) == budget]
-    if part.empty:
-        raise ValueError(f"no circuits at edge budget {budget!r}; budgets present: {sorted(table['budget'].unique())}")
-    return part
 
 
 def _per_seed(table: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:

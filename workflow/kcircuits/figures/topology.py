@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .acquisition import KNOWLEDGE, PALETTE, _progress_axis, _pyplot, save_figure
-
-CI = {"errorbar": ("ci", 95), "n_boot": 1000, "seed": 0}
+from .acquisition import KNOWLEDGE, PALETTE, SEED_BAND as CI, _progress_axis, _pyplot, at_budget as _budget, save_figure
 
 
 def _with_knowledge(frame: pd.DataFrame) -> pd.DataFrame:
@@ -33,13 +31,6 @@ def _legend(fig, plt) -> None:
 
     handles = [Line2D([], [], color=color, marker="o", label=label) for label, color in PALETTE.items()]
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1.02), frameon=False)
-
-
-def _budget(topo: pd.DataFrame, budget: str) -> pd.DataFrame:
-    part = topo[topo["budget"].astype(str) == budget]
-    if part.empty:
-        raise ValueError(f"no circuits at budget {budget} in the topology tables")
-    return part
 
 
 def plot_entropy(topo: pd.DataFrame, groups: list[str], budget: str, pdf, png) -> None:
