@@ -66,7 +66,10 @@ def job_threads(kind):
     threads = config["compute"][kind]["threads"]
     if threads is not None:
         return threads
-    cores = workflow.cores
+    try:
+        cores = workflow.cores
+    except WorkflowError:  # no --cores at all (e.g. `snakemake --report`): nothing runs, any number will do
+        return 1
     return cores if isinstance(cores, int) and 0 < cores < 10**6 else 1
 
 

@@ -15,10 +15,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def snakemake(workdir: Path, *args: str, configfiles=(TINY,), check: bool = True) -> subprocess.CompletedProcess:
-    """Run the project's Snakefile in `workdir` (outputs land there); returns the finished process."""
+def snakemake(workdir: Path, *args: str, configfiles=(TINY,), check: bool = True,
+              cores: int | None = 2) -> subprocess.CompletedProcess:
+    """Run the project's Snakefile in `workdir` (outputs land there); returns the finished process.
+    cores=None: no --cores, as users type `snakemake --report` or `snakemake -n`."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "--nolock", *args]
+           *(["--cores", str(cores)] if cores else []), "--nolock", *args]
     if configfiles:  # last: --configfile takes every following word as a file
         cmd += ["--configfile", *map(str, configfiles)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
