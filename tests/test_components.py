@@ -16,17 +16,9 @@ from kcircuits.analysis.heads import (HeadSums, PromptBatch, circuit_roles, clas
 from kcircuits.analysis.logit_lens import LensSums, lens
 from kcircuits.circuits.graph import Circuit, Graph, select_top_n
 from kcircuits.circuits.model import CircuitModel
-from test_circuits import V, random_model, saved_checkpoint
+from test_circuits import V, one_thread, random_model, saved_checkpoint  # noqa: F401 (one_thread: autouse fixture)
 
 FAMILIES = [("gpt2", {}), ("gpt_neox", {}), ("llama", {"num_key_value_heads": 2})]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def padded_batch(seed: int = 0) -> PromptBatch:
