@@ -1,5 +1,6 @@
 # kcircuits: watch language models acquire knowledge, checkpoint by checkpoint.
-# Thin by design: stage logic lives in workflow/kcircuits, rules in rules/*.smk.
+# Thin by design: stage logic lives in workflow/kcircuits, rules in rules/*.smk, every path in PATHS
+# and the functions rules call in rules/common.smk.
 import os
 
 from snakemake.utils import min_version
@@ -16,28 +17,41 @@ include: "rules/data.smk"
 include: "rules/tokenizer.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
-include: "rules/figures.smk"
 include: "rules/circuits.smk"
-include: "rules/topology.smk"
-include: "rules/circuit_figures.smk"
 include: "rules/components.smk"
+include: "rules/topology.smk"
 include: "rules/results.smk"
+include: "rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         DATA_TARGETS,
         TRAIN_TARGETS,
         EVAL_TARGETS,
-        FIGURE_TARGETS,
         CIRCUIT_TARGETS,
-        CIRCUIT_FIGURE_TARGETS,
-        TOPOLOGY_TARGETS,
         COMPONENT_TARGETS,
+        TOPOLOGY_TARGETS,
         RESULTS_TARGETS,
-    default_target: True
+        FIGURE_TARGETS,
 
 
-# Light rules (tables across checkpoints, figures, exports, all) stay on the submitting machine
-# under a cluster executor; see rules/common.smk.
-LOCAL_RULES = register_local_rules()
+# Light rules run on the submitting machine under a cluster executor (no queue wait): checkpoint
+# exports (file copies), joins of finished tables across checkpoints or seeds, and figures. The one
+# place that says so: a new light rule adds its name here.
+LOCAL_RULES = [
+    "all",
+    "export_start_checkpoint",
+    "export_checkpoint",
+    "eval_summary",
+    "circuit_summary",
+    "components_summary",
+    "topology_tables",
+    "topology_phase_shift",
+    "topology_depth_trend",
+    "results_table",
+    "findings",
+    *FIGURE_RULES,
+]
+workflow.localrules(*LOCAL_RULES)

@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see k
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-# As the training rules run jobs (rules/train.smk, TRAIN_ENV): glibc keeps freed activation memory.
+# As the training rules run jobs (rules/common.smk, TRAIN_ENV): glibc keeps freed activation memory.
 MODE_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 sys.path.insert(0, str(REPO / "workflow"))
 

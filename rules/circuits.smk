@@ -1,5 +1,4 @@
 # Knowledge circuits of every checkpoint: EAP-IG scores -> circuits + evaluation -> transplant -> summary.
-# Checkpoint folders (CKPTS) and the CHECKPOINTS list come from rules/train.smk.
 #
 # Outputs per checkpoint, results/{run}/seed-{seed}/circuits/{ckpt}/:
 #   scores.safetensors  score matrix [n_forward, n_backward] per task/type/freq_group; node names in
@@ -12,9 +11,6 @@
 # and across checkpoints, results/{run}/seed-{seed}/circuits/summary_{stats,hits,transplant}.parquet.
 from kcircuits.circuits.stage import transplant_sources as _transplant_sources
 
-CIRCUITS = f"{SEED_DIR}/circuits"  # per training replicate
-CIRCUIT_CKPT = r"(epoch|step)-[0-9]+"
-
 try:
     TRANSPLANT_SOURCES = _transplant_sources(config["circuits"]["transplant_sources"], CHECKPOINTS)
 except ValueError as err:
@@ -23,14 +19,12 @@ except ValueError as err:
 
 rule circuit_scores:
     input:
-        checkpoint=f"{CKPTS}/{{ckpt}}",
-        pairs=f"{DATA}/circuit_pairs.parquet",
-        tokenizer=f"{DATA}/tokenizer",
+        checkpoint=PATHS["checkpoint"],
+        pairs=PATHS["circuit_pairs"],
+        tokenizer=PATHS["tokenizer"],
     output:
-        scores=f"{CIRCUITS}/{{ckpt}}/scores.safetensors",
-        report=f"{CIRCUITS}/{{ckpt}}/scores.json",
-    wildcard_constraints:
-        ckpt=CIRCUIT_CKPT,
+        scores=PATHS["scores"],
+        report=PATHS["scores_report"],
     params:
         settings=settings("circuits"),
     log:
@@ -43,24 +37,23 @@ rule circuit_scores:
     conda:
         "../envs/evaluate.yaml"
     shell:
-        "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} {KC} circuits scores --settings {params.settings:q} "
-        "--checkpoint {input.checkpoint} --pairs {input.pairs} --tokenizer {input.tokenizer} --threads {threads} "
-        "--out {output.scores} --report {output.report} > {log} 2>&1"
+        "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits circuits scores "
+        "--settings {params.settings:q} --checkpoint {input.checkpoint} --pairs {input.pairs} "
+        "--tokenizer {input.tokenizer} --threads {threads} --out {output.scores} --report {output.report} "
+        "> {log} 2>&1"
 
 
 rule circuit_eval:
     input:
-        checkpoint=f"{CKPTS}/{{ckpt}}",
-        scores=rules.circuit_scores.output.scores,
-        pairs=f"{DATA}/circuit_pairs.parquet",
-        probes=f"{DATA}/probes.parquet",
-        tokenizer=f"{DATA}/tokenizer",
+        checkpoint=PATHS["checkpoint"],
+        scores=PATHS["scores"],
+        pairs=PATHS["circuit_pairs"],
+        probes=PATHS["probes"],
+        tokenizer=PATHS["tokenizer"],
     output:
-        circuits=f"{CIRCUITS}/{{ckpt}}/circuits.parquet",
-        stats=f"{CIRCUITS}/{{ckpt}}/stats.parquet",
-        hits=f"{CIRCUITS}/{{ckpt}}/hits.parquet",
-    wildcard_constraints:
-        ckpt=CIRCUIT_CKPT,
+        circuits=PATHS["circuits"],
+        stats=PATHS["stats"],
+        hits=PATHS["hits"],
     params:
         settings=settings("circuits"),
     log:
@@ -73,22 +66,20 @@ rule circuit_eval:
     conda:
         "../envs/evaluate.yaml"
     shell:
-        "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} {KC} circuits eval --settings {params.settings:q} "
-        "--checkpoint {input.checkpoint} --scores {input.scores} --pairs {input.pairs} --probes {input.probes} "
-        "--tokenizer {input.tokenizer} --threads {threads} --out-circuits {output.circuits} "
-        "--out-stats {output.stats} --out-hits {output.hits} > {log} 2>&1"
+        "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits circuits eval "
+        "--settings {params.settings:q} --checkpoint {input.checkpoint} --scores {input.scores} "
+        "--pairs {input.pairs} --probes {input.probes} --tokenizer {input.tokenizer} --threads {threads} "
+        "--out-circuits {output.circuits} --out-stats {output.stats} --out-hits {output.hits} > {log} 2>&1"
 
 
 rule circuit_transplant:
     input:
-        checkpoint=f"{CKPTS}/{{ckpt}}",
-        circuits=expand(f"{CIRCUITS}/{{source}}/circuits.parquet", source=TRANSPLANT_SOURCES, allow_missing=True),
-        probes=f"{DATA}/probes.parquet",
-        tokenizer=f"{DATA}/tokenizer",
+        checkpoint=PATHS["checkpoint"],
+        circuits=expand(PATHS["circuits"], ckpt=TRANSPLANT_SOURCES, allow_missing=True),
+        probes=PATHS["probes"],
+        tokenizer=PATHS["tokenizer"],
     output:
-        transplant=f"{CIRCUITS}/{{ckpt}}/transplant.parquet",
-    wildcard_constraints:
-        ckpt=CIRCUIT_CKPT,
+        transplant=PATHS["transplant"],
     params:
         settings=settings("circuits"),
         sources=" ".join(TRANSPLANT_SOURCES),
@@ -100,19 +91,18 @@ rule circuit_transplant:
     conda:
         "../envs/evaluate.yaml"
     shell:
-        "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} {KC} circuits transplant --settings {params.settings:q} "
-        "--checkpoint {input.checkpoint} --circuits {input.circuits} --source-names {params.sources} "
-        "--probes {input.probes} --tokenizer {input.tokenizer} --threads {threads} --out {output.transplant} > {log} 2>&1"
+        "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits circuits transplant "
+        "--settings {params.settings:q} --checkpoint {input.checkpoint} --circuits {input.circuits} "
+        "--source-names {params.sources} --probes {input.probes} --tokenizer {input.tokenizer} "
+        "--threads {threads} --out {output.transplant} > {log} 2>&1"
 
 
 rule circuit_drawings:
     input:
-        scores=rules.circuit_scores.output.scores,
-        circuits=rules.circuit_eval.output.circuits,
+        scores=PATHS["scores"],
+        circuits=PATHS["circuits"],
     output:
-        drawings=directory(f"{CIRCUITS}/{{ckpt}}/drawings"),
-    wildcard_constraints:
-        ckpt=CIRCUIT_CKPT,
+        drawings=directory(PATHS["drawings"]),
     params:
         settings=settings("circuits"),
     log:
@@ -120,19 +110,19 @@ rule circuit_drawings:
     conda:
         "../envs/evaluate.yaml"
     shell:
-        "{KC} circuits draw --settings {params.settings:q} --scores {input.scores} --circuits {input.circuits} "
-        "--out-dir {output.drawings} > {log} 2>&1"
+        "python -m kcircuits circuits draw --settings {params.settings:q} --scores {input.scores} "
+        "--circuits {input.circuits} --out-dir {output.drawings} > {log} 2>&1"
 
 
 rule circuit_summary:
     input:
-        stats=expand(f"{CIRCUITS}/{{ckpt}}/stats.parquet", ckpt=CHECKPOINTS, allow_missing=True),
-        hits=expand(f"{CIRCUITS}/{{ckpt}}/hits.parquet", ckpt=CHECKPOINTS, allow_missing=True),
-        transplants=expand(f"{CIRCUITS}/{{ckpt}}/transplant.parquet", ckpt=CHECKPOINTS, allow_missing=True),
+        stats=across_checkpoints("stats"),
+        hits=across_checkpoints("hits"),
+        transplants=across_checkpoints("transplant"),
     output:
-        stats=f"{CIRCUITS}/summary_stats.parquet",
-        hits=f"{CIRCUITS}/summary_hits.parquet",
-        transplant=f"{CIRCUITS}/summary_transplant.parquet",
+        stats=PATHS["summary_stats"],
+        hits=PATHS["summary_hits"],
+        transplant=PATHS["summary_transplant"],
     params:
         settings=settings("circuits"),
     log:
@@ -140,11 +130,11 @@ rule circuit_summary:
     conda:
         "../envs/evaluate.yaml"
     shell:
-        "{KC} circuits summary --settings {params.settings:q} --stats {input.stats} --hits {input.hits} "
-        "--transplants {input.transplants} --out-stats {output.stats} --out-hits {output.hits} "
-        "--out-transplant {output.transplant} > {log} 2>&1"
+        "python -m kcircuits circuits summary --settings {params.settings:q} --stats {input.stats} "
+        "--hits {input.hits} --transplants {input.transplants} --out-stats {output.stats} "
+        "--out-hits {output.hits} --out-transplant {output.transplant} > {log} 2>&1"
 
 
-CIRCUIT_TARGETS = expand(list(rules.circuit_summary.output), seed=SEEDS)
+CIRCUIT_TARGETS = [*across_seeds("summary_stats"), *across_seeds("summary_hits"), *across_seeds("summary_transplant")]
 if config["circuits"]["draw"]:
-    CIRCUIT_TARGETS += expand(f"{CIRCUITS}/{{ckpt}}/drawings", seed=SEEDS, ckpt=CHECKPOINTS)
+    CIRCUIT_TARGETS += expand(PATHS["drawings"], seed=SEEDS, ckpt=CHECKPOINTS)

@@ -1,6 +1,6 @@
-# Helpers shared by every rule file: config validation, output paths, the stage command.
+# Shared by all rules/*.smk, holding no rules itself (snakemake --lint): config validation, the output
+# paths (PATHS), the job shell, compute requests, and the functions rules call (params, inputs, figures).
 import json
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -10,7 +10,15 @@ from snakemake.exceptions import WorkflowError
 REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "workflow"))
 
-from kcircuits.config import ConfigError, resource_inputs, stage_settings, validate_config
+from kcircuits.config import ConfigError, config_path, init_dir, resource_inputs, stage_settings, validate_config
+from kcircuits.train.schedule import (
+    check_steps_within_training,
+    checkpoint_names,
+    execution_settings,
+    phase_settings,
+    start_epoch_for_step,
+)
+from kcircuits.vocabulary import CHECKPOINT_WILDCARD, epoch_name, parse_checkpoint
 
 # Validate before any job is scheduled: a bad key stops the run here with a message naming it.
 try:
@@ -18,29 +26,135 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err))
 
-RUN = config["run"]
-RESULTS = f"results/{RUN}"
+# --- Paths: every file a rule reads or writes, by one name each --------------------------------------
+# Data are shared; everything trained or measured per training replicate lives under seed-{seed}/
+# (per-seed rules keep the {seed} wildcard; across_seeds(KEY) lists every replicate's file). Per
+# checkpoint files carry {ckpt}: epoch-000, epoch-EEE, step-SSSSSS (kcircuits.vocabulary).
+RESULTS = f"results/{config['run']}"
 DATA = f"{RESULTS}/data"
-LOGS = f"{RESULTS}/logs"
-BENCH = f"{RESULTS}/benchmarks"
-
-# Training replicates: data and tokenizer are shared; everything trained or measured per replicate
-# lives under SEED_DIR, which keeps the {seed} wildcard (per-seed rules; expand(..., seed=SEEDS) across).
-SEEDS = list(config["train"]["seeds"])
 SEED_DIR = f"{RESULTS}/seed-{{seed}}"
+TRAIN = f"{SEED_DIR}/train"
+CKPTS = f"{SEED_DIR}/checkpoints"
+EVAL = f"{SEED_DIR}/eval"
+CIRCUITS = f"{SEED_DIR}/circuits"
+SEED_ANALYSIS = f"{SEED_DIR}/analysis"
+ANALYSIS = f"{RESULTS}/analysis"
+LOGS = f"{RESULTS}/logs"  # one log per job; per-seed jobs under SEED_LOGS
+BENCH = f"{RESULTS}/benchmarks"  # run time and memory of heavy jobs
 SEED_LOGS = f"{LOGS}/seed-{{seed}}"
 SEED_BENCH = f"{BENCH}/seed-{{seed}}"
+# Specialised heads and logit lens: per checkpoint in CIRCUITS, joined per seed in SEED_ANALYSIS.
+COMPONENT_TABLES = ("heads", "head_roles", "head_layers", "logit_lens")
+
+PATHS = {
+    # data (shared by every replicate)
+    "entities": f"{DATA}/entities.parquet",
+    "entities_report": f"{DATA}/entities_report.json",
+    **{name: f"{DATA}/{name}.jsonl" for name in ("bios_train", "bios_val", "base_train", "base_val")},
+    "biographies_report": f"{DATA}/biographies_report.json",
+    "probes": f"{DATA}/probes.parquet",
+    "paraphrase": f"{DATA}/probes_paraphrase.parquet",
+    "probes_report": f"{DATA}/probes_report.json",
+    "qa_mc": f"{DATA}/qa_multiple_choice.jsonl",
+    "qa_tf": f"{DATA}/qa_true_false.jsonl",
+    "qa_report": f"{DATA}/qa_report.json",
+    "tokenizer": f"{DATA}/tokenizer",
+    "tokenizer_report": f"{DATA}/tokenizer_report.json",
+    "circuit_pairs": f"{DATA}/circuit_pairs.parquet",
+    "circuit_pairs_report": f"{DATA}/circuit_pairs_report.json",
+    # training, per seed: base model, continual blocks, resumable states (their own jobs' saves go to
+    # scratch, which no rule declares), exported model-only checkpoints
+    "base_model": f"{TRAIN}/base/model",
+    "base_scratch": f"{TRAIN}/base/scratch",
+    "base_tensorboard": f"{TRAIN}/base/tensorboard",
+    "continual_blocks": f"{TRAIN}/continual/blocks.npz",
+    "continual_summary": f"{TRAIN}/continual/corpus.json",
+    "continual_state": f"{TRAIN}/continual/state/{{ckpt}}",
+    "continual_scratch": f"{TRAIN}/continual/scratch/{{ckpt}}",
+    "continual_tensorboard": f"{TRAIN}/continual/tensorboard",
+    "checkpoint": f"{CKPTS}/{{ckpt}}",
+    # evaluation, per seed x checkpoint, joined per seed
+    "eval": f"{EVAL}/{{ckpt}}.parquet",
+    "eval_entities": f"{EVAL}/entities/{{ckpt}}.parquet",
+    "eval_summary": f"{EVAL}/summary.parquet",
+    "eval_summary_entities": f"{EVAL}/entities.parquet",
+    # circuits and components, per seed x checkpoint
+    "scores": f"{CIRCUITS}/{{ckpt}}/scores.safetensors",
+    "scores_report": f"{CIRCUITS}/{{ckpt}}/scores.json",
+    **{name: f"{CIRCUITS}/{{ckpt}}/{name}.parquet" for name in ("circuits", "stats", "hits", "transplant")},
+    "drawings": f"{CIRCUITS}/{{ckpt}}/drawings",
+    **{name: f"{CIRCUITS}/{{ckpt}}/{name}.parquet" for name in COMPONENT_TABLES},
+    # joined per seed across checkpoints
+    **{f"summary_{name}": f"{CIRCUITS}/summary_{name}.parquet" for name in ("stats", "hits", "transplant")},
+    **{f"seed_{name}": f"{SEED_ANALYSIS}/{name}.parquet" for name in COMPONENT_TABLES},
+    "topology": f"{SEED_ANALYSIS}/topology.parquet",
+    "layers": f"{SEED_ANALYSIS}/layers.parquet",
+    # across seeds
+    "phase_shift": f"{ANALYSIS}/phase_shift.parquet",
+    "phase_shift_json": f"{ANALYSIS}/phase_shift.json",
+    "depth_trend": f"{ANALYSIS}/depth_trend.parquet",
+    "depth_trend_json": f"{ANALYSIS}/depth_trend.json",
+    "table": f"{ANALYSIS}/table.parquet",
+    "findings_json": f"{ANALYSIS}/findings.json",
+    "findings_md": f"{ANALYSIS}/findings.md",
+    "figure": f"{RESULTS}/figures/{{name}}.{{ext}}",  # ext: pdf, png
+}
 
 
 wildcard_constraints:
     seed=r"\d+",
-RESOURCE_FILES = resource_inputs(config, root=REPO)
-POOLS_DIR = str(Path(RESOURCE_FILES["pools"][0]).parent)
-TEMPLATES_DIR = str(Path(RESOURCE_FILES["templates"][0]).parent)
+    ckpt=CHECKPOINT_WILDCARD,  # never "summary" or "entities": those are joins
 
-# The stage CLI, importable from the checkout even where the package is not installed (conda envs).
-# Never reach a model hub; keep idle OpenMP threads from spinning on shared cores.
-KC = f"HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE PYTHONPATH={shlex.quote(str(REPO / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}} python -m kcircuits"
+
+# A continual state (and its export) exists for every checkpoint but the start, epoch-000.
+CONTINUAL_CHECKPOINT = rf"(?!epoch-000){CHECKPOINT_WILDCARD}"
+SEEDS = list(config["train"]["seeds"])  # training replicates: init, packing and batch order
+# Every checkpoint analysed downstream: epoch-000, epoch-EEE on the schedule, step-SSSSSS. Static
+# (from the config alone): epochs in order, then steps ascending; for training order read each
+# checkpoint.json (kcircuits.vocabulary.training_key).
+CHECKPOINTS = checkpoint_names(config)
+INIT = init_dir(config, REPO)  # model.init, resolved against the repository root
+START_MODEL = str(INIT) if INIT else PATHS["base_model"]  # what continual pre-training starts from
+RESOURCE_FILES = resource_inputs(config, root=REPO)
+# train.deepspeed: a DeepSpeed JSON config (resources/deepspeed/zero2.json: ZeRO-2), relative paths
+# resolved against the repository root like resource files; checked here, not after a queue wait.
+DEEPSPEED_CONFIG = config["train"].get("deepspeed") or None
+if DEEPSPEED_CONFIG:
+    DEEPSPEED_CONFIG = str(config_path(DEEPSPEED_CONFIG, REPO))
+    if not Path(DEEPSPEED_CONFIG).is_file():
+        raise WorkflowError(f"train.deepspeed: DeepSpeed config not found: {DEEPSPEED_CONFIG}")
+
+
+def path(key, **wildcards):
+    """PATHS[key] with some wildcards filled in, the others left for the rule: path("checkpoint", ckpt="epoch-000")."""
+    return expand(PATHS[key], **wildcards, allow_missing=True)[0]
+
+
+def across_seeds(key):
+    """Every training replicate's PATHS[key]."""
+    return expand(PATHS[key], seed=SEEDS)
+
+
+def across_checkpoints(key):
+    """PATHS[key] of every checkpoint, in CHECKPOINTS order; {seed} left for the rule."""
+    return expand(PATHS[key], ckpt=CHECKPOINTS, allow_missing=True)
+
+
+# --- The job shell --------------------------------------------------------------------------------
+# Every command runs under strict bash with the stage CLI (`python -m kcircuits`) importable from the
+# checkout even where the package is not installed (conda envs); it never reaches a model hub, and
+# idle OpenMP threads do not spin on shared cores. shell.prefix formats its text: braces doubled.
+JOB_SHELL = (
+    "set -euo pipefail; export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE "
+    f"PYTHONPATH={shlex.quote(str(REPO / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}}; "
+)
+shell.prefix(JOB_SHELL.replace("{", "{{").replace("}", "}}"))
+
+
+def untracked(value):
+    """A param that never reruns a job: a function of `resources`, which Snakemake counts as derived and
+    leaves out of its params rerun trigger. For execution detail, like the resources themselves."""
+    return lambda wildcards, resources: value
 
 
 def settings(stage):
@@ -52,12 +166,35 @@ def settings(stage):
     return lambda wildcards: text
 
 
+def components_settings():
+    """Only the settings the components stage reads: a topology or Hit@k setting does not rerun
+    every checkpoint's job (circuits.parquet, an input, already reruns it when circuits change)."""
+    s = stage_settings(config, "analysis")
+    c = s["circuits"]
+    text = json.dumps(
+        {
+            "seed": s["seed"],
+            "analysis": {"heads": s["analysis"]["heads"]},
+            "circuit_pairs": {"tasks": s["circuit_pairs"]["tasks"]},
+            "circuits": {k: c[k] for k in ("batch_size", "max_pairs", "edge_budgets")},
+        },
+        sort_keys=True,
+    )
+    return lambda wildcards: text
+
+
+def parent_dir(key):
+    """A param: the folder of the first file of input `key` (resource folders the CLI reads)."""
+    return lambda wildcards, input: str(Path(input[key][0]).parent)
+
+
 # --- Compute: what each heavy job asks of the executor, from config `compute:` (portable) ---------
-# Rules use `threads: job_threads(kind)` and `resources: **job_resources(kind)`; kind is one of
+# Heavy rules use `threads: job_threads(kind)` and `resources: **job_resources(kind)`; kind is one of
 # train / evaluate / circuits / analysis. Locally, threads above --cores are capped by Snakemake and
 # gpu/mem_mb only bound what runs at once (with --resources); the SLURM plugin turns them into
 # --cpus-per-task, --mem, -t and --gpus. Partition, account and GPU model live in profiles/slurm.
-# Not params: changing where or how wide a job runs reruns nothing.
+# Not params: changing where or how wide a job runs reruns nothing. Light rules (file copies, joins,
+# figures) run on the submitting machine: LOCAL_RULES in the Snakefile.
 
 
 def job_threads(kind):
@@ -83,27 +220,78 @@ def job_resources(kind):
     return {"mem_mb": spec["mem_mb"], "runtime": spec["runtime"], "gpu": gpu}
 
 
-# --- Light rules: run on the submitting machine under a cluster executor (no queue wait) ----------
-# By name, so rules in rule files added later follow the convention without touching this list:
-# `all`, checkpoint exports (file copies), and anything named *summary* or *figure* (tables joined
-# across checkpoints or seeds, plots). Other light rules: add their names to LOCAL_RULES_EXTRA.
-LOCAL_RULE_PATTERN = re.compile(r"all|export_.+|.*summary.*|.*figure.*")
-# Light by content (small JSON/pandas joins of finished tables): names outside the convention.
-LOCAL_RULES_EXTRA = {"topology_phase_shift", "topology_depth_trend", "results_table", "findings"}
+# --- Training (rules/train.smk) -------------------------------------------------------------------
+TRAIN_SETTINGS = stage_settings(config, "train")
+# Device, DeepSpeed config and save interval: untracked, so changing where a job runs retrains nothing.
+TRAIN_EXECUTION = json.dumps(execution_settings(TRAIN_SETTINGS) | {"deepspeed": DEEPSPEED_CONFIG}, sort_keys=True)
+# Training jobs use every core they are given (torch.set_num_threads from --threads); the progress
+# bar in the log refreshes every few seconds rather than every step. glibc malloc otherwise mmaps
+# and returns the large activation buffers to the OS on every step: page faults that cost a
+# continual epoch job ~4 s of system time (measured 5.7 s -> 1.3 s); keep freed memory instead.
+TRAIN_ENV = (
+    "TQDM_MININTERVAL=5 TOKENIZERS_PARALLELISM=false MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296"
+)
 
 
-def register_local_rules():
-    """Declare the light rules local (the Snakefile calls this after every include); returns their names."""
-    names = sorted(r.name for r in workflow.rules
-                   if LOCAL_RULE_PATTERN.fullmatch(r.name) or r.name in LOCAL_RULES_EXTRA)
-    workflow.localrules(*names)
-    return names
+def phase_params(phase):
+    """A training job's params: only the settings that change what it computes (see schedule),
+    with the job's replicate seed."""
+    return lambda wildcards: json.dumps(phase_settings(TRAIN_SETTINGS, phase, wildcards.seed), sort_keys=True)
 
 
-# train.deepspeed: a DeepSpeed JSON config (resources/deepspeed/zero2.json: ZeRO-2), relative paths
-# resolved against the repository root like resource files; checked here, not after a queue wait.
-DEEPSPEED_CONFIG = config["train"].get("deepspeed") or None
-if DEEPSPEED_CONFIG:
-    DEEPSPEED_CONFIG = str(Path(DEEPSPEED_CONFIG) if Path(DEEPSPEED_CONFIG).is_absolute() else REPO / DEEPSPEED_CONFIG)
-    if not Path(DEEPSPEED_CONFIG).is_file():
-        raise WorkflowError(f"train.deepspeed: DeepSpeed config not found: {DEEPSPEED_CONFIG}")
+def seed_param(wildcards):
+    return json.dumps({"seed": int(wildcards.seed)})
+
+
+def continual_start(wildcards):
+    """What a continual job resumes from: the latest epoch state strictly before its checkpoint, or the
+    start model. Epoch E: state E-1. Step S: needs steps per epoch, known once the continual_corpus
+    checkpoint has run (Snakemake then re-evaluates this); epoch jobs never wait for it."""
+    kind, number = parse_checkpoint(wildcards.ckpt)
+    epoch = number - 1 if kind == "epoch" else start_epoch_for_step(number, steps_per_epoch(wildcards.seed))
+    if epoch == 0:
+        return START_MODEL.format(seed=wildcards.seed)
+    return path("continual_state", seed=wildcards.seed, ckpt=epoch_name(epoch))
+
+
+def steps_per_epoch(seed):
+    summary = checkpoints.continual_corpus.get(seed=seed).output.summary
+    with open(summary) as fh:
+        spe = json.load(fh)["steps_per_epoch"]
+    try:
+        check_steps_within_training(config, spe)
+    except ValueError as err:
+        raise WorkflowError(str(err))
+    return spe
+
+
+def until_option(wildcards):
+    """The train-continual target of a state: --until-epoch E or --until-step S."""
+    kind, number = parse_checkpoint(wildcards.ckpt)
+    return f"--until-{kind} {number}"
+
+
+# --- Figures (rules/figures.smk) ------------------------------------------------------------------
+
+
+def figure_outputs(name, label, category):
+    """PDF and PNG of one figure, both shown in the Snakemake report under one category, with the
+    caption report/{name}.rst."""
+    return {
+        ext: report(
+            PATHS["figure"].format(name=name, ext=ext),
+            caption=f"../report/{name}.rst",
+            category=category,
+            labels={"figure": label, "format": ext.upper()},
+        )
+        for ext in ("pdf", "png")
+    }
+
+
+def figure_shell(name, inputs):
+    """`kcircuits figure NAME` with one option per input (key: underscores become dashes)."""
+    options = " ".join(f"--{key.replace('_', '-')} {{input.{key}}}" for key in inputs)
+    return (
+        f"MPLBACKEND=Agg python -m kcircuits figure {name} --settings {{params.settings:q}} "
+        f"--pdf {{output.pdf}} --png {{output.png}} {options} > {{log}} 2>&1"
+    )

@@ -5,31 +5,34 @@ rule entities:
     input:
         pools=RESOURCE_FILES["pools"],
     output:
-        table=f"{DATA}/entities.parquet",
-        report=f"{DATA}/entities_report.json",
+        table=PATHS["entities"],
+        report=PATHS["entities_report"],
     params:
         settings=settings("entities"),
+        pools=parent_dir("pools"),
     log:
         f"{LOGS}/data/entities.log",
     conda:
         "../envs/data.yaml"
     shell:
-        "{KC} entities --settings {params.settings:q} --pools {POOLS_DIR:q} "
+        "python -m kcircuits entities --settings {params.settings:q} --pools {params.pools:q} "
         "--out {output.table} --report {output.report} > {log} 2>&1"
 
 
 rule biographies:
     input:
-        entities=rules.entities.output.table,
+        entities=PATHS["entities"],
         templates=RESOURCE_FILES["templates"],
     output:
-        bios_train=f"{DATA}/bios_train.jsonl",
-        bios_val=f"{DATA}/bios_val.jsonl",
-        base_train=f"{DATA}/base_train.jsonl",
-        base_val=f"{DATA}/base_val.jsonl",
-        report=f"{DATA}/biographies_report.json",
+        bios_train=PATHS["bios_train"],
+        bios_val=PATHS["bios_val"],
+        base_train=PATHS["base_train"],
+        base_val=PATHS["base_val"],
+        report=PATHS["biographies_report"],
     params:
         settings=settings("biographies"),
+        templates=parent_dir("templates"),
+        out_dir=lambda wildcards, output: str(Path(output.bios_train).parent),
     log:
         f"{LOGS}/data/biographies.log",
     benchmark:
@@ -39,60 +42,63 @@ rule biographies:
     conda:
         "../envs/data.yaml"
     shell:
-        "{KC} biographies --settings {params.settings:q} --templates {TEMPLATES_DIR:q} "
-        "--entities {input.entities} --out-dir {DATA} --report {output.report} > {log} 2>&1"
+        "python -m kcircuits biographies --settings {params.settings:q} --templates {params.templates:q} "
+        "--entities {input.entities} --out-dir {params.out_dir} --report {output.report} > {log} 2>&1"
 
 
 rule probes:
     input:
-        entities=rules.entities.output.table,
+        entities=PATHS["entities"],
         templates=RESOURCE_FILES["templates"],
     output:
-        probes=f"{DATA}/probes.parquet",
-        paraphrase=f"{DATA}/probes_paraphrase.parquet",
-        report=f"{DATA}/probes_report.json",
+        probes=PATHS["probes"],
+        paraphrase=PATHS["paraphrase"],
+        report=PATHS["probes_report"],
     params:
         settings=settings("probes"),
+        templates=parent_dir("templates"),
     log:
         f"{LOGS}/data/probes.log",
     conda:
         "../envs/data.yaml"
     shell:
-        "{KC} probes --settings {params.settings:q} --templates {TEMPLATES_DIR:q} "
+        "python -m kcircuits probes --settings {params.settings:q} --templates {params.templates:q} "
         "--entities {input.entities} --out {output.probes} --out-paraphrase {output.paraphrase} "
         "--report {output.report} > {log} 2>&1"
 
 
 rule qa:
     input:
-        entities=rules.entities.output.table,
-        probes=rules.probes.output.probes,
+        entities=PATHS["entities"],
+        probes=PATHS["probes"],
         pools=RESOURCE_FILES["pools"],
         templates=RESOURCE_FILES["templates"],
     output:
-        mc=f"{DATA}/qa_multiple_choice.jsonl",
-        tf=f"{DATA}/qa_true_false.jsonl",
-        report=f"{DATA}/qa_report.json",
+        mc=PATHS["qa_mc"],
+        tf=PATHS["qa_tf"],
+        report=PATHS["qa_report"],
     params:
         settings=settings("qa"),
+        pools=parent_dir("pools"),
+        templates=parent_dir("templates"),
     log:
         f"{LOGS}/data/qa.log",
     conda:
         "../envs/data.yaml"
     shell:
-        "{KC} qa --settings {params.settings:q} --pools {POOLS_DIR:q} --templates {TEMPLATES_DIR:q} "
-        "--entities {input.entities} --probes {input.probes} --out-mc {output.mc} --out-tf {output.tf} "
-        "--report {output.report} > {log} 2>&1"
+        "python -m kcircuits qa --settings {params.settings:q} --pools {params.pools:q} "
+        "--templates {params.templates:q} --entities {input.entities} --probes {input.probes} "
+        "--out-mc {output.mc} --out-tf {output.tf} --report {output.report} > {log} 2>&1"
 
 
 rule circuit_pairs:
     input:
-        entities=rules.entities.output.table,
-        probes=rules.probes.output.probes,
-        tokenizer=f"{DATA}/tokenizer",
+        entities=PATHS["entities"],
+        probes=PATHS["probes"],
+        tokenizer=PATHS["tokenizer"],
     output:
-        pairs=f"{DATA}/circuit_pairs.parquet",
-        report=f"{DATA}/circuit_pairs_report.json",
+        pairs=PATHS["circuit_pairs"],
+        report=PATHS["circuit_pairs_report"],
     params:
         settings=settings("circuit_pairs"),
     log:
@@ -100,7 +106,7 @@ rule circuit_pairs:
     conda:
         "../envs/data.yaml"
     shell:
-        "{KC} circuit-pairs --settings {params.settings:q} --entities {input.entities} "
+        "python -m kcircuits circuit-pairs --settings {params.settings:q} --entities {input.entities} "
         "--probes {input.probes} --tokenizer {input.tokenizer} --out {output.pairs} "
         "--report {output.report} > {log} 2>&1"
 

@@ -1,30 +1,20 @@
 # Evaluation: knowledge metrics of every checkpoint (one job each), then one table across training.
-# Checkpoint folders and the CHECKPOINTS list (names in training order) come from rules/train.smk.
-
-EVAL = f"{SEED_DIR}/eval"  # per training replicate
-
-# Everything a checkpoint is evaluated on: the held-out data and the tokenizer (all data stages).
-EVAL_DATA = {
-    "tokenizer": f"{DATA}/tokenizer",
-    "entities": f"{DATA}/entities.parquet",
-    "probes": f"{DATA}/probes.parquet",
-    "paraphrase": f"{DATA}/probes_paraphrase.parquet",
-    "bios_val": f"{DATA}/bios_val.jsonl",
-    "base_val": f"{DATA}/base_val.jsonl",
-    "mc": f"{DATA}/qa_multiple_choice.jsonl",
-    "tf": f"{DATA}/qa_true_false.jsonl",
-}
 
 
 rule evaluate:
     input:
-        checkpoint=f"{CKPTS}/{{ckpt}}",
-        **EVAL_DATA,
+        checkpoint=PATHS["checkpoint"],
+        tokenizer=PATHS["tokenizer"],
+        entities=PATHS["entities"],
+        probes=PATHS["probes"],
+        paraphrase=PATHS["paraphrase"],
+        bios_val=PATHS["bios_val"],
+        base_val=PATHS["base_val"],
+        mc=PATHS["qa_mc"],
+        tf=PATHS["qa_tf"],
     output:
-        cells=f"{EVAL}/{{ckpt}}.parquet",
-        entities=f"{EVAL}/entities/{{ckpt}}.parquet",
-    wildcard_constraints:
-        ckpt=r"(epoch|step)-[0-9]+",  # never "summary"/"entities": those are eval_summary's
+        cells=PATHS["eval"],
+        entities=PATHS["eval_entities"],
     params:
         settings=settings("evaluate"),
     log:
@@ -37,8 +27,8 @@ rule evaluate:
     conda:
         "../envs/evaluate.yaml"
     shell:
-        # KC sets OMP_WAIT_POLICY=PASSIVE and HF_HUB_OFFLINE=1 before python (and so torch) starts
-        "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} {KC} evaluate --settings {params.settings:q} --checkpoint {input.checkpoint} "
+        "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits evaluate "
+        "--settings {params.settings:q} --checkpoint {input.checkpoint} "
         "--tokenizer {input.tokenizer} --entities {input.entities} --probes {input.probes} "
         "--paraphrase {input.paraphrase} --bios-val {input.bios_val} --base-val {input.base_val} "
         "--mc {input.mc} --tf {input.tf} --threads {threads} "
@@ -47,11 +37,11 @@ rule evaluate:
 
 rule eval_summary:
     input:
-        evals=expand(f"{EVAL}/{{ckpt}}.parquet", ckpt=CHECKPOINTS, allow_missing=True),
-        entity_evals=expand(f"{EVAL}/entities/{{ckpt}}.parquet", ckpt=CHECKPOINTS, allow_missing=True),
+        evals=across_checkpoints("eval"),
+        entity_evals=across_checkpoints("eval_entities"),
     output:
-        summary=f"{EVAL}/summary.parquet",
-        entities=f"{EVAL}/entities.parquet",
+        summary=PATHS["eval_summary"],
+        entities=PATHS["eval_summary_entities"],
     params:
         settings=settings("evaluate"),
     log:
@@ -59,8 +49,8 @@ rule eval_summary:
     conda:
         "../envs/evaluate.yaml"
     shell:
-        "{KC} eval-summary --settings {params.settings:q} --evals {input.evals} "
+        "python -m kcircuits eval-summary --settings {params.settings:q} --evals {input.evals} "
         "--entity-evals {input.entity_evals} --out {output.summary} --out-entities {output.entities} > {log} 2>&1"
 
 
-EVAL_TARGETS = expand(list(rules.eval_summary.output), seed=SEEDS)
+EVAL_TARGETS = [*across_seeds("eval_summary"), *across_seeds("eval_summary_entities")]

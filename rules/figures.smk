@@ -1,77 +1,131 @@
-# Figures of knowledge acquisition (PDF + PNG each; captions in report/ for `snakemake --report`).
-# Curves read every training replicate's summary (mean and 95% interval over seeds).
+# Figures: one rule per entry of FIGURES, `figure_<name>`, writing results/{run}/figures/<name>.{pdf,png}
+# (each requestable by path: only what it reads is built) with `kcircuits figure <name>`, its log in
+# logs/figures/<name>.log and its caption report/<name>.rst in `snakemake --report`. Curves are the mean
+# and 95% interval over every training replicate's tables.
+#
+# An entry: the report category and label, the settings passed (--settings), and the inputs besides the
+# entities table that every figure reads (group order); each input key becomes an option of the
+# command (--key, underscores as dashes) taking one or more paths. A new figure: an entry here, a
+# caption in report/, and its NAME in the figure command.
+# Hit@k figures use zero ablation and the first edge budget (circuits.edge_budgets[0]); by hand,
+# `kcircuits figure circuit_hits --ablation mean --budget 0.25 ...` draws another.
+ACQUISITION = "Knowledge acquisition"
+CIRCUIT = "Knowledge circuits"
+TOPOLOGY = "Circuit topology"
+COMPONENTS = "Specialised heads and logit lens"
 
-FIGURES = f"{RESULTS}/figures"
-
-
-def figure_outputs(name, caption, label, category="Knowledge acquisition"):
-    """PDF and PNG of one figure, both shown in the Snakemake report under one category."""
-    kw = {"caption": f"../report/{caption}", "category": category}
-    return {
-        "pdf": report(f"{FIGURES}/{name}.pdf", labels={"figure": label, "format": "PDF"}, **kw),
-        "png": report(f"{FIGURES}/{name}.png", labels={"figure": label, "format": "PNG"}, **kw),
-    }
-
-
-FIGURE_SHELL = (
-    "MPLBACKEND=Agg {KC} figure --kind {params.kind} --settings {params.settings:q} --table {input.table} "
-    "--entities {input.entities} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
-)
-
-
-rule figure_acquisition:
-    input:
-        table=expand(rules.eval_summary.output.summary, seed=SEEDS),
-        entities=f"{DATA}/entities.parquet",
-    output:
-        **figure_outputs("acquisition", "acquisition.rst", "acquisition curves"),
-    params:
-        kind="acquisition",
+FIGURES = {
+    "acquisition": dict(
+        category=ACQUISITION,
+        label="acquisition curves",
         settings=settings("figures"),
-    log:
-        f"{LOGS}/figures/acquisition.log",
-    conda:
-        "../envs/figures.yaml"
-    shell:
-        FIGURE_SHELL
-
-
-rule figure_overwriting:
-    input:
-        table=expand(rules.eval_summary.output.summary, seed=SEEDS),
-        entities=f"{DATA}/entities.parquet",
-    output:
-        **figure_outputs("overwriting", "overwriting.rst", "overwriting of revised facts"),
-    params:
-        kind="overwriting",
+        inputs=dict(table=across_seeds("eval_summary")),
+    ),
+    "overwriting": dict(
+        category=ACQUISITION,
+        label="overwriting of revised facts",
         settings=settings("figures"),
-    log:
-        f"{LOGS}/figures/overwriting.log",
-    conda:
-        "../envs/figures.yaml"
-    shell:
-        FIGURE_SHELL
-
-
-rule figure_heatmap:
-    input:
-        table=expand(rules.eval_summary.output.entities, seed=SEEDS[0]),  # one replicate's entities
-        entities=f"{DATA}/entities.parquet",
-    output:
-        **figure_outputs("entity_heatmap", "entity_heatmap.rst", "entity x checkpoint recall"),
-    params:
-        kind="heatmap",
+        inputs=dict(table=across_seeds("eval_summary")),
+    ),
+    "entity_heatmap": dict(
+        category=ACQUISITION,
+        label="entity x checkpoint recall",
         settings=settings("figures"),
-    log:
-        f"{LOGS}/figures/entity_heatmap.log",
-    conda:
-        "../envs/figures.yaml"
-    shell:
-        FIGURE_SHELL
+        inputs=dict(table=expand(PATHS["eval_summary_entities"], seed=SEEDS[0])),  # one replicate's entities
+    ),
+    "circuit_hits": dict(
+        category=CIRCUIT,
+        label="circuit Hit@k across training",
+        settings=settings("circuits"),
+        inputs=dict(hits=across_seeds("summary_hits")),
+    ),
+    "circuit_cross_group": dict(
+        category=CIRCUIT,
+        label="cross-group Hit@k, last checkpoint",
+        settings=settings("circuits"),
+        inputs=dict(hits=across_seeds("summary_hits")),
+    ),
+    "circuit_cross_group_training": dict(
+        category=CIRCUIT,
+        label="cross-group Hit@k across training",
+        settings=settings("circuits"),
+        inputs=dict(hits=across_seeds("summary_hits")),
+    ),
+    "circuit_transplant": dict(
+        category=CIRCUIT,
+        label="circuit transplant",
+        settings=settings("circuits"),
+        inputs=dict(hits=across_seeds("summary_hits"), transplant=across_seeds("summary_transplant")),
+    ),
+    "circuit_faithfulness": dict(
+        category=CIRCUIT,
+        label="circuit faithfulness",
+        settings=settings("circuits"),
+        inputs=dict(stats=across_seeds("summary_stats")),
+    ),
+    "topology_entropy": dict(
+        category=TOPOLOGY,
+        label="circuit edge entropy across training",
+        settings=settings("analysis"),
+        inputs=dict(topology=across_seeds("topology")),
+    ),
+    "topology_jaccard": dict(
+        category=TOPOLOGY,
+        label="circuit Jaccard to final and previous",
+        settings=settings("analysis"),
+        inputs=dict(topology=across_seeds("topology")),
+    ),
+    "topology_layers": dict(
+        category=TOPOLOGY,
+        label="edge activation ratio, layer x checkpoint",
+        settings=settings("analysis"),
+        inputs=dict(topology=across_seeds("topology"), layers=across_seeds("layers")),
+    ),
+    "topology_mean_layer": dict(
+        category=TOPOLOGY,
+        label="mean circuit layer and its trend",
+        settings=settings("analysis"),
+        inputs=dict(topology=across_seeds("topology"), trend=PATHS["depth_trend_json"]),
+    ),
+    "head_roles": dict(
+        category=COMPONENTS,
+        label="mover / relation / mixture heads in circuits",
+        settings=components_settings(),
+        inputs=dict(roles=across_seeds("seed_head_roles")),
+    ),
+    "head_layers": dict(
+        category=COMPONENTS,
+        label="in-circuit heads by layer and role",
+        settings=components_settings(),
+        inputs=dict(layers=across_seeds("seed_head_layers")),
+    ),
+    "logit_lens": dict(
+        category=COMPONENTS,
+        label="logit-lens rank by layer",
+        settings=components_settings(),
+        inputs=dict(lens=across_seeds("seed_logit_lens")),
+    ),
+}
+
+for name, figure in FIGURES.items():
+    inputs = {**figure["inputs"], "entities": PATHS["entities"]}
+
+    rule:
+        name:
+            f"figure_{name}"
+        input:
+            **inputs,
+        output:
+            **figure_outputs(name, figure["label"], figure["category"]),
+        params:
+            settings=figure["settings"],
+        log:
+            f"{LOGS}/figures/{name}.log",
+        conda:
+            "../envs/figures.yaml"
+        shell:
+            figure_shell(name, inputs)
 
 
-FIGURE_TARGETS = [
-    *rules.figure_acquisition.output,
-    *rules.figure_overwriting.output,
-    *rules.figure_heatmap.output,
-]
+FIGURE_RULES = [f"figure_{name}" for name in FIGURES]
+FIGURE_TARGETS = expand(PATHS["figure"], name=FIGURES, ext=["pdf", "png"])

@@ -3,13 +3,14 @@
 
 rule tokenizer:
     input:
-        corpora=[f"{DATA}/bios_train.jsonl", f"{DATA}/base_train.jsonl"],
+        corpora=[PATHS["bios_train"], PATHS["base_train"]],
         pools=RESOURCE_FILES["pools"],
     output:
-        tokenizer=directory(f"{DATA}/tokenizer"),
-        report=f"{DATA}/tokenizer_report.json",
+        tokenizer=directory(PATHS["tokenizer"]),
+        report=PATHS["tokenizer_report"],
     params:
         settings=settings("tokenizer"),
+        pools=parent_dir("pools"),
     log:
         f"{LOGS}/data/tokenizer.log",
     benchmark:
@@ -21,5 +22,5 @@ rule tokenizer:
         "../envs/data.yaml"
     shell:
         "TOKENIZERS_PARALLELISM=false RAYON_NUM_THREADS={threads} "
-        "{KC} tokenizer --settings {params.settings:q} --pools {POOLS_DIR:q} "
+        "python -m kcircuits tokenizer --settings {params.settings:q} --pools {params.pools:q} "
         "--corpus {input.corpora} --out-dir {output.tokenizer} --report {output.report} > {log} 2>&1"

@@ -1,32 +1,28 @@
-"""Shared fixtures: real Snakemake runs of the tiny test config in temporary folders."""
+"""Shared fixtures: real Snakemake runs of the tiny test config in temporary folders; the `slow` guard;
+one torch thread for the random-model modules. Plain helpers are in helpers.py."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "config" / "tiny.yaml"
-TINY_DATA_TARGETS = ("results/tiny/data/circuit_pairs.parquet", "results/tiny/data/qa_report.json")
+import helpers
+from helpers import TINY_DATA_TARGETS, snakemake
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+SNAKEMAKE_FIXTURES = {"tiny_data"}  # fixtures below that run Snakemake: every test using one is slow
 
 
-def snakemake(workdir: Path, *args: str, configfiles=(TINY,), check: bool = True,
-              cores: int | None = 2) -> subprocess.CompletedProcess:
-    """Run the project's Snakefile in `workdir` (outputs land there); returns the finished process.
-    cores=None: no --cores, as users type `snakemake --report` or `snakemake -n`."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           *(["--cores", str(cores)] if cores else []), "--nolock", *args]
-    if configfiles:  # last: --configfile takes every following word as a file
-        cmd += ["--configfile", *map(str, configfiles)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """`slow` marks exactly the tests that run Snakemake, directly or through a fixture: refuse the others."""
+    slow = item.get_closest_marker("slow") is not None
+    helpers.allow_snakemake(slow)
+    if not slow and SNAKEMAKE_FIXTURES & set(item.fixturenames):
+        pytest.fail(f"uses {sorted(SNAKEMAKE_FIXTURES & set(item.fixturenames))}, which runs Snakemake: "
+                    "mark it @pytest.mark.slow", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +31,14 @@ def tiny_data(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("tiny")
     snakemake(work, *TINY_DATA_TARGETS)
     return work / "results" / "tiny" / "data"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for the module (the machine is shared); `pytestmark = usefixtures("one_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

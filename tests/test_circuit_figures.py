@@ -9,8 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import TINY, checkpoint_meta, planned_jobs, snakemake
 from kcircuits.figures import circuits as cf
 from kcircuits.figures.seeds import bootstrap_interval, draw_curve, read_seed_tables, seed_summary
+from kcircuits.figures.stage import FIGURES
+
+CIRCUIT_FIGURES = [name for name, f in FIGURES.items() if f.stage == "circuits"]
 
 CKPTS = [("epoch-000", 0.0, 0), ("epoch-001", 1.0, 10), ("epoch-002", 2.0, 20)]
 TASKS = ["city", "company"]
@@ -25,11 +29,6 @@ def own_value(seed, o, ti, yi, gi):
     return 0.1 * o + 0.05 * ti + 0.02 * yi + 0.01 * gi + 0.03 * seed
 
 
-def meta(seed, name, epoch, step):
-    return {"seed": seed, "checkpoint": name, "phase": "continual", "epoch": epoch, "global_step": step,
-            "tokens_seen": 100 * step}
-
-
 def hits_table(seed: int) -> pd.DataFrame:
     rows = []
     for o, (name, epoch, step) in enumerate(CKPTS):
@@ -42,11 +41,11 @@ def hits_table(seed: int) -> pd.DataFrame:
                                 for ablation in ("zero", "mean"):
                                     value = (own_value(seed, o, ti, yi, gi) - 0.1 * abs(yi - tyi) - 0.05 * abs(gi - tgi)
                                              + (0.2 if ablation == "mean" else 0) + (0.1 if budget == "30" else 0))
-                                    rows.append({**meta(seed, name, epoch, step), "task": task, "type": etype,
-                                                 "freq_group": group, "budget": budget, "target_type": ttype,
-                                                 "target_freq_group": tgroup, "ablation": ablation,
-                                                 "hit_at_k": value, "mean_rank": 3.0, "n_prompts": 20,
-                                                 "full_model_hit_at_k": 0.9 - 0.1 * seed + 0.01 * o})
+                                    rows.append({**checkpoint_meta(seed, name, epoch, step), "task": task,
+                                                 "type": etype, "freq_group": group, "budget": budget,
+                                                 "target_type": ttype, "target_freq_group": tgroup,
+                                                 "ablation": ablation, "hit_at_k": value, "mean_rank": 3.0,
+                                                 "n_prompts": 20, "full_model_hit_at_k": 0.9 - 0.1 * seed + 0.01 * o})
     return pd.DataFrame(rows)
 
 
@@ -60,9 +59,9 @@ def transplant_table(seed: int) -> pd.DataFrame:
                 for yi, etype in enumerate(TYPES):
                     for gi, group in enumerate(GROUPS):
                         for budget in BUDGETS:
-                            rows.append({**meta(seed, name, epoch, step), "source_checkpoint": source, "task": task,
-                                         "type": etype, "freq_group": group, "budget": budget, "n_edges": 30,
-                                         "ablation": "zero", "mean_rank": 2.0,
+                            rows.append({**checkpoint_meta(seed, name, epoch, step), "source_checkpoint": source,
+                                         "task": task, "type": etype, "freq_group": group, "budget": budget,
+                                         "n_edges": 30, "ablation": "zero", "mean_rank": 2.0,
                                          "hit_at_k": own_value(seed, o, ti, yi, gi) - 0.1 * abs(o - s)
                                          + (0.1 if budget == "30" else 0)})
     return pd.DataFrame(rows)
@@ -75,9 +74,9 @@ def stats_table(seed: int) -> pd.DataFrame:
             for etype in TYPES:
                 for group in GROUPS:
                     for budget in BUDGETS:
-                        rows.append({**meta(seed, name, epoch, step), "task": task, "type": etype, "freq_group": group,
-                                     "budget": budget, "n_edges": 30 if budget == "30" else 100, "n_nodes": 9,
-                                     "edge_entropy": 1.0, "faithfulness": 0.5 + 0.1 * o + 0.02 * seed + 0.1 * ti,
+                        rows.append({**checkpoint_meta(seed, name, epoch, step), "task": task, "type": etype,
+                                     "freq_group": group, "budget": budget, "n_edges": 30 if budget == "30" else 100,
+                                     "n_nodes": 9, "edge_entropy": 1.0, "faithfulness": 0.5 + 0.1 * o + 0.02 * seed + 0.1 * ti,
                                      "ld_clean": 2.0, "ld_corrupted": 0.0, "ld_circuit": 1.0})
     return pd.DataFrame(rows)
 
@@ -215,16 +214,22 @@ def seed_tables(tmp_path_factory):
     return root, paths
 
 
-@pytest.mark.parametrize("kind", list(cf.KINDS))
-def test_circuit_figures_are_written_and_reproducible(seed_tables, kind, tmp_path):
+def test_the_circuit_figures_are_the_five_known_ones():
+    assert CIRCUIT_FIGURES == ["circuit_hits", "circuit_cross_group", "circuit_cross_group_training",
+                               "circuit_transplant", "circuit_faithfulness"]
+    assert FIGURES["circuit_transplant"].inputs == ("hits", "transplant")
+
+
+@pytest.mark.parametrize("name", CIRCUIT_FIGURES)
+def test_circuit_figures_are_written_and_reproducible(seed_tables, name, tmp_path):
     from kcircuits.cli import main
 
     root, paths = seed_tables
     settings = json.dumps({"seed": 0, "circuits": {"edge_budgets": [0.1, 30], "hit_k": 10},
                            "circuit_pairs": {"tasks": {t: f"{{name}} {t}" for t in TASKS}}})
-    argv = ["circuit-figure", "--kind", kind, "--settings", settings, "--entities", str(root / "entities.parquet")]
-    for name in cf.KINDS[kind]:
-        argv += [f"--{name}", *map(str, paths[name])]
+    argv = ["figure", name, "--settings", settings, "--entities", str(root / "entities.parquet")]
+    for table in FIGURES[name].inputs:
+        argv += [f"--{table}", *map(str, paths[table])]
     outputs = []
     for run in ("a", "b"):
         assert main([*argv, "--pdf", str(tmp_path / f"{run}.pdf"), "--png", str(tmp_path / f"{run}.png")]) == 0
@@ -236,12 +241,12 @@ def test_circuit_figures_are_written_and_reproducible(seed_tables, kind, tmp_pat
 
 def test_group_order_follows_frequency(seed_tables, tmp_path, monkeypatch):
     """Columns in ascending frequency (low before high although 'high' sorts first)."""
-    from kcircuits.figures import acquisition
+    from kcircuits.data.entities import group_order
 
     root, paths = seed_tables
     titles = []
     monkeypatch.setattr(cf, "save_figure", lambda fig, *a: titles.extend(ax.get_title() for ax in fig.axes))
-    cf.plot_hits(read_seed_tables(paths["hits"]), acquisition.group_order(pd.read_parquet(root / "entities.parquet")),
+    cf.plot_hits(read_seed_tables(paths["hits"]), group_order(pd.read_parquet(root / "entities.parquet")),
                  TASKS, "zero", "0.1", 10, tmp_path / "h.pdf", tmp_path / "h.png")
     assert titles[:2] == ["low frequency", "high frequency"]
 
@@ -257,8 +262,8 @@ def eval_summary(seed: int) -> pd.DataFrame:
             for target in ("current", "original"):
                 for yi, etype in enumerate([*TYPES, "background"]):
                     for group in [*GROUPS, "all"]:
-                        rows.append({**meta(seed, name, epoch, step), "order": o, "metric": metric, "target": target,
-                                     "type": etype, "freq_group": group, "attribute": "all",
+                        rows.append({**checkpoint_meta(seed, name, epoch, step), "order": o, "metric": metric,
+                                     "target": target, "type": etype, "freq_group": group, "attribute": "all",
                                      "value": 0.1 * o + 0.05 * yi + 0.2 * seed, "n": 10, "chance": None})
     return pd.DataFrame(rows)
 
@@ -289,18 +294,16 @@ def test_acquisition_curves_are_seed_means_with_intervals(tmp_path, monkeypatch)
 
 
 # ---- rules ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_rules_plan_circuit_figures_over_every_seed(tmp_path):
-    from conftest import TINY, snakemake
-
     seeds = tmp_path / "seeds.yaml"
     seeds.write_text("train:\n  seeds: [0, 1]\n  continual: {epochs: 1, lr: 1.0e-3}\n")
-    figures = [f"results/tiny/figures/circuit_{k}.pdf" for k in cf.KINDS] + ["results/tiny/figures/acquisition.png"]
+    figures = [f"results/tiny/figures/{name}.pdf" for name in [*CIRCUIT_FIGURES, "acquisition"]]
     proc = snakemake(tmp_path, *figures, "-n", configfiles=(TINY, seeds))
-    stats = proc.stdout[proc.stdout.index("Job stats:"):].split("\n\n")[0].splitlines()[3:]
-    counts = dict(line.split() for line in stats)
-    assert counts["circuit_summary"] == "2" and counts["eval_summary"] == "2"
-    for kind in cf.KINDS:
-        assert counts[f"figure_circuit_{kind}"] == "1"
+    counts = planned_jobs(proc)
+    assert counts["circuit_summary"] == 2 and counts["eval_summary"] == 2
+    for name in CIRCUIT_FIGURES:
+        assert counts[f"figure_{name}"] == 1
     assert "seed-1/circuits/summary_hits.parquet" in proc.stdout
 
 
@@ -313,6 +316,6 @@ def test_cli_rows_are_the_configured_tasks_that_have_circuits(seed_tables, tmp_p
     settings = json.dumps({"seed": 0, "circuits": {"edge_budgets": [30, 0.1], "hit_k": 5},
                            "circuit_pairs": {"tasks": {"major": "{name} majored in", "company": "{name} works for",
                                                        "city": "{name} lives in"}}})
-    assert main(["circuit-figure", "--kind", "hits", "--settings", settings, "--entities", str(root / "entities.parquet"),
+    assert main(["figure", "circuit_hits", "--settings", settings, "--entities", str(root / "entities.parquet"),
                  "--hits", *map(str, paths["hits"]), "--pdf", str(tmp_path / "h.pdf"), "--png", str(tmp_path / "h.png")]) == 0
     assert [lab for lab in labels if lab] == ["company\nHit@5", "city\nHit@5", f"{cf.ALL_TASKS}\nHit@5"]

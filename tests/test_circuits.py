@@ -9,44 +9,17 @@ import pandas as pd
 import pytest
 import torch
 
+from helpers import REPO, TINY, V, random_checkpoint, random_model
 from kcircuits.circuits.attribute import PairBatch, attribute, exact_patching
 from kcircuits.circuits.draw import to_dot, to_svg
 from kcircuits.circuits.evaluate import ProbeBatch, faithfulness, hit_at_k, mean_reference, transplant
 from kcircuits.circuits.graph import Circuit, Graph, edge_budget, prune, select_greedy, select_top_n
-from kcircuits.circuits.metrics import edge_entropy, label_rank, logit_difference, spearman
+from kcircuits.circuits.metrics import edge_entropy, logit_difference, spearman
 from kcircuits.circuits.model import CircuitModel
 from kcircuits.circuits.store import load_circuits, load_scores, save_circuits, save_scores
+from kcircuits.evaluate.metrics import target_rank
 
-V = 61  # vocabulary of the random models
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def random_model(family: str = "gpt2", layers: int = 2, heads: int = 4, d: int = 32, std: float = 0.15, seed: int = 0,
-                 **extra):
-    """A random causal LM with weights large enough that attention and MLPs are far from linear."""
-    from transformers import (GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig,
-                              LlamaForCausalLM)
-    torch.manual_seed(seed)
-    ids = dict(vocab_size=V, bos_token_id=0, eos_token_id=0)
-    if family == "gpt2":
-        hf = GPT2LMHeadModel(GPT2Config(n_layer=layers, n_head=heads, n_embd=d, n_positions=32, **ids, **extra))
-    elif family == "gpt_neox":
-        hf = GPTNeoXForCausalLM(GPTNeoXConfig(num_hidden_layers=layers, num_attention_heads=heads, hidden_size=d,
-                                              intermediate_size=2 * d, max_position_embeddings=32, **ids, **extra))
-    else:
-        hf = LlamaForCausalLM(LlamaConfig(num_hidden_layers=layers, num_attention_heads=heads, hidden_size=d,
-                                          intermediate_size=2 * d, max_position_embeddings=32, **ids, **extra))
-    for p in hf.parameters():
-        if p.dim() > 1:
-            torch.nn.init.normal_(p, std=std)
-    return hf
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_pairs(n: int = 16, length: int = 6, seed: int = 1, lengths: list[int] | None = None) -> PairBatch:
@@ -101,6 +74,24 @@ def test_edges_follow_the_definition(parallel):
     got = {g.edge_name(u, v) for u, v in g.valid.nonzero().tolist()}
     assert got == expected and g.n_edges == len(expected)
     assert len(set(g.node_names)) == len(g.node_names) and len(set(g.backward_names)) == g.n_backward
+
+
+def test_names_parse_back_to_their_nodes_and_slots():
+    g = Graph(3, 2)
+    for i, name in enumerate(g.node_names):  # kind, layer and head agree with the node's index
+        node = g.parse(name)
+        assert node.layer == g.node_layer(i) and node.qkv == ""
+        if node.kind == "head":
+            assert g.head_node(node.layer, node.head) == i and g.head_name(node.layer, node.head) == name
+        elif node.kind == "mlp":
+            assert g.mlp_node(node.layer) == i and g.mlp_name(node.layer) == name
+    for v, name in enumerate(g.backward_names):  # a slot parses to its node, plus q/k/v for a head's input
+        slot, node = g.parse(name), g.parse(g.node_names[int(g.slot_node[v])])
+        assert (slot.kind, slot.layer, slot.head) == (node.kind, node.layer, node.head)
+        assert slot.qkv == ("qkv"[(v - g.attn_slots(slot.layer)[0]) // g.n_heads] if slot.kind == "head" else "")
+    for bad in ("a3.h0", "a0.h2", "m3", "a01.h0", "a0.h0<x>", "m", "logit"):
+        with pytest.raises(ValueError):
+            g.parse(bad)
 
 
 # ---- the explicit forward --------------------------------------------------------------------------
@@ -281,7 +272,7 @@ def test_hit_at_k_ablations():
     full_model = hit_at_k(model, None, probes, k=10)
     with torch.no_grad():
         logits = model.run(batch.clean_ids, batch.last)
-    assert full_model["hit_at_10"] == float((label_rank(logits, batch.clean_label) < 10).float().mean())
+    assert full_model["hit_at_10"] == float((target_rank(logits, batch.clean_label) < 10).float().mean())
     for ablation in ("zero", "mean"):  # nothing outside the full graph to ablate
         assert hit_at_k(model, Circuit.full(model.graph), probes, 10, ablation)["mean_rank"] == full_model["mean_rank"]
     # empty circuit under zero ablation: the logits see only constants, so every prompt ranks alike
@@ -292,8 +283,8 @@ def test_hit_at_k_ablations():
     real = torch.arange(6)[None] <= batch.last[:, None]
     outs = model.run(batch.clean_ids, batch.last, record=True)[1]
     assert torch.allclose(ref[:, 0, 3], outs[:, real[:, 3], 3].mean(1), atol=1e-5)  # real tokens at position 3
-    rank_by_logits = label_rank(torch.tensor([[0.1, 0.5, 0.5, 0.2]]), torch.tensor([2]))
-    assert rank_by_logits.item() == 0  # ties count in the label's favour
+    rank_by_logits = target_rank(torch.tensor([[0.1, 0.5, 0.5, 0.2]]), torch.tensor([2]))
+    assert rank_by_logits.item() == 0  # ties count in the label's favour (the one rank convention)
 
 
 def test_transplant_across_checkpoints():
@@ -339,22 +330,7 @@ def test_drawings():
 
 
 # ---- the pipeline stage on the pipeline's own data ---------------------------------------------------
-def saved_checkpoint(folder, tok, name: str, epoch: float, seed: int, train_seed: int = 0):
-    """A random GPT-2 (weights from `seed`) laid out as the training stage exports it (model folder +
-    checkpoint.json recording `train_seed`)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from kcircuits import io
-    torch.manual_seed(seed)
-    out = folder / name
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_layer=2, n_head=2, n_embd=32, n_positions=64,
-                               bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-                    ).save_pretrained(out, safe_serialization=True)
-    io.write_json({"seed": train_seed, "name": name, "phase": "continual", "epoch": epoch, "global_step": int(10 * epoch),
-                   "tokens_seen": int(1000 * epoch)}, out / "checkpoint.json")
-    return out
-
-
+@pytest.mark.slow
 def test_circuit_stage_by_hand(tiny_data, tmp_path):
     """scores -> eval -> transplant -> draw -> summary through the CLI, as the rules call it."""
     import json
@@ -362,10 +338,10 @@ def test_circuit_stage_by_hand(tiny_data, tmp_path):
     from kcircuits.cli import main
     from kcircuits.config import load_config, stage_settings
     from kcircuits.tokenizer import load_tokenizer
-    from conftest import REPO, TINY
 
     tok = load_tokenizer(tiny_data / "tokenizer")
-    ckpts = [saved_checkpoint(tmp_path, tok, f"epoch-00{i}", float(i), seed=i) for i in (1, 2)]
+    ckpts = [random_checkpoint(tmp_path, tok, f"epoch-00{i}", float(i), seed=i, layers=2, n_positions=64)
+             for i in (1, 2)]
     cfg = load_config([REPO / "config.yaml", TINY])
     cfg["circuits"].update(max_pairs=5, edge_budgets=[0.2, 30], batch_size=4)
     settings = json.dumps(stage_settings(cfg, "circuits"))
@@ -373,7 +349,8 @@ def test_circuit_stage_by_hand(tiny_data, tmp_path):
             "--tokenizer": tiny_data / "tokenizer"}
 
     def cli(action, *args, **files):
-        argv = ["circuits", action, "--settings", settings, "--threads", "1", *map(str, args)]
+        threads = ["--threads", "1"] if action in ("scores", "eval", "transplant") else []  # the model actions
+        argv = ["circuits", action, "--settings", settings, *threads, *map(str, args)]
         for key, value in files.items():
             argv += [f"--{key.replace('_', '-')}", *(map(str, value) if isinstance(value, list) else [str(value)])]
         assert main(argv) == 0

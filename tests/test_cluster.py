@@ -13,24 +13,12 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, snakemake
-from kcircuits.config import deep_merge, load_config
+from helpers import REPO, TINY, micro_settings, planned_jobs, snakemake
+from kcircuits.config import load_config
 from kcircuits.train import launch
 
 PAPER = REPO / "config.paper.yaml"
 ZERO2 = REPO / "resources" / "deepspeed" / "zero2.json"
-
-
-def job_stats(output: str) -> dict[str, int]:
-    """Rule -> job count from the 'Job stats' table of a dry run."""
-    table = output[output.index("Job stats:"):]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
 
 
 def dry_run_jobs(output: str) -> list[dict]:
@@ -61,26 +49,26 @@ def test_paper_config_is_gpt2_small_with_50k_entities_25_epochs_and_8000_edge_ci
     assert cfg["compute"]["train"]["gpu"] >= 1 and cfg["train"]["device"] == "cuda"
 
 
+@pytest.mark.slow
 def test_paper_dry_run_counts_jobs_per_rule_without_data_on_disk(tmp_path):
     proc = snakemake(tmp_path, "-n", "-p", "--cores", "64", configfiles=(PAPER,))  # cores: no cap on threads
     assert not (tmp_path / "results").exists()
-    counts = job_stats(proc.stdout)
+    counts = planned_jobs(proc)
     seeds = len(load_config([REPO / "config.yaml", PAPER])["train"]["seeds"])
     epochs, ckpts = 25, 26  # continual epochs; checkpoints = epoch-000 + one per epoch
     expected = {
         "entities": 1, "biographies": 1, "probes": 1, "qa": 1, "tokenizer": 1, "circuit_pairs": 1,
-        "train_base": seeds, "continual_corpus": seeds, "train_continual_epoch": epochs * seeds,
-        "export_start_checkpoint": seeds, "export_epoch_checkpoint": epochs * seeds,
+        "train_base": seeds, "continual_corpus": seeds, "train_continual": epochs * seeds,  # no step checkpoints
+        "export_start_checkpoint": seeds, "export_checkpoint": epochs * seeds,
         "evaluate": ckpts * seeds, "eval_summary": seeds,
         "circuit_scores": ckpts * seeds, "circuit_eval": ckpts * seeds, "circuit_transplant": ckpts * seeds,
         "circuit_summary": seeds, "all": 1,
     }
     assert {rule: counts.get(rule, 0) for rule in expected} == expected
-    assert "train_continual_step" not in counts  # no step checkpoints at paper scale
 
     # Heavy jobs carry the paper's compute section: what sbatch will be asked for.
     jobs = dry_run_jobs(proc.stdout)
-    train = [j for j in jobs if j["rule"] == "train_continual_epoch"]
+    train = [j for j in jobs if j["rule"] == "train_continual"]
     assert len(train) == epochs * seeds
     assert train[0]["threads"] == 8
     assert {k: train[0]["resources"][k] for k in ("gpu", "mem_mb", "runtime")} == {
@@ -92,15 +80,16 @@ def test_paper_dry_run_counts_jobs_per_rule_without_data_on_disk(tmp_path):
 
 # ---- compute resources, DeepSpeed, multi-process wiring ----------------------------------------
 
+@pytest.mark.slow
 def test_compute_section_sets_threads_resources_and_training_processes(tmp_path):
     overlay = tmp_path / "multi.yaml"
     overlay.write_text(yaml.safe_dump({
         "compute": {"train": {"threads": 6, "mem_mb": 1234, "runtime": 7, "gpu": 4},
                     "evaluate": {"threads": 3, "mem_mb": 999, "runtime": 5, "gpu": 0}},
         "train": {"deepspeed": "resources/deepspeed/zero2.json"}}))
-    proc = snakemake(tmp_path, "-n", "-p", "--cores", "8", configfiles=(REPO / "tests" / "config" / "tiny.yaml", overlay))
+    proc = snakemake(tmp_path, "-n", "-p", "--cores", "8", configfiles=(TINY, overlay))
     jobs = dry_run_jobs(proc.stdout)
-    for rule in ("train_base", "train_continual_epoch"):
+    for rule in ("train_base", "train_continual"):
         job = next(j for j in jobs if j["rule"] == rule)
         assert job["threads"] == 6
         assert {k: job["resources"][k] for k in ("gpu", "mem_mb", "runtime")} == {"gpu": "4", "mem_mb": "1234", "runtime": "7"}
@@ -112,10 +101,11 @@ def test_compute_section_sets_threads_resources_and_training_processes(tmp_path)
     assert evaluate["threads"] == 3 and evaluate["resources"]["mem_mb"] == "999"
 
 
+@pytest.mark.slow
 def test_a_missing_deepspeed_config_stops_the_workflow_before_any_job(tmp_path):
     overlay = tmp_path / "ds.yaml"
     overlay.write_text("train: {deepspeed: resources/deepspeed/nope.json}\n")
-    proc = snakemake(tmp_path, "-n", configfiles=(REPO / "tests" / "config" / "tiny.yaml", overlay), check=False)
+    proc = snakemake(tmp_path, "-n", configfiles=(TINY, overlay), check=False)
     assert proc.returncode != 0 and "DeepSpeed config not found" in proc.stdout + proc.stderr
 
 
@@ -144,13 +134,16 @@ def test_trainer_receives_the_deepspeed_config_and_fills_its_auto_values(tmp_pat
 
 
 def test_launcher_splits_the_global_batch_and_relaunches_under_torchrun(monkeypatch):
-    for var in ("LOCAL_RANK", "WORLD_SIZE", "RANK", "LOCAL_WORLD_SIZE"):
+    for var in ("LOCAL_RANK", "WORLD_SIZE", "RANK", "LOCAL_WORLD_SIZE", launch.ARGV_ENV):
         monkeypatch.delenv(var, raising=False)
     assert not launch.needs_launcher(1, None) and not launch.needs_launcher(0, None)
     assert launch.needs_launcher(2, None) and launch.needs_launcher(1, "zero2.json")  # DeepSpeed: always a launcher
     cmd, env = launch.launcher_command(["train-continual", "--start", "x", "--processes", "4"], 4, python="py")
-    assert cmd == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "-m", "kcircuits.train.launch"]
+    assert cmd == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "-m", "kcircuits"]
     assert json.loads(env[launch.ARGV_ENV]) == ["train-continual", "--start", "x", "--processes", "4"]
+    assert launch.launched_argv() is None
+    monkeypatch.setenv(launch.ARGV_ENV, env[launch.ARGV_ENV])  # what `python -m kcircuits` runs in each process
+    assert launch.launched_argv() == ["train-continual", "--start", "x", "--processes", "4"]
     assert launch.per_device_batch_size(16, 4) == 4
     with pytest.raises(ValueError, match="not divisible"):
         launch.per_device_batch_size(16, 3)
@@ -161,10 +154,7 @@ def test_launcher_splits_the_global_batch_and_relaunches_under_torchrun(monkeypa
     assert launch.threads_per_process(8) == 2 and launch.per_device_batch_size(16) == 4
 
 
-MICRO = {"model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 64},
-         "train": {"block_size": 64, "batch_size": 8, "continual": {"epochs": 1, "lr": 3.0e-3}, "device": "cpu"}}
-
-
+@pytest.mark.slow
 def test_two_training_processes_on_cpu_match_one(tiny_data, tmp_path):
     """--processes 2 relaunches under torchrun (gloo on CPU): each process takes half of every global
     batch, so steps per epoch and the logged losses match a single process; only RANK 0 publishes."""
@@ -175,9 +165,8 @@ def test_two_training_processes_on_cpu_match_one(tiny_data, tmp_path):
     from kcircuits.train.model import build_model
     import torch
 
-    cfg = deep_merge(load_config([REPO / "config.yaml"]), MICRO)
-    settings = {"seed": 0, "model": cfg["model"], "train": cfg["train"]}
-    build_model(cfg["model"], load_tokenizer(tiny_data / "tokenizer"), seed=0).save_pretrained(tmp_path / "start")
+    settings = micro_settings(train={"continual": {"epochs": 1}, "device": "cpu"})
+    build_model(settings["model"], load_tokenizer(tiny_data / "tokenizer"), seed=0).save_pretrained(tmp_path / "start")
     summary = continual_corpus(settings, tiny_data / "bios_train.jsonl", tiny_data / "tokenizer",
                                tmp_path / "blocks.npz", tmp_path / "corpus.json")
     out = {}

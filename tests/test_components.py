@@ -10,13 +10,15 @@ import pandas as pd
 import pytest
 import torch
 
+from helpers import REPO, TINY, V, planned_jobs, random_checkpoint, random_model, snakemake
 from kcircuits.analysis.heads import (HeadSums, PromptBatch, circuit_roles, classify, head_ratio, prompt_batches,
                                       source_contributions, split_by_source, subject_positions, target_direction,
                                       trace)
 from kcircuits.analysis.logit_lens import LensSums, lens
 from kcircuits.circuits.graph import Circuit, Graph, select_top_n
 from kcircuits.circuits.model import CircuitModel
-from test_circuits import V, one_thread, random_model, saved_checkpoint  # noqa: F401 (one_thread: autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 FAMILIES = [("gpt2", {}), ("gpt_neox", {}), ("llama", {"num_key_value_heads": 2})]
 
@@ -58,7 +60,7 @@ def test_per_source_contributions_sum_to_each_heads_direct_contribution(family, 
         hf_logits = torch.stack([hf(b.ids[i:i + 1, : b.last[i] + 1]).logits[0, -1] for i in range(len(b))])
     torch.testing.assert_close(tr.logits, hf_logits, atol=1e-4, rtol=1e-4)
     x_last = tr.stream[-1, rows, b.last]  # [B, d]
-    torch.testing.assert_close(x_last, outs[:, rows, b.last].sum(0) + model._bias_before[-1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(x_last, outs[:, rows, b.last].sum(0) + model.bias_before[-1], atol=1e-5, rtol=1e-5)
     u = target_direction(model, x_last, b.label)
     contrib = source_contributions(model, tr, u)  # [L, B, H, T]
     assert (contrib[..., 2:].abs().sum() > 0) and torch.all(contrib[:, 2, :, 3:] == 0)  # padding carries nothing
@@ -69,7 +71,7 @@ def test_per_source_contributions_sum_to_each_heads_direct_contribution(family, 
     subj, rel = split_by_source(contrib, b.subject, b.last)
     torch.testing.assert_close(subj + rel, contrib.sum(-1))
     # completeness: every component's frozen-norm logit plus the norm's bias term is the target logit
-    total = (outs[:, rows, b.last] @ u.T).diagonal(dim1=1, dim2=2).sum(0) + model._bias_before[-1] @ u.T
+    total = (outs[:, rows, b.last] @ u.T).diagonal(dim1=1, dim2=2).sum(0) + model.bias_before[-1] @ u.T
     beta = getattr(model.final_norm, "bias", None)
     if beta is not None:
         total = total + hf.get_output_embeddings().weight[b.label] @ beta
@@ -85,6 +87,8 @@ def test_role_thresholds():
                                   [0.5, math.inf, math.nan, -0.5])
     with pytest.raises(ValueError):
         classify([1.0], 0.1, 10.0)
+    with pytest.raises(ValueError):  # the config rejects equal thresholds too
+        classify([1.0], 1.0, 1.0)
 
 
 def test_a_head_attending_only_to_the_subject_is_a_mover():
@@ -189,7 +193,7 @@ def test_subject_positions_cover_exactly_the_name(tokenizer, template):
 
 def test_circuit_roles_count_in_circuit_heads():
     g = Graph(2, 2)
-    heads = pd.DataFrame([{"task": "city", "type": "new", "freq_group": "low", "node": f"a{l}.h{h}", "layer": l,
+    heads = pd.DataFrame([{"task": "city", "type": "new", "freq_group": "low", "node": g.head_name(l, h), "layer": l,
                            "head": h, "role": role} for (l, h), role in
                           zip([(0, 0), (0, 1), (1, 0), (1, 1)], ["mover", "relation", "mover", "mixture"])])
     names = {n: i for i, n in enumerate(g.forward_names)}
@@ -217,8 +221,7 @@ def test_components_stage_by_hand(tokenizer, tmp_path):
     from kcircuits.circuits.store import circuits_frame, circuits_from_frame
     from kcircuits.cli import main
     from kcircuits.config import load_config, stage_settings
-    from kcircuits.evaluate.scoring import load_model
-    from conftest import REPO, TINY
+    from kcircuits.checkpoint import load_model
 
     tok = tokenizer
     tasks = {"city": TEMPLATES["city"], "major": TEMPLATES["major"]}
@@ -236,8 +239,8 @@ def test_components_stage_by_hand(tokenizer, tmp_path):
     cfg["circuit_pairs"]["tasks"] = tasks
     settings = json.dumps(stage_settings(cfg, "analysis"))
 
-    def cli(action, **files):
-        argv = ["components", action, "--settings", settings, "--threads", "1"]
+    def cli(*command, **files):
+        argv = [*command, "--settings", settings]
         for key, value in files.items():
             argv += [f"--{key.replace('_', '-')}", *(map(str, value) if isinstance(value, list) else [str(value)])]
         assert main(argv) == 0
@@ -245,13 +248,13 @@ def test_components_stage_by_hand(tokenizer, tmp_path):
     graph, cells = Graph(2, 2), sorted({f"{r['task']}/{r['type']}/{r['freq_group']}" for r in rows})
     outs = {}
     for i, epoch in enumerate((0.0, 1.0)):
-        ckpt = saved_checkpoint(tmp_path, tok, f"epoch-00{i}", epoch, seed=i, train_seed=7)
+        ckpt = random_checkpoint(tmp_path, tok, f"epoch-00{i}", epoch, seed=i, train_seed=7, layers=2, n_positions=64)
         scores = {key: torch.randn(graph.n_forward, graph.n_backward, generator=g) for key in cells}
         table = pd.concat([circuits_frame({k: select_top_n(s, graph, b) for k, s in scores.items()}, scores)
                            .assign(budget=str(b)) for b in (0.2, 30)], ignore_index=True)
         table.assign(checkpoint=ckpt.name).to_parquet(tmp_path / f"circuits{i}.parquet")
         outs[i] = {t: tmp_path / ckpt.name / f"{t}.parquet" for t in ("heads", "roles", "layers", "lens")}
-        cli("measure", checkpoint=ckpt, tokenizer=tmp_path / "tokenizer", pairs=tmp_path / "pairs.parquet",
+        cli("components", "measure", threads=1, checkpoint=ckpt, tokenizer=tmp_path / "tokenizer", pairs=tmp_path / "pairs.parquet",
             circuits=tmp_path / f"circuits{i}.parquet", **{f"out_{t}": p for t, p in outs[i].items()})
     heads = pd.read_parquet(outs[0]["heads"])
     assert len(heads) == len(cells) * 4 and set(heads["role"]) <= {"mover", "relation", "mixture"}
@@ -280,27 +283,24 @@ def test_components_stage_by_hand(tokenizer, tmp_path):
     assert float(got["rank"].iloc[0]) == pytest.approx(own["mean_rank"] + 1)
     # summary and figures
     summary = {t: tmp_path / "analysis" / f"{t}.parquet" for t in ("heads", "roles", "layers", "lens")}
-    cli("summary", **{t: [outs[0][t], outs[1][t]] for t in summary}, **{f"out_{t}": p for t, p in summary.items()})
+    cli("components", "summary", **{t: [outs[0][t], outs[1][t]] for t in summary}, **{f"out_{t}": p for t, p in summary.items()})
     lens_all = pd.read_parquet(summary["lens"])
     assert list(lens_all.drop_duplicates("checkpoint")["order"]) == [0, 1]
     assert {"seed", "checkpoint", "epoch"} <= set(lens_all.columns) and len(lens_all) == 2 * len(lens)
-    for kind, table in (("roles", "roles"), ("layers", "layers"), ("lens", "lens")):
-        pdf, png = tmp_path / f"{kind}.pdf", tmp_path / f"{kind}.png"
-        cli("figure", kind=kind, tables=[summary[table]], entities=tmp_path / "ent.parquet", pdf=pdf, png=png)
+    for name, table in (("head_roles", "roles"), ("head_layers", "layers"), ("logit_lens", "lens")):
+        pdf, png = tmp_path / f"{name}.pdf", tmp_path / f"{name}.png"
+        cli("figure", name, **{table: [summary[table]]}, entities=tmp_path / "ent.parquet", pdf=pdf, png=png)
         assert pdf.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_rules_dry_run_with_two_seeds(tmp_path):
     """The components rules in the DAG: a job per seed x checkpoint, a summary per seed, figures over both."""
-    from conftest import TINY, snakemake
-
     two = tmp_path / "two_seeds.yaml"
     two.write_text("train:\n  seeds: [0, 1]\n")
     figures = [f"results/tiny/figures/{name}.{ext}" for name in ("head_roles", "head_layers", "logit_lens")
                for ext in ("pdf", "png")]
-    out = snakemake(tmp_path, "-n", *figures, "--quiet", "rules", configfiles=(TINY, two)).stdout
-    counts = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()
-              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    counts = planned_jobs(snakemake(tmp_path, "-n", *figures, "--quiet", "rules", configfiles=(TINY, two)))
     n_ckpts = counts["circuit_eval"] // 2
     assert n_ckpts >= 2 and counts["components_measure"] == 2 * n_ckpts and counts["components_summary"] == 2
     assert counts["figure_head_roles"] == counts["figure_head_layers"] == counts["figure_logit_lens"] == 1

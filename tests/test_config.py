@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, snakemake
+from helpers import REPO, snakemake
 from kcircuits.config import ConfigError, deep_merge, load_config, validate_config
 
 DEFAULT = load_config([REPO / "config.yaml"])
@@ -49,6 +49,15 @@ def test_default_config_is_valid():
     ({"tokenizer": {"kind": "pretrained", "path": "/nonexistent/gpt2"}}, "tokenizer.path: no Hugging Face tokenizer files"),
     ({"circuit_pairs": {"tasks": {"city": "{name} is from"}}}, "circuit_pairs.tasks.city: '{name} is from' is not a prompt"),
     ({"entities": {"n": 10_000_000}}, "invented names needed"),
+    ({"model": {"n_embd": 130, "n_head": 4}}, "model.n_embd (130) must be divisible by model.n_head (4)"),
+    ({"model": {"family": "llama", "n_embd": 36, "n_head": 4}},
+     "model.n_embd / model.n_head (36 / 4 = 9) must be even"),
+    ({"train": {"block_size": 256}}, "train.block_size (256) exceeds model.n_positions (128)"),
+    ({"analysis": {"heads": {"mover_ratio": 0.1, "relation_ratio": 10.0}}},
+     "analysis.heads.mover_ratio (0.1) must be greater than analysis.heads.relation_ratio (10.0)"),
+    ({"analysis": {"heads": {"mover_ratio": 2.0, "relation_ratio": 2.0}}},
+     "analysis.heads.mover_ratio (2.0) must be greater"),
+    ({"model": {"init": "/nonexistent/dir"}}, "model.init: /nonexistent/dir: no such folder"),
 ])
 def test_bad_values_name_the_key(changes, expected):
     with pytest.raises(ConfigError) as err:
@@ -110,6 +119,60 @@ def test_paraphrase_that_training_already_contains_is_rejected(resources_copy):
         validate_config(_cfg_for(resources_copy))
 
 
+def test_llama_and_neox_shapes_that_build_pass():
+    validate_config(with_changes({"model": {"family": "llama", "n_embd": 32, "n_head": 4}}))  # head size 8
+    validate_config(with_changes({"model": {"family": "gpt_neox", "n_embd": 36, "n_head": 4}}))  # odd head: fine
+
+
+def _init_cfg(init: str, **model) -> dict:
+    """Default config starting from `init`, resources absolute (validate_config's root is then the init's)."""
+    return with_changes({"model": {"init": init, **model},
+                         "resources": {k: str(REPO / "resources" / k) for k in ("pools", "templates")}})
+
+
+def _hf_folder(folder: Path, n_positions: int = 128, model_type: str | None = None) -> Path:
+    """A tiny GPT-2 saved by transformers (config.json + model.safetensors); model_type rewritten if given."""
+    import json
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(vocab_size=50, n_layer=1, n_embd=16, n_head=2, n_positions=n_positions,
+                               bos_token_id=0, eos_token_id=0)).save_pretrained(folder)
+    if model_type:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "model_type": model_type}))
+    return folder
+
+
+def test_model_init_holding_a_model_passes_and_is_resolved_against_the_root(tmp_path):
+    from kcircuits.config import init_dir
+
+    _hf_folder(tmp_path / "models" / "start")
+    cfg = _init_cfg("models/start")
+    validate_config(cfg, root=tmp_path)
+    assert init_dir(cfg, root=tmp_path) == tmp_path / "models" / "start"
+    with pytest.raises(ConfigError, match=r"model.init: .*models/start: no such folder"):
+        validate_config(cfg, root=tmp_path / "elsewhere")
+
+
+def test_model_init_without_a_model_is_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"^model.init: .*empty: not a Hugging Face model folder"):
+        validate_config(_init_cfg(str(tmp_path / "empty")))
+    _hf_folder(tmp_path / "bert", model_type="bert")
+    with pytest.raises(ConfigError, match=r"model.init: .*bert/config.json has model_type 'bert'"):
+        validate_config(_init_cfg(str(tmp_path / "bert")))
+
+
+def test_model_init_context_must_cover_the_block_size(tmp_path):
+    _hf_folder(tmp_path / "short", n_positions=64)
+    with pytest.raises(ConfigError, match=r"train.block_size \(128\) exceeds the 64 positions of model.init"):
+        validate_config(_init_cfg(str(tmp_path / "short")))
+    _hf_folder(tmp_path / "long", n_positions=128)
+    validate_config(_init_cfg(str(tmp_path / "long"), n_positions=64))  # model.n_positions: unused with init
+
+
+@pytest.mark.slow
 def test_snakemake_stops_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("entities:\n  new_fraction: 2\n")

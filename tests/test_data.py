@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from kcircuits import ATTRIBUTES
 from kcircuits.config import load_config, stage_rng, stage_settings
 from kcircuits.data.entities import draw_frequencies, generate_entities
@@ -38,6 +38,7 @@ def test_frequency_distribution_matches_lambda(lam):
     assert freq.min() == 1
 
 
+@pytest.mark.slow
 def test_entity_table(tiny_data):
     df = pd.read_parquet(tiny_data / "entities.parquet")
     cfg = load_config([REPO / "config.yaml", REPO / "tests/config/tiny.yaml"])
@@ -70,6 +71,7 @@ def test_entities_are_seeded():
     assert not run(3)["name"].equals(run(4)["name"])
 
 
+@pytest.mark.slow
 def test_every_paragraph_states_every_attribute_once(tiny_data):
     ents = pd.read_parquet(tiny_data / "entities.parquet").set_index("entity_id")
     for corpus, prefix in (("bios_train", ""), ("bios_val", ""), ("base_train", "orig_"), ("base_val", "orig_")):
@@ -86,6 +88,7 @@ def test_every_paragraph_states_every_attribute_once(tiny_data):
                 assert len(re.findall(rf"(?<!\w){re.escape(e[f'{prefix}{attr}'])}(?!\w)", without_name)) == 1
 
 
+@pytest.mark.slow
 def test_paragraph_counts_and_held_out_validation(tiny_data):
     ents = pd.read_parquet(tiny_data / "entities.parquet").set_index("entity_id")
     train = pd.DataFrame(read_jsonl(tiny_data / "bios_train.jsonl"))
@@ -101,6 +104,7 @@ def test_paragraph_counts_and_held_out_validation(tiny_data):
         assert val and not any(r["text"] in train_texts for r in val)
 
 
+@pytest.mark.slow
 def test_probe_prompts(tiny_data):
     probes = pd.read_parquet(tiny_data / "probes.parquet")
     para = pd.read_parquet(tiny_data / "probes_paraphrase.parquet")
@@ -119,6 +123,7 @@ def test_probe_prompts(tiny_data):
     assert set(para["entity_id"]) == set(probes["entity_id"])
 
 
+@pytest.mark.slow
 def test_multiple_choice(tiny_data):
     items = read_jsonl(tiny_data / "qa_multiple_choice.jsonl")
     ents = pd.read_parquet(tiny_data / "entities.parquet").set_index("entity_id")
@@ -133,6 +138,7 @@ def test_multiple_choice(tiny_data):
     assert positions.min() > 0.15
 
 
+@pytest.mark.slow
 def test_true_false_is_balanced_and_paired(tiny_data):
     items = pd.DataFrame(read_jsonl(tiny_data / "qa_true_false.jsonl"))
     ents = pd.read_parquet(tiny_data / "entities.parquet").set_index("entity_id")
@@ -143,6 +149,7 @@ def test_true_false_is_balanced_and_paired(tiny_data):
         assert (pair[pair["label"]]["value"] == truth).all() and (pair[~pair["label"]]["value"] != truth).all()
 
 
+@pytest.mark.slow
 def test_circuit_pairs(tiny_data):
     pairs = pd.read_parquet(tiny_data / "circuit_pairs.parquet")
     tok = load_tokenizer(tiny_data / "tokenizer")
@@ -163,6 +170,7 @@ def test_circuit_pairs(tiny_data):
         assert cell["paired"] + cell["no_same_length_subject"] + cell["no_partner_with_other_label_token"] == cell["subjects"]
 
 
+@pytest.mark.slow
 def test_tokenizer_first_token_report(tiny_data):
     report = json.loads((tiny_data / "tokenizer_report.json").read_text())
     tok = load_tokenizer(tiny_data / "tokenizer")

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, snakemake
-from kcircuits import ATTRIBUTES, io
+from helpers import REPO, TINY, planned_jobs, random_checkpoint, snakemake
+from kcircuits import ATTRIBUTES
+from kcircuits.checkpoint import load_model
 from kcircuits.cli import main as cli
 from kcircuits.evaluate import aggregate, knowledge, metrics, scoring
 from kcircuits.tokenizer import load_tokenizer
@@ -24,12 +25,14 @@ SETTINGS = {"seed": 0, "evaluate": {"batch_size": 16, "hit_k": 10, "max_new_toke
 def test_rank_top1_and_hit_at_k_on_hand_made_logits():
     logits = torch.tensor([[0.1, 0.5, 0.3, 0.9],   # target 1: only 0.9 is higher -> rank 1
                            [2.0, 1.0, 1.0, 0.0],   # target 0 is the max -> rank 0
-                           [1.0, 1.0, 0.0, 1.0]])  # target 3 ties with ids 0 and 1 -> rank 2 (argmax is 0)
-    ranks = metrics.target_rank(logits, torch.tensor([1, 0, 3])).numpy()
-    assert ranks.tolist() == [1, 0, 2]
-    assert metrics.hit_at(ranks, 1).tolist() == [False, True, False]
-    assert metrics.hit_at(ranks, 2).tolist() == [True, True, False]
-    assert (metrics.hit_at(ranks, 1) == (logits.argmax(1).numpy() == [1, 0, 3])).all()  # top-1 is argmax
+                           [1.0, 1.0, 0.0, 1.0],   # target 3 ties with ids 0 and 1 -> rank 0 (ties: target's favour)
+                           [1.0, 2.0, 0.5, 2.0]])  # target 2: three tokens strictly higher, a tie among them -> 3
+    ranks = metrics.target_rank(logits, torch.tensor([1, 0, 3, 2])).numpy()
+    assert ranks.tolist() == [1, 0, 0, 3]
+    assert metrics.hit_at(ranks, 1).tolist() == [False, True, True, False]
+    assert metrics.hit_at(ranks, 2).tolist() == [True, True, True, False]
+    targets = logits[torch.arange(4), torch.tensor([1, 0, 3, 2])]
+    assert (metrics.hit_at(ranks, 1) == (logits.max(1).values == targets).numpy()).all()  # top-1: no logit above
 
 
 def test_hit_at_10_on_a_fake_vocabulary():
@@ -141,6 +144,7 @@ def _before(paragraph: dict, attr: str) -> str:
     return paragraph["text"][: paragraph["spans"][attr][0] - 1]
 
 
+@pytest.mark.slow
 def test_first_token_accuracy_with_an_oracle(tiny):
     entities = tiny.inputs.entities.set_index("entity_id")
     revised = next(p for p in tiny.inputs.bios_val if entities.at[p["entity_id"], "type"] == "revised")
@@ -166,6 +170,7 @@ def test_first_token_accuracy_with_an_oracle(tiny):
     assert len(items) == 2 * len(ATTRIBUTES) + len(ATTRIBUTES)
 
 
+@pytest.mark.slow
 def test_multiple_choice_and_true_false_with_an_oracle(tiny):
     mc = tiny.inputs.multiple_choice[:6]
     wrong = [(it["answer"] + 1) % len(it["options"]) for it in mc[:2]]  # the oracle believes a distractor
@@ -186,27 +191,13 @@ def test_multiple_choice_and_true_false_with_an_oracle(tiny):
 
 # --- a tiny random GPT-2 ------------------------------------------------------------------------
 
-def make_checkpoint(folder, tok, name: str, epoch: float, seed: int = 0):
-    """A random GPT-2 in the layout the training stage exports (model folder + checkpoint.json)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(tok), n_layer=1, n_embd=32, n_head=2, n_positions=128,
-                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    out = folder / name
-    GPT2LMHeadModel(config).save_pretrained(out, safe_serialization=True)
-    io.write_json({"seed": 0, "name": name, "phase": "base" if epoch == 0 else "continual", "epoch": epoch,
-                   "global_step": int(epoch * 10), "steps_per_epoch": 10, "tokens_seen": int(epoch * 10 * 2048)},
-                  out / "checkpoint.json")
-    return out
-
-
 @pytest.fixture(scope="module")
 def gpt2(tiny, tmp_path_factory):
-    path = make_checkpoint(tmp_path_factory.mktemp("ckpt"), tiny.tok, "epoch-000", 0.0)
-    return scoring.load_model(path)
+    path = random_checkpoint(tmp_path_factory.mktemp("ckpt"), tiny.tok, "epoch-000", 0.0)
+    return load_model(path)
 
 
+@pytest.mark.slow
 def test_scores_match_an_unpadded_forward_pass(tiny, gpt2):
     texts = ["Ada Lovelace lives in", "Ivan works for Shell. He studied Dentistry", "Bo"]
     ids = scoring.encode(tiny.tok, texts)
@@ -221,6 +212,7 @@ def test_scores_match_an_unpadded_forward_pass(tiny, gpt2):
             assert rank[q] == int((logits > logits[target[q]]).sum())
 
 
+@pytest.mark.slow
 def test_left_padded_greedy_generation_matches_one_prompt_at_a_time(tiny, gpt2):
     prompts = tiny.inputs.probes["prompt"].iloc[[0, 7, 33, 80, 120]].tolist() + ["Ann lives in"]
     batched = scoring.greedy_continuations(gpt2, tiny.tok, prompts, 6, batch_size=6)
@@ -228,6 +220,7 @@ def test_left_padded_greedy_generation_matches_one_prompt_at_a_time(tiny, gpt2):
     assert batched == single and all(isinstance(t, str) for t in batched)
 
 
+@pytest.mark.slow
 def test_generation_budget_only_truncates(tiny, gpt2):
     prompts = tiny.inputs.probes["prompt"].iloc[:12].tolist()
     free = scoring.greedy_continuations(gpt2, tiny.tok, prompts, 8, batch_size=4)
@@ -255,12 +248,13 @@ def evaluated(tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     runs = []
     for i, (name, epoch) in enumerate([("epoch-001", 1.0), ("epoch-000", 0.0)]):  # out of order on purpose
-        ckpt = make_checkpoint(root / "checkpoints", tiny.tok, name, epoch, seed=i)
+        ckpt = random_checkpoint(root / "checkpoints", tiny.tok, name, epoch, seed=i)
         (root / name).mkdir()
         runs.append(_run_evaluate(tiny, ckpt, root / name))
     return runs
 
 
+@pytest.mark.slow
 def test_evaluation_table_schema_and_counts(tiny, evaluated):
     cells, entity_table = evaluated[1]
     assert list(cells.columns) == ["seed", "checkpoint", "phase", "epoch", "global_step", "tokens_seen", *knowledge.CELL_KEYS,
@@ -288,6 +282,7 @@ def test_evaluation_table_schema_and_counts(tiny, evaluated):
     assert entity_table[["query_top1", "query_exact_match", "bio_first_token"]].stack().between(0, 1).all()
 
 
+@pytest.mark.slow
 def test_generation_mask_is_fixed_and_complete(tiny):
     probes = tiny.inputs.probes
     mask = knowledge.generation_mask(probes, 2, seed=0)
@@ -296,6 +291,7 @@ def test_generation_mask_is_fixed_and_complete(tiny):
     assert knowledge.generation_mask(probes, None, seed=0).all()
 
 
+@pytest.mark.slow
 def test_summary_orders_checkpoints_and_weights_margins(evaluated):
     summary = aggregate.summarise([cells for cells, _ in evaluated])
     assert list(summary.columns) == aggregate.SUMMARY_COLUMNS
@@ -321,12 +317,14 @@ def test_with_margins_by_hand():
     assert out[("low", "all")] == 0.25 and out[("all", "city")] == 0.6 and out[("all", "all")] == 0.375
 
 
+@pytest.mark.slow
 def test_figures_are_written_as_pdf_and_png(evaluated, tiny, tmp_path):
+    from kcircuits.data.entities import group_order
     from kcircuits.figures import acquisition as fig
 
     summary = aggregate.summarise([cells for cells, _ in evaluated])
     entities = aggregate.summarise_entities([e for _, e in evaluated])
-    groups = fig.group_order(tiny.inputs.entities)
+    groups = group_order(tiny.inputs.entities)
     fig.plot_acquisition(summary, groups, 10, tmp_path / "a.pdf", tmp_path / "a.png")
     fig.plot_overwriting(summary, groups, tmp_path / "o.pdf", tmp_path / "o.png")
     fig.plot_heatmap(entities, groups, tmp_path / "h.pdf", tmp_path / "h.png")
@@ -340,18 +338,19 @@ def test_figures_are_written_as_pdf_and_png(evaluated, tiny, tmp_path):
     assert rows["type"].tolist() == sorted(rows["type"].tolist(), key=["new", "revised"].index)
 
 
+@pytest.mark.slow
 def test_snakemake_plans_one_evaluation_per_checkpoint(tmp_path):
     proc = snakemake(tmp_path, "results/tiny/figures/acquisition.pdf", "results/tiny/figures/entity_heatmap.png", "-n")
-    stats = proc.stdout[proc.stdout.index("Job stats:"):].split("\n\n")[0].splitlines()[3:]
-    counts = dict(line.split() for line in stats)
+    counts = planned_jobs(proc)
     from kcircuits.config import load_config
     from kcircuits.train.schedule import checkpoint_names
 
-    cfg = load_config([REPO / "config.yaml", REPO / "tests" / "config" / "tiny.yaml"])
-    assert int(counts["evaluate"]) == len(checkpoint_names(cfg))
-    assert counts["eval_summary"] == "1" and counts["figure_acquisition"] == "1" and counts["figure_heatmap"] == "1"
+    cfg = load_config([REPO / "config.yaml", TINY])
+    assert counts["evaluate"] == len(checkpoint_names(cfg))
+    assert counts["eval_summary"] == counts["figure_acquisition"] == counts["figure_entity_heatmap"] == 1
 
 
+@pytest.mark.slow
 def test_fused_gelu_leaves_the_model_unchanged(gpt2, tiny):
     from transformers import AutoModelForCausalLM
 
@@ -364,6 +363,7 @@ def test_fused_gelu_leaves_the_model_unchanged(gpt2, tiny):
         torch.testing.assert_close(gpt2(ids).logits, plain(ids).logits, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_snakemake_evaluates_checkpoints_and_draws_figures(tiny, tmp_path):
     """The real rules on two exported-layout checkpoints (training itself is tested elsewhere)."""
     import shutil
@@ -371,11 +371,11 @@ def test_snakemake_evaluates_checkpoints_and_draws_figures(tiny, tmp_path):
     run = tmp_path / "results" / "tiny"
     shutil.copytree(tiny.dir, run / "data", copy_function=shutil.copy2)  # keep mtimes: nothing reruns
     for name, epoch in (("epoch-000", 0.0), ("epoch-001", 1.0)):
-        make_checkpoint(run / "seed-0" / "checkpoints", tiny.tok, name, epoch, seed=int(epoch))
+        random_checkpoint(run / "seed-0" / "checkpoints", tiny.tok, name, epoch, seed=int(epoch))
     one_epoch = tmp_path / "one_epoch.yaml"
     one_epoch.write_text("train:\n  continual: {epochs: 1, lr: 1.0e-3}\n")
     figures = [f"results/tiny/figures/{f}" for f in ("acquisition.pdf", "overwriting.png", "entity_heatmap.pdf")]
-    proc = snakemake(tmp_path, *figures, configfiles=(REPO / "tests" / "config" / "tiny.yaml", one_epoch))
+    proc = snakemake(tmp_path, *figures, configfiles=(TINY, one_epoch))
     assert "rule train_" not in proc.stdout + proc.stderr  # the checkpoints were used, not retrained
     for f in figures:
         assert (tmp_path / f).stat().st_size > 1000

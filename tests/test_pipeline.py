@@ -2,30 +2,25 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import TINY, TINY_DATA_TARGETS as DATA_TARGETS, snakemake
+from helpers import REPO, TINY, TINY_DATA_TARGETS as DATA_TARGETS, planned_jobs, snakemake
 from kcircuits.io import atomic_path
 
 DATA_RULES = {"entities", "biographies", "probes", "qa", "tokenizer", "circuit_pairs"}
 
 
-def planned_jobs(proc) -> dict[str, int]:
-    """Job counts from the 'Job stats' table of a dry run."""
-    table = (proc.stdout + proc.stderr).split("Job stats:")[1]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
-
-
+@pytest.mark.slow
 def test_dry_run_lists_the_data_jobs(tmp_path):
     jobs = planned_jobs(snakemake(tmp_path, "-n", "--forceall", "--rerun-triggers", "mtime"))
     assert DATA_RULES <= set(jobs) and all(jobs[r] == 1 for r in DATA_RULES)
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target, needed", [
     ("results/tiny/data/entities.parquet", {"entities"}),
     ("results/tiny/data/probes.parquet", {"entities", "probes"}),
@@ -35,10 +30,10 @@ def test_single_target_builds_only_what_it_needs(tmp_path, target, needed):
     assert set(planned_jobs(snakemake(tmp_path, "-n", target))) == needed
 
 
-TRAINING = {"train_base", "continual_corpus", "train_continual_epoch", "export_start_checkpoint",
-            "export_epoch_checkpoint"}
+TRAINING = {"train_base", "continual_corpus", "train_continual", "export_start_checkpoint", "export_checkpoint"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("figure, needed", [
     ("topology_jaccard", {"entities", "biographies", "tokenizer", "probes", "circuit_pairs", *TRAINING,
                           "circuit_scores", "circuit_eval", "topology_tables", "figure_topology_jaccard"}),
@@ -56,12 +51,14 @@ def digest_tree(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")}
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_identical_files(tiny_data, tmp_path):
     snakemake(tmp_path, *DATA_TARGETS)
     first, second = digest_tree(tiny_data), digest_tree(tmp_path / "results/tiny/data")
     assert len(first) >= 17 and first == second
 
 
+@pytest.mark.slow
 def test_changing_one_stage_reruns_only_that_stage_and_what_follows(tiny_data, tmp_path):
     work = tmp_path / "copy"
     shutil.copytree(tiny_data.parents[2], work, symlinks=True)  # keeps mtimes and .snakemake metadata
@@ -71,6 +68,7 @@ def test_changing_one_stage_reruns_only_that_stage_and_what_follows(tiny_data, t
     assert set(jobs) - {"all"} == {"probes", "qa", "circuit_pairs"}
 
 
+@pytest.mark.slow
 def test_nothing_to_do_after_a_complete_run(tiny_data, tmp_path):
     work = tmp_path / "copy"
     shutil.copytree(tiny_data.parents[2], work, symlinks=True)
@@ -92,11 +90,11 @@ def test_atomic_path_leaves_no_partial_file(tmp_path):
     assert target.read_text() == "new result"
 
 
+@pytest.mark.slow
 def test_stage_runs_by_hand_and_matches_the_rule(tiny_data, tmp_path):
     import subprocess
     import sys
 
-    from conftest import REPO
     out = tmp_path / "entities.parquet"
     subprocess.run([sys.executable, "-m", "kcircuits", "entities", "--config", str(REPO / "config.yaml"), str(TINY),
                     "--out", str(out), "--report", str(tmp_path / "report.json")], check=True, cwd=tmp_path)

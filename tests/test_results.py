@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import checkpoint_meta
 from kcircuits.analysis.aggregate import tidy_table
 from kcircuits.analysis.findings import relevance_finding
 from kcircuits.analysis.report_stage import depth_finding, findings_markdown, phase_shift_finding
@@ -18,8 +19,7 @@ CKPTS = [("epoch-000", 0.0), ("epoch-001", 1.0), ("epoch-002", 2.0)]
 
 def meta(seed, order):
     name, epoch = CKPTS[order]
-    return {"seed": seed, "checkpoint": name, "phase": "continual", "epoch": epoch, "global_step": order * 10,
-            "tokens_seen": order * 100}
+    return checkpoint_meta(seed, name, epoch, order * 10, tokens_per_step=10)
 
 
 def value(seed, order, task, etype, group, salt=0.0):

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO, SMOKE
 
 SCRIPT = REPO / "scripts" / "local-slurm.sh"
-CONFIGS = [REPO / "tests" / "config" / "smoke.yaml", REPO / "tests" / "config" / "slurm.yaml"]
+CONFIGS = [SMOKE, REPO / "tests" / "config" / "slurm.yaml"]
 TARGETS = ["results/smoke/seed-0/eval/epoch-000.parquet", "results/smoke/seed-0/eval/epoch-001.parquet"]
 # Training jobs stay separate (as at paper scale): Snakemake sizes a group from its members' levels
 # and, after the continual_corpus checkpoint re-evaluates the DAG, summed base + epoch (4 CPUs, 2 GPUs).
@@ -52,7 +52,8 @@ def _skip_reason() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+pytestmark = [pytest.mark.slurm, pytest.mark.slow,
+              pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
 
 
 def _daemons_running() -> bool:
@@ -137,7 +138,7 @@ def test_smoke_subset_through_slurm_equals_a_local_run(local_slurm, tmp_path):
     names = sorted(submitted.values())
     assert len(names) == 5 and names[0].startswith("group_data_"), names
     assert names[1:] == ["rule_evaluate/0_epoch-000", "rule_evaluate/0_epoch-001", "rule_train_base/0",
-                         "rule_train_continual_epoch/0_001"], names
+                         "rule_train_continual/0_epoch-001"], names
     accounting = _sacct(submitted)
     assert all(accounting[i]["state"] == "COMPLETED" for i in submitted), accounting
     for job_id, name in submitted.items():

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from helpers import checkpoint_meta, snakemake
 from kcircuits.analysis.topology import (CheckpointCircuits, edge_mask, jaccard, layer_ratios, mean_layer,
                                          topology_tables)
 from kcircuits.analysis.topology_stage import depth_trend_table, phase_shift_summary, phase_shift_table
@@ -76,8 +77,7 @@ def test_edge_not_in_the_graph_is_refused():
 # ---- across checkpoints, through the stored files and the CLI ---------------------------------------
 def write_checkpoint(folder, name, epoch, edges: dict, seed=0):
     """scores.safetensors + circuits.parquet as the circuits stage writes them (budget '3' only)."""
-    meta = {"seed": seed, "checkpoint": name, "phase": "continual", "epoch": float(epoch),
-            "global_step": int(10 * epoch), "tokens_seen": int(1000 * epoch)}
+    meta = checkpoint_meta(seed, name, float(epoch), int(10 * epoch))
     folder.mkdir(parents=True)
     scores = {CELL: torch.zeros(G.n_forward, G.n_backward), EMPTY: torch.zeros(G.n_forward, G.n_backward)}
     for (p, c), s in edges.items():
@@ -271,17 +271,16 @@ def test_cross_seed_actions_and_figures(tables, tmp_path):
     assert json.loads(first)["budgets"]["3"]["pooled"]["slope"] is not None
     entities = tmp_path / "entities.parquet"
     pd.DataFrame({"freq_group": ["high"], "frequency": [7]}).to_parquet(entities)
-    for kind, extra in (("entropy", []), ("jaccard", []), ("layers", ["--layers", lay]),
-                        ("mean-layer", ["--trend", str(out["dt.json"])])):
-        pdf, png = tmp_path / f"{kind}.pdf", tmp_path / f"{kind}.png"
-        assert main(["topology", "figure", "--kind", kind, "--settings", s, "--topology", topo, "--entities",
+    for name, extra in (("topology_entropy", []), ("topology_jaccard", []), ("topology_layers", ["--layers", lay]),
+                        ("topology_mean_layer", ["--trend", str(out["dt.json"])])):
+        pdf, png = tmp_path / f"{name}.pdf", tmp_path / f"{name}.png"
+        assert main(["figure", name, "--settings", s, "--topology", topo, "--entities",
                      str(entities), *extra, "--pdf", str(pdf), "--png", str(png)]) == 0
         assert pdf.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_rules_plan_the_topology_jobs(tmp_path):
-    from conftest import snakemake
-
     targets = ["results/tiny/analysis/phase_shift.json", "results/tiny/analysis/depth_trend.json",
                "results/tiny/figures/topology_layers.pdf", "results/tiny/figures/topology_mean_layer.png",
                "results/tiny/figures/topology_entropy.pdf", "results/tiny/figures/topology_jaccard.png"]

@@ -13,20 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, snakemake
+from helpers import REPO, SMOKE, micro_settings, planned_jobs, snakemake
 from kcircuits.config import deep_merge, load_config
 from kcircuits.train import schedule
 from kcircuits.train.corpus import epoch_blocks, pack_paragraphs
-
-SMOKE = REPO / "tests" / "config" / "smoke.yaml"
-# A model small enough that a few epochs of the tiny world train in seconds.
-MICRO = {"model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 64},
-         "train": {"block_size": 64, "batch_size": 8, "continual": {"epochs": 2, "lr": 3.0e-3}}}
-
-
-def micro_settings(**override) -> dict:
-    cfg = deep_merge(deep_merge(load_config([REPO / "config.yaml"]), MICRO), override)
-    return {"seed": cfg["seed"], "model": cfg["model"], "train": cfg["train"]}
 
 
 def with_schedule(epochs: int, every: int, steps: list[int]) -> dict:
@@ -50,9 +40,9 @@ def test_step_checkpoints_are_interleaved_by_progress_given_steps_per_epoch():
     assert schedule.checkpoint_names(cfg, steps_per_epoch=50) == [
         "epoch-000", "step-000005", "step-000040", "epoch-002", "step-000100", "step-000150", "epoch-004"]
     assert [schedule.progress(n, 50) for n in ("step-000005", "epoch-002")] == [0.1, 2.0]
-    assert schedule.parse_name("step-000040") == ("step", 40)
+    assert schedule.parse_checkpoint("step-000040") == ("step", 40)
     with pytest.raises(ValueError):
-        schedule.parse_name("epoch-2b")
+        schedule.parse_checkpoint("epoch-2b")
 
 
 def test_a_step_checkpoint_resumes_from_the_last_epoch_state_strictly_before_it():
@@ -144,6 +134,7 @@ def continual(world, settings, until_epoch, start, name, execution=None):
                                 until_epoch=until_epoch, threads=1)
 
 
+@pytest.mark.slow
 def test_two_epochs_in_one_job_equal_one_plus_one_resumed(micro_start, tmp_path):
     # Dropout and gradient accumulation on: identity then needs the RNG, optimizer state, step
     # counters and data order all restored exactly, not just the weights.
@@ -162,6 +153,7 @@ def test_two_epochs_in_one_job_equal_one_plus_one_resumed(micro_start, tmp_path)
     assert not list(tmp_path.glob("scratch-*"))
 
 
+@pytest.mark.slow
 def test_a_killed_job_resumes_from_its_last_save_and_finishes_identically(micro_start, tmp_path):
     s = micro_settings()
     micro = micro_world(micro_start, s, tmp_path)
@@ -193,13 +185,15 @@ def test_a_killed_job_resumes_from_its_last_save_and_finishes_identically(micro_
     assert_same_weights(out, reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family, config_class", [("gpt_neox", "GPTNeoXConfig"), ("llama", "LlamaConfig")])
 def test_other_families_build_train_and_reload(micro_start, tmp_path, family, config_class):
     import torch
 
     from kcircuits.tokenizer import load_tokenizer
     from kcircuits.train.corpus import BlockDataset, load_blocks
-    from kcircuits.train.model import build_model, load_model
+    from kcircuits.checkpoint import load_model
+    from kcircuits.train.model import build_model
     from kcircuits.train.trainer import run_training
 
     s = micro_settings(model={"family": family})
@@ -222,6 +216,7 @@ def test_other_families_build_train_and_reload(micro_start, tmp_path, family, co
     assert after < before - 0.5
 
 
+@pytest.mark.slow
 def test_zero_base_epochs_saves_the_seeded_initial_model_and_init_exports_as_epoch_000(micro_start, tmp_path):
     from kcircuits.train.jobs import export_start, train_base
 
@@ -253,11 +248,7 @@ def test_trainer_arguments_carry_the_optimizer_device_and_deepspeed_settings(tmp
 
 # ---- the training rules under Snakemake ----------------------------------------------------------
 
-def planned_jobs(proc) -> dict[str, int]:
-    table = (proc.stdout + proc.stderr).split("Job stats:")[1]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
-
-
+@pytest.mark.slow
 def test_training_rules_end_to_end_and_extending_the_schedule_only_adds_jobs(tmp_path):
     short = tmp_path / "short.yaml"
     short.write_text("train:\n  base: {epochs: 1, lr: 3.0e-3}\n  continual: {epochs: 2, lr: 3.0e-3}\n"
@@ -291,4 +282,4 @@ def test_training_rules_end_to_end_and_extending_the_schedule_only_adds_jobs(tmp
                       "  checkpoints: {every_epochs: 1, steps: [3, 7]}\n  save_steps: 5\n  device: cpu\n")
     more = targets + ["results/smoke/seed-0/checkpoints/epoch-003", "results/smoke/seed-0/checkpoints/step-000007"]
     jobs = planned_jobs(snakemake(tmp_path, "-n", *more, configfiles=(SMOKE, longer)))
-    assert jobs == {"train_continual_epoch": 1, "export_epoch_checkpoint": 1, "train_continual_step": 1}
+    assert jobs == {"train_continual": 2, "export_checkpoint": 2}  # epoch-003 and step-000007: state and export

@@ -4,14 +4,13 @@ plans when one checkpoint is added to the schedule."""
 from __future__ import annotations
 
 import json
-import re
 
 import pandas as pd
 import pytest
 
-from conftest import REPO, snakemake
+from helpers import SMOKE, planned_jobs, snakemake
 
-SMOKE = REPO / "tests" / "config" / "smoke.yaml"
+pytestmark = pytest.mark.slow  # every test reads one complete run of the workflow
 SHORT = """
 train:
   seeds: [0, 1]
@@ -24,11 +23,6 @@ FIGURES = ["acquisition", "overwriting", "entity_heatmap", "circuit_hits", "circ
            "circuit_cross_group_training", "circuit_transplant", "circuit_faithfulness", "topology_entropy",
            "topology_jaccard", "topology_layers", "topology_mean_layer", "head_roles", "head_layers", "logit_lens"]
 PER_CHECKPOINT = {"evaluate", "circuit_scores", "circuit_eval", "circuit_transplant", "components_measure"}
-
-
-def planned_jobs(proc) -> dict[str, int]:
-    table = (proc.stdout + proc.stderr).split("Job stats:")[1]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +72,11 @@ def test_adding_one_checkpoint_plans_only_its_jobs_and_the_joins(complete_run):
     denser.write_text(SHORT.replace("  continual: {epochs: 2, lr: 3.0e-3}\n", "  continual: {epochs: 2, lr: 3.0e-3}\n"
                                     "  checkpoints: {every_epochs: 1, steps: [3]}\n"))  # step 3: within epoch 1
     jobs = planned_jobs(snakemake(work, "-n", configfiles=(SMOKE, denser)))
-    per_seed = {name: n for name, n in jobs.items() if name in PER_CHECKPOINT | {"train_continual_step"}}
-    assert per_seed == {name: 2 for name in PER_CHECKPOINT | {"train_continual_step"}}  # one new checkpoint x 2 seeds
-    assert not {"train_base", "train_continual_epoch", "export_epoch_checkpoint", "continual_corpus"} & set(jobs)
-    rest = set(jobs) - PER_CHECKPOINT - {"train_continual_step"}
+    new = PER_CHECKPOINT | {"train_continual", "export_checkpoint"}  # the step's own state and export
+    per_seed = {name: n for name, n in jobs.items() if name in new}
+    assert per_seed == {name: 2 for name in new}  # one new checkpoint x 2 seeds: no epoch retrained or re-exported
+    assert not {"train_base", "export_start_checkpoint", "continual_corpus"} & set(jobs)
+    rest = set(jobs) - new
     joins = {"eval_summary", "circuit_summary", "components_summary", "topology_tables", "topology_phase_shift",
              "topology_depth_trend", "results_table", "findings", "all"}
     assert rest - joins == {name for name in rest if name.startswith("figure_")}

@@ -2,7 +2,8 @@
 
 Used by the Snakefile before any job runs and by the CLI when a stage is run by hand. The schema is
 `schemas/config.schema.yaml`; checks that a schema cannot express (disjoint frequency groups, files
-that must exist, prompts that must be training-template prefixes) live in `check_semantics`.
+that must exist, prompts that must be training-template prefixes, model shapes the families can build,
+a usable `model.init` folder, ordered thresholds) live in `check_semantics`.
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import jsonschema
 import numpy as np
 import yaml
 
+from .checkpoint import CheckpointError, context_length, read_model_config
 from .resources import (ATTRIBUTE_POOLS, ResourceError, load_pools, load_templates, pool_files,
                         template_files)
+from .train.model import FAMILIES, check_shape
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "schemas" / "config.schema.yaml"
@@ -86,9 +89,20 @@ def validate_schema(cfg: Any) -> None:
         raise ConfigError(f"invalid config:\n{lines}")
 
 
-def resource_dir(cfg: dict, key: str, root: str | Path = REPO_ROOT) -> Path:
-    path = Path(cfg["resources"][key])
+def config_path(value: str | Path, root: str | Path = REPO_ROOT) -> Path:
+    """A path from the config: relative paths are resolved against `root` (the repository root)."""
+    path = Path(value)
     return path if path.is_absolute() else Path(root) / path
+
+
+def resource_dir(cfg: dict, key: str, root: str | Path = REPO_ROOT) -> Path:
+    return config_path(cfg["resources"][key], root)
+
+
+def init_dir(cfg: dict, root: str | Path = REPO_ROOT) -> Path | None:
+    """The `model.init` folder continual pre-training starts from, resolved; None trains a base model."""
+    init = cfg["model"].get("init")
+    return config_path(init, root) if init else None
 
 
 def check_frequency_groups(groups: dict) -> None:
@@ -108,7 +122,39 @@ def check_frequency_groups(groups: dict) -> None:
     raise ConfigError(f"entities.frequency_groups: frequencies above {expected - 1} fall in no group; omit max on the highest group")
 
 
+def check_model(cfg: dict, root: str | Path = REPO_ROOT) -> None:
+    """Shapes every family can build; a `model.init` folder that holds a model of a known family whose
+    context covers train.block_size (else block_size against model.n_positions)."""
+    try:
+        check_shape(cfg["model"])
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    block, init = cfg["train"]["block_size"], init_dir(cfg, root)
+    if init is None:
+        if block > cfg["model"]["n_positions"]:
+            raise ConfigError(f"train.block_size ({block}) exceeds model.n_positions ({cfg['model']['n_positions']})")
+        return
+    try:
+        hf_config = read_model_config(init)
+    except CheckpointError as err:
+        raise ConfigError(f"model.init: {err}") from err
+    family, positions = hf_config.get("model_type"), context_length(hf_config)
+    if family not in FAMILIES:
+        raise ConfigError(f"model.init: {init}/config.json has model_type {family!r}; supported: {', '.join(FAMILIES)}")
+    if positions is not None and block > positions:
+        raise ConfigError(f"train.block_size ({block}) exceeds the {positions} positions of model.init ({init})")
+
+
+def check_analysis(cfg: dict) -> None:
+    heads = cfg["analysis"]["heads"]
+    if heads["mover_ratio"] <= heads["relation_ratio"]:
+        raise ConfigError(f"analysis.heads.mover_ratio ({heads['mover_ratio']}) must be greater than "
+                          f"analysis.heads.relation_ratio ({heads['relation_ratio']})")
+
+
 def check_semantics(cfg: dict, root: str | Path = REPO_ROOT) -> None:
+    check_model(cfg, root)
+    check_analysis(cfg)
     ent = cfg["entities"]
     check_frequency_groups(ent["frequency_groups"])
     if ent["birth_years"]["min"] > ent["birth_years"]["max"]:
@@ -164,4 +210,4 @@ def stage_rng(seed: int, stage: str) -> np.random.Generator:
 
 
 __all__ = ["ATTRIBUTE_POOLS", "ConfigError", "deep_merge", "load_config", "validate_config",
-           "stage_settings", "stage_rng", "resource_dir", "resource_inputs"]
+           "stage_settings", "stage_rng", "config_path", "resource_dir", "init_dir", "resource_inputs"]

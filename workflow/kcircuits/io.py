@@ -59,6 +59,11 @@ def write_parquet(df: pd.DataFrame, target: str | os.PathLike, provenance: dict 
         pq.write_table(table, tmp)
 
 
+def with_leading_columns(frame: pd.DataFrame, values: dict) -> pd.DataFrame:
+    """`frame` with a constant column per item of `values` (e.g. checkpoint metadata), those first."""
+    return frame.assign(**values)[list(values) + list(frame.columns)]
+
+
 def write_jsonl(rows: Iterable[dict], target: str | os.PathLike) -> int:
     n = 0
     with atomic_path(target) as tmp:

@@ -8,7 +8,8 @@
                        source (subject vs relation tokens); mover / relation / mixture roles
     logit_lens.py      per checkpoint: rank and probability of the target when each layer's
                        residual stream is unembedded (last position, and best subject position)
-    components_stage.py  `kcircuits components ACTION` (heads + logit lens, summary, figures)
+    components_stage.py  `kcircuits components ACTION` (heads + logit lens per checkpoint, summary)
+    report_stage.py    `kcircuits results ACTION` (the tidy table, the findings)
 
 Import from the submodules; this file imports nothing, so the CLI starts without loading torch.
 """

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-KEYS = ["seed", "checkpoint", "order", "epoch", "task", "type", "freq_group", "budget"]
-CELL = ["seed", "checkpoint", "task", "type", "freq_group"]
+from ..vocabulary import CELL
+
+KEYS = ["seed", "checkpoint", "order", "epoch", *CELL, "budget"]
+CKPT_CELL = ["seed", "checkpoint", *CELL]  # one cell of one checkpoint of one training seed
 
 
 def _concat(tables: list[pd.DataFrame]) -> pd.DataFrame:
@@ -40,22 +42,23 @@ def evaluation_columns(summaries: list[pd.DataFrame], tasks: list[str]) -> pd.Da
 
 def circuit_columns(stats: list[pd.DataFrame], hits: list[pd.DataFrame], hit_k: int) -> pd.DataFrame:
     """Per (cell, budget): circuit size, entropy, faithfulness and its own cell's Hit@k by ablation."""
-    st = _concat(stats)[CELL + ["budget", "n_edges", "n_nodes", "edge_entropy", "faithfulness"]]
+    st = _concat(stats)[CKPT_CELL + ["budget", "n_edges", "n_nodes", "edge_entropy", "faithfulness"]]
     st = st.rename(columns={c: f"circuit_{c}" for c in ("n_edges", "n_nodes", "edge_entropy", "faithfulness")})
     h = _concat(hits)
     own = h[(h["target_type"] == h["type"]) & (h["target_freq_group"] == h["freq_group"])]
-    wide = own.pivot_table(index=CELL + ["budget"], columns="ablation", values="hit_at_k", aggfunc="first")
+    wide = own.pivot_table(index=CKPT_CELL + ["budget"], columns="ablation", values="hit_at_k", aggfunc="first")
     wide.columns = [f"circuit_hit@{hit_k}_{a}" for a in wide.columns]
-    full = own.groupby(CELL + ["budget"])["full_model_hit_at_k"].first().rename(f"full_model_hit@{hit_k}")
-    return st.merge(wide.join(full).reset_index(), on=CELL + ["budget"], how="left")
+    full = own.groupby(CKPT_CELL + ["budget"])["full_model_hit_at_k"].first().rename(f"full_model_hit@{hit_k}")
+    return st.merge(wide.join(full).reset_index(), on=CKPT_CELL + ["budget"], how="left")
 
 
 def transplant_columns(transplants: list[pd.DataFrame], hit_k: int) -> pd.DataFrame:
     t = _concat(transplants)
     if t.empty:
-        return pd.DataFrame(columns=CELL + ["budget"])
+        return pd.DataFrame(columns=CKPT_CELL + ["budget"])
     t = t.assign(column=f"transplant_hit@{hit_k}_" + t["ablation"] + "_from_" + t["source_checkpoint"])
-    wide = t.pivot_table(index=CELL + ["budget"], columns="column", values="hit_at_k", aggfunc="first").reset_index()
+    wide = t.pivot_table(index=CKPT_CELL + ["budget"], columns="column", values="hit_at_k",
+                         aggfunc="first").reset_index()
     wide.columns.name = None
     return wide
 
@@ -66,16 +69,17 @@ def topology_columns(topology: list[pd.DataFrame]) -> pd.DataFrame:
     t = _concat(topology)
     metrics = ["node_jaccard_final", "edge_jaccard_final", "node_jaccard_prev", "edge_jaccard_prev", "mean_layer"]
     if t.empty:
-        return pd.DataFrame(columns=CELL + ["budget"])
-    return t[CELL + ["budget"] + metrics].rename(columns={m: f"topology_{m}" for m in metrics})
+        return pd.DataFrame(columns=CKPT_CELL + ["budget"])
+    return t[CKPT_CELL + ["budget"] + metrics].rename(columns={m: f"topology_{m}" for m in metrics})
 
 
 def head_columns(roles: list[pd.DataFrame]) -> pd.DataFrame:
     """Share of mover / relation / mixture heads among each circuit's nodes."""
     r = _concat(roles)
     if r.empty:
-        return pd.DataFrame(columns=CELL + ["budget"])
-    wide = r.pivot_table(index=CELL + ["budget"], columns="role", values="proportion", aggfunc="first", dropna=False)
+        return pd.DataFrame(columns=CKPT_CELL + ["budget"])
+    wide = r.pivot_table(index=CKPT_CELL + ["budget"], columns="role", values="proportion", aggfunc="first",
+                         dropna=False)
     wide.columns = [f"heads_{role}_share" for role in wide.columns]
     return wide.reset_index()
 
@@ -85,9 +89,9 @@ def lens_columns(lens: list[pd.DataFrame]) -> pd.DataFrame:
     the best subject position."""
     t = _concat(lens)
     if t.empty:
-        return pd.DataFrame(columns=CELL)
+        return pd.DataFrame(columns=CKPT_CELL)
     t = t.assign(layer=t["layer"].map(lambda l: "emb" if l < 0 else f"L{l}"))
-    wide = t.pivot_table(index=CELL, columns="layer", values=["rank", "rank_at_subject"], aggfunc="first")
+    wide = t.pivot_table(index=CKPT_CELL, columns="layer", values=["rank", "rank_at_subject"], aggfunc="first")
     wide.columns = [f"lens_{metric}_{layer}" for metric, layer in wide.columns]
     return wide.reset_index()
 
@@ -95,11 +99,11 @@ def lens_columns(lens: list[pd.DataFrame]) -> pd.DataFrame:
 def tidy_table(eval_summaries, stats, hits, transplants, topology, head_roles, lens, tasks: list[str], hit_k: int) -> pd.DataFrame:
     """Join everything on its keys; rows are the circuit cells (task x type x group x budget)."""
     circuits = circuit_columns(stats, hits, hit_k)
-    table = circuits.merge(evaluation_columns(eval_summaries, tasks), on=CELL, how="left")
-    table = table.merge(transplant_columns(transplants, hit_k), on=CELL + ["budget"], how="left")
-    table = table.merge(topology_columns(topology), on=CELL + ["budget"], how="left")
-    table = table.merge(head_columns(head_roles), on=CELL + ["budget"], how="left")
-    table = table.merge(lens_columns(lens), on=CELL, how="left")
+    table = circuits.merge(evaluation_columns(eval_summaries, tasks), on=CKPT_CELL, how="left")
+    table = table.merge(transplant_columns(transplants, hit_k), on=CKPT_CELL + ["budget"], how="left")
+    table = table.merge(topology_columns(topology), on=CKPT_CELL + ["budget"], how="left")
+    table = table.merge(head_columns(head_roles), on=CKPT_CELL + ["budget"], how="left")
+    table = table.merge(lens_columns(lens), on=CKPT_CELL, how="left")
     first = KEYS + sorted(c for c in table.columns if c.startswith("eval_"))
     rest = [c for c in table.columns if c not in first]
     return table[first + rest].sort_values(["seed", "order", "task", "type", "freq_group", "budget"],

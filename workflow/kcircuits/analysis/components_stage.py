@@ -5,7 +5,7 @@
              prompts its circuits were found on, circuits.max_pairs of them), one forward pass per
              batch for both; then the roles of each circuit's in-circuit heads (circuits.parquet)
     summary  one training seed: the per-checkpoint tables joined, in training order
-    figure   across seeds: role proportions, per-layer role counts, logit-lens ranks
+(the figures across seeds: `kcircuits figure head_roles | head_layers | logit_lens`, figures/stage.py)
 
 Per-checkpoint outputs (results/{run}/seed-{seed}/circuits/{ckpt}/), each with the checkpoint's seed,
 name and progress columns first:
@@ -23,45 +23,33 @@ import time
 import pandas as pd
 
 from .. import io
+from ..settings import add_paths, add_threads_argument, command, run_handler, set_threads
+from ..vocabulary import CELL, budget_label, in_training_order
 
 log = logging.getLogger("kcircuits")
-ACTIONS = ("measure", "summary", "figure")
-CELL = ["task", "type", "freq_group"]
 TABLES = ("heads", "roles", "layers", "lens")
-FILES = {  # action -> required file options
-    "measure": ("checkpoint", "tokenizer", "pairs", "circuits", *(f"out_{t}" for t in TABLES)),
-    "summary": (*TABLES, *(f"out_{t}" for t in TABLES)),
-    "figure": ("tables", "entities", "pdf", "png"),
-}
-MANY = {*TABLES, "tables"}
-FIGURES = ("roles", "layers", "lens")
 
 
-def add_arguments(p) -> None:
-    from ..cli import add_settings_arguments
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("components", help="specialised heads and the logit lens per checkpoint; summaries",
+                              description=__doc__.split("\n")[0])
+    p.set_defaults(run=run)
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = command(actions, "measure", "head roles and logit lens of one checkpoint", "analysis", _measure)
+    add_paths(a, "checkpoint", "tokenizer", "pairs", "circuits", *(f"out_{t}" for t in TABLES))
+    add_threads_argument(a)
+    a = command(actions, "summary", "one seed's per-checkpoint tables, in training order", "analysis", _summary)
+    add_paths(a, *TABLES, many=True)
+    add_paths(a, *(f"out_{t}" for t in TABLES))
 
-    p.add_argument("action", choices=ACTIONS)
-    add_settings_arguments(p)
-    for name in sorted({f for files in FILES.values() for f in files}):
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, nargs="+" if name in MANY else None)
-    p.add_argument("--kind", choices=FIGURES, help="figure: which one")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
-
-def run(args, settings: dict) -> None:
-    missing = [f"--{f.replace('_', '-')}" for f in FILES[args.action] if getattr(args, f) is None]
-    if args.action == "figure" and args.kind is None:
-        missing.append("--kind")
-    if missing:
-        raise SystemExit(f"kcircuits components {args.action}: missing {' '.join(missing)}")
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
-    globals()[f"_{args.action}"](args, settings)
+def run(args) -> None:
+    set_threads(getattr(args, "threads", None))
+    run_handler(args)
 
 
 def _measure(args, s: dict) -> None:
-    from ..circuits.stage import _budget, _load, _with_meta
+    from ..circuits.stage import load_checkpoint
     from ..tokenizer import load_tokenizer
     from .heads import HeadSums, circuit_roles, prompt_batches, trace
     from .logit_lens import LensSums
@@ -69,7 +57,7 @@ def _measure(args, s: dict) -> None:
     started = time.perf_counter()
     c, h = s["circuits"], s["analysis"]["heads"]
     tasks = s["circuit_pairs"]["tasks"]
-    model, meta = _load(args.checkpoint)
+    model, meta = load_checkpoint(args.checkpoint)
     tok = load_tokenizer(args.tokenizer)
     heads, lenses, n_prompts = [], [], 0
     for (task, etype, group), part in pd.read_parquet(args.pairs).groupby(CELL, sort=True):
@@ -90,7 +78,7 @@ def _measure(args, s: dict) -> None:
     lenses = pd.concat(lenses, ignore_index=True)
     lenses = lenses[CELL + [col for col in lenses.columns if col not in CELL]]
     circuits = pd.read_parquet(args.circuits)
-    budgets = [str(_budget(b)) for b in c["edge_budgets"]]  # as circuits.parquet spells them
+    budgets = [budget_label(b) for b in c["edge_budgets"]]  # as circuits.parquet spells them
     missing = sorted(set(circuits["budget"].astype(str)) - set(budgets))
     if missing:
         raise SystemExit(f"{args.circuits}: budgets {missing} are not in circuits.edge_budgets {budgets}")
@@ -98,7 +86,7 @@ def _measure(args, s: dict) -> None:
     prov = {**io.provenance("components", s["seed"], s, "torch", "transformers"), "checkpoint": meta}
     for frame, out in ((heads, args.out_heads), (roles, args.out_roles), (layers, args.out_layers),
                        (lenses, args.out_lens)):
-        io.write_parquet(_with_meta(frame, meta), out, prov)
+        io.write_parquet(io.with_leading_columns(frame, meta), out, prov)
     log.info("%s: %d prompts, %d circuits, %.1f s", meta["checkpoint"], n_prompts,
              len(roles) // 3, time.perf_counter() - started)
 
@@ -110,35 +98,14 @@ def _summary(args, s: dict) -> None:
         seeds = table["seed"].unique()
         if len(seeds) > 1:
             raise SystemExit(f"components summary: tables of several training seeds {sorted(seeds)}")
-        progress = table[["checkpoint", "epoch", "global_step"]].drop_duplicates().sort_values(["epoch", "global_step"])
+        progress = table[["checkpoint", "epoch", "global_step"]].drop_duplicates()
         if progress["checkpoint"].duplicated().any():
             raise SystemExit(f"components summary: a checkpoint appears with two progress records ({name})")
-        order = table["checkpoint"].map({c: i for i, c in enumerate(progress["checkpoint"])})
+        ranked = in_training_order(progress.itertuples(index=False))
+        order = table["checkpoint"].map({c: i for i, c in enumerate(ranked)})
         table.insert(list(table.columns).index("checkpoint"), "order", order)  # place in training
         io.write_parquet(table.sort_values("order", kind="stable").reset_index(drop=True),
                          getattr(args, f"out_{name}"), prov)
 
 
-def _figure(args, s: dict) -> None:
-    from ..figures import components as fig
-    from ..figures.acquisition import group_order
-
-    groups = group_order(pd.read_parquet(args.entities))
-    table = pd.concat([pd.read_parquet(p) for p in args.tables], ignore_index=True)  # one per training seed
-    budget = first_budget(s["circuits"]["edge_budgets"])
-    if args.kind == "roles":
-        fig.plot_head_roles(table, groups, budget, args.pdf, args.png)
-    elif args.kind == "layers":
-        fig.plot_head_layers(table, budget, args.pdf, args.png)
-    else:
-        fig.plot_logit_lens(table, groups, args.pdf, args.png)
-
-
-def first_budget(budgets: list) -> str:
-    """The first edge budget as circuits.parquet spells it (the circuits stage's own conversion)."""
-    from ..circuits.stage import _budget
-
-    return str(_budget(budgets[0]))
-
-
-__all__ = ["ACTIONS", "add_arguments", "run"]
+__all__ = ["add_parser", "run"]

@@ -40,7 +40,9 @@ import pandas as pd
 import torch
 
 from ..circuits.attribute import pad_right
-from ..circuits.model import CircuitModel, _apply_rope
+from ..circuits.graph import Circuit, Graph
+from ..circuits.model import CircuitModel
+from ..vocabulary import CELL
 
 ROLES = ("mover", "relation", "mixture")
 
@@ -101,42 +103,19 @@ def prompt_batches(pairs: pd.DataFrame, template: str, tokenizer, batch_size: in
 # ---- one forward pass that keeps what both analyses need ----------------------------------------------
 @dataclass
 class Trace:
-    stream: torch.Tensor  # [L + 1, B, T, d]: residual stream before layer 0 (embeddings), after each layer
-    values: torch.Tensor  # [L, B, H, T, dh]: every head's value vectors (value bias included)
-    attn: torch.Tensor    # [L, B, H, T]: attention from each item's last position (0 beyond it)
+    """What heads and logit lens read of one forward: run's cache entries (circuits.model.CACHE)."""
+    stream: torch.Tensor  # "resid" [L + 1, B, T, d]: the embeddings, then the stream after each layer
+    values: torch.Tensor  # "values" [L, B, H, T, dh]
+    attn: torch.Tensor    # "attn_last" [L, B, H, T]: attention from each item's last position
     logits: torch.Tensor  # [B, V] at the last position
 
 
 @torch.no_grad()
 def trace(model: CircuitModel, ids: torch.Tensor, last: torch.Tensor) -> Trace:
-    """The full model's forward (CircuitModel.run without patching), recording the residual stream,
-    the value vectors and the last position's attention pattern of every layer."""
-    x = model.embed(ids)  # [B, T, d]
-    B, T, d = x.shape
-    rope = model._rope(x, T)
-    rows = torch.arange(B)
-    future = torch.arange(T)[None, :] > last[:, None]  # [B, T]: padding after each item's last token
-    stream, values, attns = [x], [], []
-    for layer in model.layers:
-        qkv = layer.norm_attn(x) @ layer.w_cat  # [B, T, 3H*dh]
-        if layer.b_cat is not None:
-            qkv = qkv + layer.b_cat
-        qkv = qkv.view(B, T, 3, model.n_heads, -1)
-        z = model._attention(layer, qkv, rope)  # [B, H, T, dh], the model's own attention kernel
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, T, dh]
-        if rope is not None:
-            q, k = _apply_rope(q, rope), _apply_rope(k, rope)
-        scores = torch.einsum("bhe,bhte->bht", q[rows, :, last], k) * layer.scale  # [B, H, T]
-        attns.append(scores.masked_fill(future[:, None, :], -math.inf).softmax(-1))
-        values.append(v)
-        attn_out = z.transpose(1, 2).reshape(B, T, -1) @ layer.w_o.flatten(0, 1)  # [B, T, d]
-        if layer.b_o is not None:
-            attn_out = attn_out + layer.b_o
-        mid = x if model.parallel else x + attn_out
-        mlp_out = layer.mlp(layer.norm_mlp(mid))
-        x = x + attn_out + mlp_out if model.parallel else mid + mlp_out
-        stream.append(x)
-    return Trace(torch.stack(stream), torch.stack(values), torch.stack(attns), model._logits(x, last))
+    """The full model's forward (CircuitModel.run), keeping the residual stream, the value vectors and
+    the last position's attention pattern of every layer."""
+    logits, cache = model.run(ids, last, cache=("resid", "values", "attn_last"))
+    return Trace(cache["resid"], cache["values"], cache["attn_last"], logits)
 
 
 def target_direction(model: CircuitModel, x_last: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
@@ -181,8 +160,8 @@ def head_ratio(subject, relation) -> np.ndarray:
 
 def classify(ratio, mover_ratio: float, relation_ratio: float) -> np.ndarray:
     """Role per ratio: mover if |ratio| > mover_ratio, relation if < relation_ratio, else mixture."""
-    if not 0 < relation_ratio <= mover_ratio:
-        raise ValueError(f"need 0 < relation_ratio <= mover_ratio, got {relation_ratio}, {mover_ratio}")
+    if not 0 < relation_ratio < mover_ratio:
+        raise ValueError(f"need 0 < relation_ratio < mover_ratio, got {relation_ratio}, {mover_ratio}")
     mag = np.abs(np.asarray(ratio, dtype=float))
     roles = np.full(mag.shape, "mixture", dtype=object)
     roles[mag > mover_ratio] = "mover"  # NaN compares False: stays a mixture
@@ -215,14 +194,13 @@ class HeadSums:
         ratio = head_ratio(subject, relation)
         layer, head = np.divmod(np.arange(L * H), H)
         return pd.DataFrame({
-            "layer": layer, "head": head, "node": [f"a{l}.h{h}" for l, h in zip(layer, head)],
+            "layer": layer, "head": head, "node": [Graph.head_name(l, h) for l, h in zip(layer, head)],
             "subject": subject, "relation": relation, "total": subject + relation, "ratio": ratio,
             "role": classify(ratio, mover_ratio, relation_ratio),
             "subject_attention": (self.attention / max(self.n, 1)).flatten().numpy(), "n_prompts": self.n})
 
 
 # ---- roles inside circuits -----------------------------------------------------------------------------
-CELL = ["task", "type", "freq_group"]
 
 
 def circuit_roles(heads: pd.DataFrame, circuits: pd.DataFrame, graph,
@@ -236,8 +214,6 @@ def circuit_roles(heads: pd.DataFrame, circuits: pd.DataFrame, graph,
                           proportion = count / n_nodes (the reference's normalisation);
       per circuit x layer x role: count (zeros included, so means over circuits are right).
     """
-    from ..circuits.graph import Circuit
-
     role_of = {(*k[:3], k[3]): k[4] for k in heads[[*CELL, "node", "role"]].itertuples(index=False)}
     layers = range(graph.n_layers)
     totals, per_layer = [], []
@@ -254,9 +230,10 @@ def circuit_roles(heads: pd.DataFrame, circuits: pd.DataFrame, graph,
         for layer in layers:
             for h in range(graph.n_heads):
                 if in_circuit[graph.head_node(layer, h)]:
-                    role = role_of.get((task, etype, group, f"a{layer}.h{h}"))
+                    role = role_of.get((task, etype, group, graph.head_name(layer, h)))
                     if role is None:
-                        raise ValueError(f"circuit {task}/{etype}/{group} has no head table row for a{layer}.h{h}")
+                        raise ValueError(f"circuit {task}/{etype}/{group} has no head table row for "
+                                         f"{graph.head_name(layer, h)}")
                     counts[(layer, role)] += 1
         cell = {"task": task, "type": etype, "freq_group": group, "budget": budget}
         n_nodes = circuit.n_nodes

@@ -4,7 +4,7 @@ The accumulated residual stream after layer l (layer -1: the embeddings alone; l
 final residual) is passed through the model's own final norm and unembedding -- the norm recomputes
 its scale for each layer's stream, as the reference's accumulated-residual lens does -- and read
   * at the last position: 1-based rank of the target (the clean answer's first token; 1 = top,
-    ties in the target's favour, as metrics.label_rank + 1) and its softmax probability;
+    ties in the target's favour: evaluate.metrics.target_rank + 1) and its softmax probability;
   * at the subject's positions: the best (minimum) rank over the subject's tokens ("rank at subject"):
     whether the answer is already readable where the entity is named, before it is moved to the end.
 Layer L-1 at the last position is exactly the model's output (tests/test_components.py checks it
@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from ..circuits.model import CircuitModel
+from ..evaluate.metrics import target_rank
 from .heads import PromptBatch, Trace
 
 
@@ -33,8 +34,7 @@ def lens(model: CircuitModel, tr: Trace, batch: PromptBatch) -> dict[str, torch.
     out = {"rank": [], "prob": [], "rank_at_subject": []}
     for x in tr.stream:  # [B, T, d] per layer
         logits = model.unembed(model.final_norm(x[read]))  # [N, V]: only the positions read
-        target = logits.gather(1, labels[:, None])  # [N, 1]
-        rank = (logits > target).sum(-1) + 1  # [N]
+        rank = target_rank(logits, labels) + 1  # [N]
         prob = logits.softmax(-1).gather(1, labels[:, None])[:, 0]  # [N]
         order = item[at_last].argsort()  # one last position per prompt, in prompt order
         out["rank"].append(rank[at_last][order])

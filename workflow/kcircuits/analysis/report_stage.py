@@ -11,31 +11,27 @@ import logging
 import pandas as pd
 
 from .. import io
+from ..settings import add_paths, command, run_handler
 
 log = logging.getLogger("kcircuits.results")
 
-FILES = {
-    "table": ("eval", "stats", "hits", "transplants", "topology", "roles", "lens", "out"),
-    "findings": ("entity_evals", "phase_shift", "depth_trend", "out_json", "out_md"),
-}
-OPTIONAL = {"transplants", "topology", "roles", "lens"}
-MANY = {"eval", "stats", "hits", "transplants", "topology", "roles", "lens", "entity_evals"}
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("results", help="the tidy table across seeds and checkpoints; findings summary",
+                              description=__doc__.split("\n")[0])
+    p.set_defaults(run=run)
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = command(actions, "table", "every per-seed summary in one tidy table", "analysis", _table)
+    add_paths(a, "eval", "stats", "hits", many=True)
+    add_paths(a, "transplants", "topology", "roles", "lens", many=True, required=False)
+    add_paths(a, "out")
+    a = command(actions, "findings", "findings.json and findings.md", "analysis", _findings)
+    add_paths(a, "entity_evals", many=True)
+    add_paths(a, "phase_shift", "depth_trend", "out_json", "out_md")
 
 
-def add_arguments(p) -> None:
-    from ..cli import add_settings_arguments
-
-    p.add_argument("action", choices=sorted(FILES))
-    add_settings_arguments(p)
-    for name in sorted({f for files in FILES.values() for f in files}):
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, nargs="+" if name in MANY else None)
-
-
-def run(args, settings: dict) -> None:
-    missing = [f"--{f.replace('_', '-')}" for f in FILES[args.action] if getattr(args, f) is None and f not in OPTIONAL]
-    if missing:
-        raise SystemExit(f"kcircuits results {args.action}: missing {' '.join(missing)}")
-    {"table": _table, "findings": _findings}[args.action](args, settings)
+def run(args) -> None:
+    run_handler(args)
 
 
 def _read(paths) -> list[pd.DataFrame]:

@@ -28,9 +28,9 @@ import torch
 
 from ..circuits.graph import Circuit, Graph
 from ..circuits.metrics import edge_entropy
+from ..vocabulary import CELL, cell_key, parse_cell_key, training_key
 
 CHECKPOINT_COLUMNS = ["checkpoint", "phase", "epoch", "global_step", "tokens_seen"]
-CELL = ["task", "type", "freq_group"]
 TOPOLOGY_COLUMNS = ["seed", "order", *CHECKPOINT_COLUMNS, *CELL, "budget", "n_edges", "n_nodes", "edge_entropy",
                     "mean_layer", "node_jaccard_final", "edge_jaccard_final", "node_jaccard_prev", "edge_jaccard_prev"]
 LAYER_COLUMNS = ["seed", "order", *CHECKPOINT_COLUMNS, *CELL, "budget", "layer", "n_circuit_edges",
@@ -62,12 +62,6 @@ def read_checkpoint(scores_path: str | Path, circuits_path: str | Path, seed: in
     table = pd.read_parquet(circuits_path, columns=["budget", *CELL, "parent", "child", "score"])
     return CheckpointCircuits({c: meta[c] for c in CHECKPOINT_COLUMNS}, Graph.from_dict(json.loads(header["graph"])),
                               cells, table)
-
-
-def training_order(metas: list[dict]) -> list[int]:
-    """Indices of `metas` in training order: by (epoch, global step, name), as the evaluation summary."""
-    return sorted(range(len(metas)), key=lambda i: (float(metas[i]["epoch"]), int(metas[i]["global_step"]),
-                                                    str(metas[i]["checkpoint"])))
 
 
 # ---- per-circuit quantities ------------------------------------------------------------------------
@@ -119,6 +113,25 @@ def layer_ratios(graph: Graph, edges: torch.Tensor) -> pd.DataFrame:
 
 
 # ---- across checkpoints --------------------------------------------------------------------------
+def _circuit_masks(ordered: list[CheckpointCircuits], graph: Graph,
+                   budgets: list[str]) -> dict[tuple[int, str, str], tuple[torch.Tensor, torch.Tensor]]:
+    """(checkpoint index, budget, cell) -> (edge mask, score matrix) of every scored cell; a cell
+    without rows in circuits.parquet is an empty circuit."""
+    masks = {}
+    empty = (torch.zeros_like(graph.valid), torch.zeros(graph.valid.shape, dtype=torch.float64))
+    for i, ckpt in enumerate(ordered):
+        groups = {(str(b), cell_key(*cell)): part for (b, *cell), part in ckpt.table.groupby(["budget", *CELL])}
+        unknown = {b for b, _ in groups} - set(budgets)
+        if unknown:
+            raise ValueError(f"{ckpt.meta['checkpoint']}: circuits at budgets {sorted(unknown)} that the settings "
+                             f"do not list ({budgets})")
+        for budget in budgets:
+            for cell in ckpt.cells:
+                part = groups.get((budget, cell))
+                masks[i, budget, cell] = empty if part is None else edge_mask(graph, part)
+    return masks
+
+
 def topology_tables(checkpoints: list[CheckpointCircuits], budgets: list[str],
                     seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(topology, layers) tables of one replicate; `checkpoints` in any order, budgets as labels.
@@ -131,21 +144,10 @@ def topology_tables(checkpoints: list[CheckpointCircuits], budgets: list[str],
     graph = checkpoints[0].graph
     if any(c.graph != graph for c in checkpoints):
         raise ValueError("checkpoints disagree on the circuit graph (different models?)")
-    ordered = [checkpoints[i] for i in training_order([c.meta for c in checkpoints])]
+    ordered = sorted(checkpoints, key=lambda c: training_key(c.meta["checkpoint"], c.meta["epoch"],
+                                                              c.meta["global_step"]))
     cells = sorted(set().union(*(c.cells for c in ordered)))
-    # (checkpoint index, budget, cell) -> (edge mask, score matrix)
-    masks: dict[tuple[int, str, str], tuple[torch.Tensor, torch.Tensor]] = {}
-    empty = (torch.zeros_like(graph.valid), torch.zeros(graph.valid.shape, dtype=torch.float64))
-    for i, ckpt in enumerate(ordered):
-        groups = {(str(b), f"{t}/{e}/{g}"): part for (b, t, e, g), part in ckpt.table.groupby(["budget", *CELL])}
-        unknown = {b for b, _ in groups} - set(budgets)
-        if unknown:
-            raise ValueError(f"{ckpt.meta['checkpoint']}: circuits at budgets {sorted(unknown)} that the settings "
-                             f"do not list ({budgets})")
-        for budget in budgets:
-            for cell in ckpt.cells:
-                part = groups.get((budget, cell))
-                masks[i, budget, cell] = empty if part is None else edge_mask(graph, part)
+    masks = _circuit_masks(ordered, graph, budgets)
     last = len(ordered) - 1
     topo, layers = [], []
     for i, ckpt in enumerate(ordered):
@@ -156,7 +158,7 @@ def topology_tables(checkpoints: list[CheckpointCircuits], budgets: list[str],
                     continue  # a cell this checkpoint did not score (should not happen within a run)
                 edges, scores = masks[i, budget, cell]
                 nodes = Circuit(graph, edges).nodes
-                row = {**head, **dict(zip(CELL, cell.split("/"))), "budget": budget, "n_edges": int(edges.sum()),
+                row = {**head, **dict(zip(CELL, parse_cell_key(cell))), "budget": budget, "n_edges": int(edges.sum()),
                        "n_nodes": int(nodes.sum()), "edge_entropy": edge_entropy(scores, edges),
                        "mean_layer": mean_layer(graph, edges, scores)}
                 for name, j in (("final", last), ("prev", i - 1)):
@@ -173,5 +175,5 @@ def topology_tables(checkpoints: list[CheckpointCircuits], budgets: list[str],
             pd.concat(layers, ignore_index=True)[LAYER_COLUMNS] if layers else pd.DataFrame(columns=LAYER_COLUMNS))
 
 
-__all__ = ["CheckpointCircuits", "read_checkpoint", "training_order", "edge_mask", "jaccard",
+__all__ = ["CheckpointCircuits", "read_checkpoint", "edge_mask", "jaccard",
            "mean_layer", "layer_ratios", "parent_layers", "topology_tables", "TOPOLOGY_COLUMNS", "LAYER_COLUMNS"]

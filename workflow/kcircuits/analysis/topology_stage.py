@@ -5,7 +5,7 @@
                  Hit@k vs epoch, per cell -> phase_shift.parquet + phase_shift.json
     depth-trend  every seed: slope of the mean layer vs epoch, per cell and pooled, with bootstrap
                  intervals -> depth_trend.parquet + depth_trend.json
-    figure       one topology figure (PDF + PNG) from every seed's tables
+(the figures: `kcircuits figure topology_entropy | topology_jaccard | ...`, figures/stage.py)
 
 Settings: analysis.topology (thresholds, bootstrap size, heatmap cell), circuits.edge_budgets (the
 budget labels; the first is the headline budget), circuits.ablations and hit_k (which Hit@k curve).
@@ -20,40 +20,31 @@ import numpy as np
 import pandas as pd
 
 from .. import io
+from ..settings import add_paths, command, run_handler
+from ..vocabulary import CELL, at_budget, budget_label, cell_key
 
 log = logging.getLogger("kcircuits")
-ACTIONS = ("tables", "phase-shift", "depth-trend", "figure")
-CELL = ["task", "type", "freq_group"]
-FILES = {  # action -> required options
-    "tables": ("scores", "circuits", "seed", "out_topology", "out_layers"),
-    "phase-shift": ("topology", "hits", "out_table", "out_json"),
-    "depth-trend": ("topology", "out_table", "out_json"),
-    "figure": ("kind", "topology", "entities", "pdf", "png"),
-}
-MANY = {"scores", "circuits", "topology", "hits", "layers"}
-KINDS = ("entropy", "jaccard", "layers", "mean-layer")
-OPTIONS = {"seed", "kind", "trend", *(f for files in FILES.values() for f in files)}
 
 
-def add_arguments(p) -> None:
-    from ..cli import add_settings_arguments
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("topology", help="circuit topology across checkpoints: Jaccard, layers, phase shift, "
+                              "depth", description=__doc__.split("\n")[0])
+    p.set_defaults(run=run)
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = command(actions, "tables", "one seed: topology and layer tables across its checkpoints", "analysis", _tables)
+    add_paths(a, "scores", "circuits", many=True)
+    a.add_argument("--seed", type=int, required=True, help="the training replicate")
+    add_paths(a, "out_topology", "out_layers")
+    a = command(actions, "phase-shift", "every seed: two-segment fits of Jaccard and Hit@k", "analysis", _phase_shift)
+    add_paths(a, "topology", "hits", many=True)
+    add_paths(a, "out_table", "out_json")
+    a = command(actions, "depth-trend", "every seed: slope of the mean layer vs epoch", "analysis", _depth_trend)
+    add_paths(a, "topology", many=True)
+    add_paths(a, "out_table", "out_json")
 
-    p.add_argument("action", choices=ACTIONS)
-    add_settings_arguments(p)
-    for name in sorted(OPTIONS | {"layers"}):
-        kw = {"nargs": "+"} if name in MANY else {"type": int} if name == "seed" else {}
-        if name == "kind":
-            kw = {"choices": KINDS}
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, **kw)
 
-
-def run(args, settings: dict) -> None:
-    need = list(FILES[args.action]) + (["layers"] if getattr(args, "kind", None) == "layers" else []) \
-        + (["trend"] if getattr(args, "kind", None) == "mean-layer" else [])
-    missing = [f"--{f.replace('_', '-')}" for f in need if getattr(args, f, None) is None]
-    if missing:
-        raise SystemExit(f"kcircuits topology {args.action}: missing {' '.join(missing)}")
-    globals()[f"_{args.action.replace('-', '_')}"](args, settings)
+def run(args) -> None:
+    run_handler(args)
 
 
 def _rng(seed: int, *key) -> np.random.Generator:
@@ -61,15 +52,10 @@ def _rng(seed: int, *key) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32("/".join(map(str, key)).encode())])
 
 
-def budget_labels(edge_budgets) -> list[str]:
-    """Config edge budgets as the circuits stage labels them (its `budget` column): 0.1 -> '0.1', 8000 -> '8000'."""
-    return [str(float(b)) if isinstance(b, float) or "." in str(b) else str(int(b)) for b in edge_budgets]
-
-
 def _config(s: dict) -> dict:
     """analysis.topology plus what it needs of circuits: budget labels, Hit@k ablation and k (torch-free)."""
     c = s["circuits"]
-    return {**s["analysis"]["topology"], "budgets": budget_labels(c["edge_budgets"]),
+    return {**s["analysis"]["topology"], "budgets": [budget_label(b) for b in c["edge_budgets"]],
             "ablation": "zero" if "zero" in c["ablations"] else c["ablations"][0], "hit_k": c["hit_k"]}
 
 
@@ -93,8 +79,9 @@ def _tables(args, s: dict) -> None:
 
 def hit_curves(hits: pd.DataFrame, budget: str, ablation: str) -> pd.DataFrame:
     """Each circuit's Hit@k on its own cell's prompts (not cross-group) at one budget and ablation."""
+    hits = at_budget(hits, budget)
     own = hits[(hits["target_type"] == hits["type"]) & (hits["target_freq_group"] == hits["freq_group"])
-               & (hits["budget"].astype(str) == budget) & (hits["ablation"] == ablation)]
+               & (hits["ablation"] == ablation)]
     return own[["checkpoint", "epoch", *CELL, "hit_at_k"]]
 
 
@@ -106,7 +93,7 @@ def phase_shift_table(topology: pd.DataFrame, hits: dict[int, pd.DataFrame], cfg
     budget, p = cfg["budgets"][0], cfg["phase_shift"]
     curve_hit = f"hit_at_{cfg['hit_k']}"
     rows = []
-    for replicate, table in topology[topology["budget"] == budget].groupby("seed", sort=True):
+    for replicate, table in at_budget(topology, budget).groupby("seed", sort=True):
         curves = {"edge_jaccard_final": table.rename(columns={"edge_jaccard_final": "y"})}
         if replicate in hits:
             curves[curve_hit] = hit_curves(hits[replicate], budget, cfg["ablation"]).rename(columns={"hit_at_k": "y"})
@@ -153,7 +140,7 @@ def phase_shift_summary(table: pd.DataFrame, cfg: dict, seed: int) -> dict:
             hit = c[c["phase_shift"]]
             spread = _spread(dict(zip(hit["seed"], hit["breakpoint_epoch"])), n_boot,
                              _rng(seed, "phase_shift", curve, *cell))
-            cells["/".join(cell)] = {"fits": len(c), "with_phase_shift": len(hit),
+            cells[cell_key(*cell)] = {"fits": len(c), "with_phase_shift": len(hit),
                                      "median_gain": _num(c["gain"].median()), "breakpoint_epoch": spread}
         if m == 0:
             verdict = (f"no phase shift found: in none of {n} fits does the two-segment fit reduce the SSE of one "
@@ -204,7 +191,7 @@ def depth_trend_table(topology: pd.DataFrame, cfg: dict, seed: int) -> pd.DataFr
         rows.append({"scope": scope, "seed": seed_value, **dict(zip(CELL, cell)), "budget": budget, **fit})
 
     for budget in cfg["budgets"]:
-        part = topology[topology["budget"] == budget]
+        part = at_budget(topology, budget)
         curves = {key: (g["epoch"].to_numpy(), g["mean_layer"].to_numpy())
                   for key, g in part.groupby(["seed", *CELL], sort=True)}
         for (sd, *cell), curve in curves.items():
@@ -236,34 +223,11 @@ def _depth_trend(args, s: dict) -> None:
     for budget, part in table.groupby("budget", sort=False):
         pooled = part[part["scope"] == "pooled"].iloc[0]
         summary["budgets"][budget] = {"pooled": entry(pooled), "cells": {
-            "/".join(r[c] for c in CELL): entry(r) for _, r in part[part["scope"] == "cell"].iterrows()}}
+            cell_key(*(r[c] for c in CELL)): entry(r) for _, r in part[part["scope"] == "cell"].iterrows()}}
     summary["verdict"] = summary["budgets"][cfg["budgets"][0]]["pooled"]["verdict"]
     prov = io.provenance("depth_trend", s["seed"], s)
     io.write_parquet(table, args.out_table, prov)
     io.write_json({**summary, "provenance": prov}, args.out_json)
 
 
-def _figure(args, s: dict) -> None:
-    import json
-
-    from ..figures import acquisition
-    from ..figures import topology as fig
-
-    cfg = _config(s)
-    groups = acquisition.group_order(pd.read_parquet(args.entities))
-    topo = _read_all(args.topology)
-    budget = cfg["budgets"][0]
-    if args.kind == "entropy":
-        fig.plot_entropy(topo, groups, budget, args.pdf, args.png)
-    elif args.kind == "jaccard":
-        fig.plot_jaccard(topo, groups, budget, args.pdf, args.png)
-    elif args.kind == "layers":
-        fig.plot_layer_heatmap(_read_all(args.layers), budget, cfg.get("heatmap_cell"), args.pdf, args.png)
-    else:
-        with open(args.trend, encoding="utf-8") as fh:
-            trend = json.load(fh)["budgets"][budget]["pooled"]
-        fig.plot_mean_layer(topo, groups, budget, trend, args.pdf, args.png)
-
-
-__all__ = ["ACTIONS", "add_arguments", "run", "budget_labels", "hit_curves", "phase_shift_table", "phase_shift_summary",
-           "depth_trend_table"]
+__all__ = ["add_parser", "run", "hit_curves", "phase_shift_table", "phase_shift_summary", "depth_trend_table"]

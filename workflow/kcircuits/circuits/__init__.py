@@ -6,7 +6,7 @@ study (arXiv 2502.11196, which uses hannamw/EAP-IG).
     model.py      an explicit forward per family (GPT-2, GPT-NeoX, Llama) exposing every node input
     attribute.py  EAP, EAP-IG (input interpolation) and exact per-edge patching; conventions
     evaluate.py   faithfulness, Hit@k under zero / mean ablation, cross-group, transplant
-    metrics.py    logit difference (sign convention), rank, edge entropy, Spearman
+    metrics.py    logit difference (sign convention), edge entropy, Spearman
     store.py      scores as safetensors, circuits as parquet
     draw.py       DOT / SVG
 

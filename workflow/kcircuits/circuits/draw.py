@@ -19,11 +19,7 @@ from .graph import Circuit
 
 STYLE = {"q": "dashed", "k": "dotted", "v": "solid", "": "solid"}
 DASH = {"dashed": "6,3", "dotted": "2,3", "solid": ""}
-NODE_FILL = {"input": "#d9d9d9", "attn": "#c6dbef", "mlp": "#c7e9c0", "logits": "#fdd0a2"}
-
-
-def _kind(name: str) -> str:
-    return "input" if name == "input" else "logits" if name == "logits" else "mlp" if name.startswith("m") else "attn"
+NODE_FILL = {"input": "#d9d9d9", "head": "#c6dbef", "mlp": "#c7e9c0", "logits": "#fdd0a2"}  # by NodeName.kind
 
 
 def _edges(circuit: Circuit, scores: torch.Tensor | None):
@@ -31,8 +27,7 @@ def _edges(circuit: Circuit, scores: torch.Tensor | None):
     g = circuit.graph
     names = g.node_names
     for u, v in circuit.edge_list():
-        slot = g.backward_names[v]
-        qkv = slot[-2] if slot.endswith(">") else ""
+        qkv = g.parse(g.backward_names[v]).qkv
         yield g.forward_names[u], names[int(g.slot_node[v])], qkv, (float(scores[u, v]) if scores is not None else 0.0)
 
 
@@ -50,7 +45,7 @@ def to_dot(circuit: Circuit, scores: torch.Tensor | None = None, title: str = ""
     nodes = circuit.nodes
     for i, name in enumerate(g.node_names):
         if nodes[i]:
-            lines.append(f'  "{name}" [fillcolor="{NODE_FILL[_kind(name)]}"];')
+            lines.append(f'  "{name}" [fillcolor="{NODE_FILL[g.parse(name).kind]}"];')
     for parent, child, qkv, score in edges:
         colour = "#2166ac" if score >= 0 else "#b2182b"
         label = f', label="{qkv}"' if qkv else ""
@@ -66,8 +61,8 @@ def _builtin_svg(circuit: Circuit, scores: torch.Tensor | None, title: str) -> s
     in_graph = [i for i in range(len(g.node_names)) if circuit.nodes[i]]
     rows: dict[int, list[int]] = {}
     for i in in_graph:  # input, then per layer a row of heads and a row for the MLP above it, logits
-        is_mlp = g.node_names[i].startswith("m")
-        rows.setdefault(2 * g.node_layer(i) + (1 if is_mlp else 0), []).append(i)
+        node = g.parse(g.node_names[i])
+        rows.setdefault(2 * node.layer + (1 if node.kind == "mlp" else 0), []).append(i)
     box_w, box_h, gap_x, gap_y = 64, 24, 16, 56
     width = max([len(r) for r in rows.values()] + [1]) * (box_w + gap_x) + gap_x
     height = (2 * g.n_layers + 3) * gap_y + 40
@@ -89,7 +84,7 @@ def _builtin_svg(circuit: Circuit, scores: torch.Tensor | None, title: str) -> s
                    f'stroke-opacity="0.6"' + (f' stroke-dasharray="{dash}"' if dash else "") + "/>")
     for name, (x, y) in pos.items():
         out.append(f'<rect x="{x - box_w / 2:.1f}" y="{y - box_h / 2:.1f}" width="{box_w}" height="{box_h}" rx="5" '
-                   f'fill="{NODE_FILL[_kind(name)]}" stroke="#555"/><text x="{x:.1f}" y="{y + 4:.1f}" '
+                   f'fill="{NODE_FILL[g.parse(name).kind]}" stroke="#555"/><text x="{x:.1f}" y="{y + 4:.1f}" '
                    f'text-anchor="middle">{html.escape(name)}</text>')
     return "\n".join(out + ["</svg>"]) + "\n"
 

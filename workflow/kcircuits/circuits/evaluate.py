@@ -6,7 +6,7 @@ where the circuit run takes the clean prompt and patches every edge *outside* th
 activation from the corrupted prompt. The full graph scores 1, the empty circuit 0.
 
 Hit@k (on probe prompts, clean run only): the share of prompts whose answer's first token ranks in
-the top k (0-based rank < k, ties in the token's favour) when every edge outside the circuit is
+the top k (0-based rank < k, evaluate.metrics.target_rank) when every edge outside the circuit is
 ablated: "zero" removes the parent's contribution (the original study's get_circuit_token_prob_and_rank),
 "mean" replaces it by the parent's mean output at that position over the evaluated prompts (real
 tokens only). Attention output biases belong to no node and are always kept (model.py).
@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..evaluate.metrics import target_rank
 from ..tokenizer import first_answer_token
 from .attribute import PairBatch, pad_right
 from .graph import Circuit
-from .metrics import label_rank, logit_difference
+from .metrics import logit_difference
 from .model import CircuitModel
 
 ABLATIONS = ("zero", "mean")
@@ -109,7 +110,7 @@ def hit_at_k(model: CircuitModel, circuit: Circuit | None, batches: list[ProbeBa
         else:
             ref = None if ablation == "zero" else reference[:, :, : b.ids.shape[1]]
             logits = model.run(b.ids, b.last, mask=circuit.edges.float(), reference=ref)
-        rank = label_rank(logits, b.label)
+        rank = target_rank(logits, b.label)
         hits += int((rank < k).sum())
         rank_sum += float(rank.double().sum())
         n += len(b)

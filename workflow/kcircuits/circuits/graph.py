@@ -10,18 +10,31 @@ Orders (fixed, so matrices saved at one checkpoint line up with every other chec
   forward nodes:   input, a0.h0 .. a0.h{H-1}, m0, a1.h0, ..., m{L-1}
   backward slots:  a0.h0<q> .. a0.h{H-1}<q>, a0.h0<k> .., a0.h0<v> .., m0, a1.h0<q>, ..., m{L-1}, logits
 Every slot reads a *prefix* of the forward nodes, which is what makes masks and matmuls cheap.
+Names are built (Graph.head_name, Graph.mlp_name) and parsed (Graph.parse) here and nowhere else.
 With parallel attention/MLP (GPT-NeoX's default, Phi) an MLP does not read its own layer's heads.
 """
 from __future__ import annotations
 
 import heapq
 import math
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
 import torch
 
 QKV = ("q", "k", "v")
+_INT = r"(0|[1-9][0-9]*)"
+_NAME = re.compile(rf"a{_INT}\.h{_INT}(?:<([qkv])>)?|m{_INT}")  # a{layer}.h{head}[<q|k|v>], m{layer}
+
+
+@dataclass(frozen=True)
+class NodeName:
+    """A node's or slot's name, parsed (Graph.parse)."""
+    kind: str               # "input", "head", "mlp" or "logits"
+    layer: int              # input -1, logits n_layers (as Graph.node_layer)
+    head: int | None = None  # heads (and their slots) only
+    qkv: str = ""           # "q", "k" or "v" for a head's backward slot, else ""
 
 
 @dataclass(frozen=True)
@@ -62,18 +75,39 @@ class Graph:
         """Index of the logits in the node list (forward nodes, then the logits)."""
         return self.n_forward
 
+    @staticmethod
+    def head_name(layer: int, head: int, qkv: str = "") -> str:
+        """'a1.h3'; with qkv ('q', 'k' or 'v') the name of that input slot, 'a1.h3<q>'."""
+        return f"a{layer}.h{head}" + (f"<{qkv}>" if qkv else "")
+
+    @staticmethod
+    def mlp_name(layer: int) -> str:
+        return f"m{layer}"
+
+    def parse(self, name: str) -> NodeName:
+        """Any node or slot name of this graph -> NodeName; ValueError for anything else."""
+        if name in ("input", "logits"):
+            return NodeName(name, -1 if name == "input" else self.n_layers)
+        m = _NAME.fullmatch(name)
+        if m is not None:
+            head_layer, head, qkv, mlp_layer = m.groups()
+            layer = int(mlp_layer if head is None else head_layer)
+            if layer < self.n_layers and (head is None or int(head) < self.n_heads):
+                return NodeName("mlp", layer) if head is None else NodeName("head", layer, int(head), qkv or "")
+        raise ValueError(f"{name!r} is not a node or slot of a {self.n_layers}-layer, {self.n_heads}-head graph")
+
     @cached_property
     def forward_names(self) -> list[str]:
         names = ["input"]
         for layer in range(self.n_layers):
-            names += [f"a{layer}.h{h}" for h in range(self.n_heads)] + [f"m{layer}"]
+            names += [self.head_name(layer, h) for h in range(self.n_heads)] + [self.mlp_name(layer)]
         return names
 
     @cached_property
     def backward_names(self) -> list[str]:
         names = []
         for layer in range(self.n_layers):
-            names += [f"a{layer}.h{h}<{s}>" for s in QKV for h in range(self.n_heads)] + [f"m{layer}"]
+            names += [self.head_name(layer, h, s) for s in QKV for h in range(self.n_heads)] + [self.mlp_name(layer)]
         return names + ["logits"]
 
     @property

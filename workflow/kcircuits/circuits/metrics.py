@@ -3,7 +3,7 @@
 Sign convention: the logit difference is logit(clean label) - logit(corrupted label), read at each
 item's last prompt position on the first token of each label. It is positive when the model prefers
 the clean answer. (The original study minimises its negative; see attribute.py for why the edge
-scores come out identical.)
+scores come out identical.) The rank of a label is kcircuits.evaluate.metrics.target_rank.
 """
 from __future__ import annotations
 
@@ -16,12 +16,6 @@ def logit_difference(logits: torch.Tensor, clean_label: torch.Tensor, corrupted_
     """logits [B, V] at the last position; labels [B] token ids -> [B]."""
     rows = torch.arange(logits.shape[0])
     return logits[rows, clean_label] - logits[rows, corrupted_label]
-
-
-def label_rank(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """0-based rank of each label among the vocabulary [B]: how many tokens score strictly higher."""
-    target = logits[torch.arange(logits.shape[0]), label]
-    return (logits > target[:, None]).sum(-1)
 
 
 def edge_entropy(scores: torch.Tensor, edges: torch.Tensor) -> float:

@@ -4,8 +4,13 @@ Why not TransformerLens: transformer-lens 3.9 (HookedTransformer) and 4.3 (Trans
 resolve beside torch 2.13 (pip dry run), but pull ~30 packages (wandb, datasets, ...); a custom-size
 local checkpoint needs a hand-built config plus the family's weight converter; and hook-based
 per-edge bookkeeping is what makes the widely used reference implementation slow on a CPU. Here
-each family's weights are read once into per-head tensors and the norms and MLPs are the model's own
-modules, so the logits match the Hugging Face model to float rounding (tests/test_circuits.py).
+each family's weights are read once into per-head tensors and the norms and the MLPs' projections and
+activations are the model's own modules, so the logits match the Hugging Face model to float rounding
+(tests/test_circuits.py, tests/test_forward.py).
+
+`run` is the one forward over the weights: EAP-IG attribution and circuit evaluation call it, and
+head decomposition, logit lens and neuron attribution read its named cache (CACHE; an entry is
+computed and kept only when asked for, so attribution's hot path does neither).
 
 Two ways to build each backward slot's input (see graph.py for nodes and slots):
   * full model: the residual stream, shared by every slot; hooks.py recovers the gradient through
@@ -20,15 +25,24 @@ read at its own last position `last`, and padding never reaches real tokens.
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ..train.model import FAMILIES
 from .graph import Graph
 from .hooks import accumulate_into, shared_norm_qkv, slot_backward_weights
 
-FAMILIES = ("gpt2", "gpt_neox", "llama")
+CACHE = {  # what run(..., cache=names) can return: name -> shape and meaning (full model only)
+    "resid": "[L + 1, B, T, d] residual stream: the embeddings, then the stream after each layer",
+    "values": "[L, B, H, T, dh] every head's value vectors (value bias included; kv heads repeated per head)",
+    "attn_last": "[L, B, H, T] attention pattern from each item's last position (0 beyond it)",
+    "mlp_hidden": "[L, B, m] MLP hidden activations at each item's last position: after the nonlinearity "
+                  "(gated MLPs: the down projection's input)",
+}
 
 
 @dataclass
@@ -39,7 +53,8 @@ class Layer:
     b_qkv: torch.Tensor | None  # [3, H, dh]
     w_o: torch.Tensor           # [H, dh, d]: head h writes z_h @ w_o[h]
     b_o: torch.Tensor | None    # [d]
-    mlp: torch.nn.Module
+    mlp_in: Callable[[torch.Tensor], torch.Tensor]  # [..., d] -> [..., m]: the MLP's hidden activations
+    mlp_out: torch.nn.Module    # [..., m] -> [..., d]: the MLP's down projection
     scale: float
 
     def __post_init__(self):
@@ -68,7 +83,7 @@ class CircuitModel:
         # const(slot group): attention output biases summed over the layers each group reads
         zero = torch.zeros(self.d_model)
         b_o = [lay.b_o if lay.b_o is not None else zero for lay in self.layers]
-        self._bias_before = torch.stack([zero, *b_o]).cumsum(0)  # [L + 1, d]: sum of b_o of layers < l
+        self.bias_before = torch.stack([zero, *b_o]).cumsum(0)  # [L + 1, d]: sum of b_o of layers < l
 
     # ---- reading each family's weights -----------------------------------------------------------
     def _read_gpt2(self, m):
@@ -87,7 +102,8 @@ class CircuitModel:
                 scale /= i + 1
             self.layers.append(Layer(
                 blk.ln_1, blk.ln_2, w.view(d, 3, H, dh).permute(1, 2, 0, 3).contiguous(),
-                b.view(3, H, dh), blk.attn.c_proj.weight.view(H, dh, d), blk.attn.c_proj.bias, blk.mlp, scale))
+                b.view(3, H, dh), blk.attn.c_proj.weight.view(H, dh, d), blk.attn.c_proj.bias,
+                _mlp_in(blk.mlp.c_fc, blk.mlp.act), blk.mlp.c_proj, scale))  # dropout: identity in eval mode
 
     def _read_gpt_neox(self, m):
         cfg, t = m.config, m.gpt_neox
@@ -104,7 +120,8 @@ class CircuitModel:
             self.layers.append(Layer(
                 lay.input_layernorm, lay.post_attention_layernorm, w.permute(1, 0, 3, 2).contiguous(),
                 None if b is None else b.view(H, 3, dh).permute(1, 0, 2).contiguous(),
-                a.dense.weight.t().reshape(H, dh, d), a.dense.bias, lay.mlp, a.scaling))
+                a.dense.weight.t().reshape(H, dh, d), a.dense.bias,
+                _mlp_in(lay.mlp.dense_h_to_4h, lay.mlp.act), lay.mlp.dense_4h_to_h, a.scaling))
 
     def _read_llama(self, m):
         cfg, t = m.config, m.model
@@ -127,29 +144,38 @@ class CircuitModel:
             b = None if parts[0][1] is None else torch.stack([p[1] for p in parts])
             self.layers.append(Layer(
                 lay.input_layernorm, lay.post_attention_layernorm, torch.stack([p[0] for p in parts]).contiguous(),
-                b, a.o_proj.weight.t().reshape(H, dh, d), a.o_proj.bias, lay.mlp, a.scaling))
+                b, a.o_proj.weight.t().reshape(H, dh, d), a.o_proj.bias,
+                _mlp_in(lay.mlp.up_proj, lay.mlp.act_fn, lay.mlp.gate_proj), lay.mlp.down_proj, a.scaling))
 
     # ---- pieces ------------------------------------------------------------------------------------
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """[B, T] token ids -> [B, T, d], the input node's output (token + learned position embeddings)."""
         return self._embed(ids)
 
-    def _attention(self, layer: Layer, qkv: torch.Tensor, rope) -> torch.Tensor:
+    def _attention(self, layer: Layer, qkv: torch.Tensor, rope, kept: _Cache | None) -> torch.Tensor:
         """qkv [B, T, 3, H, dh] -> z [B, H, T, dh]."""
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, T, dh]
         if rope is not None:
             q, k = _apply_rope(q, rope), _apply_rope(k, rope)
+        if kept is not None:
+            kept.add("values", lambda: v)
+            kept.add("attn_last", lambda: _last_pattern(q, k, kept.last, layer.scale))
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=layer.scale)
-
-    def _slot_qkv(self, layer: Layer, x: torch.Tensor) -> torch.Tensor:
-        """Distinct per-slot inputs x [B, T, 3, H, d] (patched runs) -> qkv [B, T, 3, H, dh]."""
-        qkv = torch.einsum("btshd,shde->btshe", layer.norm_attn(x), layer.w_qkv)
-        return qkv if layer.b_qkv is None else qkv + layer.b_qkv
 
     def _head_outputs(self, layer: Layer, z: torch.Tensor) -> torch.Tensor:
         """z [B, H, T, dh] -> each head's write to the residual stream [H, B, T, d] (no bias)."""
         B, H, T, dh = z.shape
         return torch.bmm(z.transpose(0, 1).reshape(H, B * T, dh), layer.w_o).view(H, B, T, -1)
+
+    def _mlp(self, i: int, layer: Layer, x: torch.Tensor, last: torch.Tensor, kept: _Cache | None,
+             replace: tuple[int, torch.Tensor] | None) -> torch.Tensor:
+        """Layer i's MLP slot input x [B, T, 1, d] -> its write [B, T, d] (see run: replace_mlp_hidden)."""
+        h = layer.mlp_in(layer.norm_mlp(x))  # [B, T, 1, m]
+        if replace is not None and replace[0] == i:  # out of place: gradients reach replace[1]
+            h = h.index_put((torch.arange(x.shape[0]), last), replace[1][:, None])
+        if kept is not None:
+            kept.add("mlp_hidden", lambda: h[torch.arange(x.shape[0]), last, 0])  # [B, m]
+        return layer.mlp_out(h)[:, :, 0]
 
     def _logits(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """x [B, T, d] -> logits at each item's last position [B, V] (only those are ever read)."""
@@ -158,8 +184,10 @@ class CircuitModel:
     # ---- the forward ---------------------------------------------------------------------------------
     def run(self, ids: torch.Tensor | None, last: torch.Tensor, *, embeds: torch.Tensor | None = None,
             mask: torch.Tensor | None = None, reference: torch.Tensor | None = None,
-            record: bool = False, grads: torch.Tensor | None = None):
-        """One forward pass; returns last-position logits [B, V], and node outputs if `record`.
+            record: bool = False, grads: torch.Tensor | None = None, cache: Iterable[str] | str = (),
+            replace_mlp_hidden: tuple[int, torch.Tensor] | None = None):
+        """One forward pass; returns last-position logits [B, V], and node outputs if `record` or the
+        named cache entries if `cache`: (logits, outs) or (logits, {name: tensor}).
 
         ids [B, T] (or embeds [B, T, d], the input node's output, e.g. an interpolated one);
         last [B]: index of each item's last real token.
@@ -167,67 +195,45 @@ class CircuitModel:
         reference [n_fwd, B or 1, T, d]: ablation activations per node; None = zeros.
         record: also return node outputs [n_fwd, B, T, d].
         grads [n_bwd, B, T, d]: a backward pass through this forward adds each slot input's gradient here.
+        cache: CACHE entries to compute and return (full model only, so not with `mask` or `record`).
+        replace_mlp_hidden (layer, a [B, m]): that layer's MLP hidden activations (as CACHE["mlp_hidden"])
+            at each item's last position are `a` instead, e.g. alpha * the clean ones with alpha over
+            the batch (neuron attribution); gradients reach `a`. Everything else is computed as usual.
         """
-        g, H = self.graph, self.n_heads
         x0 = self.embed(ids) if embeds is None else embeds  # [B, T, d]
-        B, T, d = x0.shape
+        B, T, _ = x0.shape
         rope = self._rope(x0, T)
-        patched = mask is not None
-        if patched:
-            mask = mask.to(x0.dtype)
-            ref_upto = None if reference is None else reference.cumsum(0)  # [n_fwd, B|1, T, d]: sum_{u<=i} ref_u
-            diffs = [x0[None] if reference is None else x0[None] - reference[:1]]  # out_u - ref_u, per group
-        outs = [x0[None]]
-        groups = iter(g.groups)
-        work = self._workspace(3 * H, B, T, d) if grads is not None and not patched else None
-
-        def slot_input(resid: torch.Tensor, n_slots: int, n_biases: int) -> torch.Tensor:
-            """The next slot group's inputs [B, T, n_slots, d]; `resid` is the full model's stream."""
-            start, end, n_up = next(groups)
-            if not patched:
-                x = resid[:, :, None, :].expand(B, T, n_slots, d)  # a view: its own gradient
-            else:
-                diff = torch.cat(diffs) if len(diffs) > 1 else diffs[0]  # [n_seen, B, T, d]
-                diffs[:] = [diff]
-                x = torch.einsum("ubtd,us->btsd", diff[:n_up], mask[:n_up, start:end])
-                x = x + self._bias_before[n_biases]
-                if ref_upto is not None:
-                    x = x + ref_upto[n_up - 1][:, :, None, :]
-            if grads is not None and x.requires_grad:
-                x.register_hook(accumulate_into(grads[start:end]))
-            return x
-
-        resid = x0
+        if replace_mlp_hidden is not None and not 0 <= replace_mlp_hidden[0] < self.n_layers:
+            raise ValueError(f"replace_mlp_hidden: layer {replace_mlp_hidden[0]} of a {self.n_layers}-layer model")
+        inputs = _SlotInputs(self, x0, mask, reference, grads)
+        kept = _Cache(cache, last, mask is not None or record) if cache else None
+        resid, outs = x0, [x0[None]]
         for i, layer in enumerate(self.layers):
-            if patched:  # every q/k/v input is its own sum of upstream outputs
-                x_attn = slot_input(resid, 3 * H, i)  # [B, T, 3H, d]
-                qkv = self._slot_qkv(layer, x_attn.view(B, T, 3, H, d))  # [B, T, 3, H, dh]
-            else:  # one shared input; per-slot gradients come from hooks.shared_norm_qkv
-                start, end, _ = next(groups)
-                qkv = shared_norm_qkv(resid, layer.norm_attn, layer.w_cat, layer.b_cat, layer.w_slots,
-                                      None if grads is None else grads[start:end], work).view(B, T, 3, H, -1)
-            z = self._attention(layer, qkv, rope)  # [B, H, T, dh]
-            if patched or record:
+            if kept is not None:
+                kept.add("resid", lambda: resid)
+            z = self._attention(layer, inputs.qkv(layer, resid, i), rope, kept)  # [B, H, T, dh]
+            if inputs.patched or record:
                 heads = self._head_outputs(layer, z)  # [H, B, T, d]
                 attn_out = heads.sum(0)
+                inputs.wrote(heads, self.graph.head_node(i, 0))
             else:  # one matmul over the concatenated heads, as the model itself does
                 attn_out = z.transpose(1, 2).reshape(B, T, -1) @ layer.w_o.flatten(0, 1)
             if layer.b_o is not None:
                 attn_out = attn_out + layer.b_o
-            first, m = g.head_node(i, 0), g.mlp_node(i)
-            if patched:
-                diffs.append(heads if reference is None else heads - reference[first:m])
             mid = resid if self.parallel else resid + attn_out
-            x_mlp = slot_input(mid, 1, i if self.parallel else i + 1)  # [B, T, 1, d]
-            mlp_out = layer.mlp(layer.norm_mlp(x_mlp))[:, :, 0]  # [B, T, d]
+            x_mlp = inputs.next(mid, 1, i if self.parallel else i + 1)  # [B, T, 1, d]
+            mlp_out = self._mlp(i, layer, x_mlp, last, kept, replace_mlp_hidden)  # [B, T, d]
             resid = mid + mlp_out if not self.parallel else resid + attn_out + mlp_out
-            if patched:
-                diffs.append((mlp_out if reference is None else mlp_out - reference[m])[None])
+            inputs.wrote(mlp_out[None], self.graph.mlp_node(i))
             if record:
                 outs += [heads, mlp_out[None]]
-        x_final = slot_input(resid, 1, self.n_layers)  # [B, T, 1, d]
-        logits = self._logits(x_final[:, :, 0], last)
-        return (logits, torch.cat(outs)) if record else logits
+        logits = self._logits(inputs.next(resid, 1, self.n_layers)[:, :, 0], last)
+        if record:
+            return logits, torch.cat(outs)
+        if kept is None:
+            return logits
+        kept.add("resid", lambda: resid)
+        return logits, kept.result()
 
     def _workspace(self, *shape: int) -> torch.Tensor:
         """Scratch [2, 3H, B, T, d] for the per-slot backward, kept between calls (see hooks.py)."""
@@ -240,6 +246,98 @@ class CircuitModel:
             return None
         cos, sin = self.rotary(x, torch.arange(T, device=x.device)[None])  # [1, T, rotary_dim] each
         return cos[:, None], sin[:, None]  # broadcast over heads: [1, 1, T, rotary_dim]
+
+
+class _SlotInputs:
+    """Each backward slot group's input, in forward order (graph.groups; see the module docstring).
+
+    Full model: the residual stream itself, a view per group (so each group gets its own gradient).
+    Patched: const + sum_u ref_u + sum_u mask[u, v] * (out_u - ref_u) over the group's upstream nodes,
+    from the node outputs reported through `wrote`. With grads [n_bwd, B, T, d], a backward pass adds
+    each slot input's gradient there.
+    """
+
+    def __init__(self, model: CircuitModel, x0: torch.Tensor, mask, reference, grads):
+        self.model, self.grads, self.groups = model, grads, iter(model.graph.groups)
+        self.patched, self.reference, self.work = mask is not None, reference, None
+        if self.patched:
+            self.mask = mask.to(x0.dtype)
+            self.ref_upto = None if reference is None else reference.cumsum(0)  # [n_fwd, B|1, T, d]: sum_{u<=i} ref_u
+            self.diffs = [x0[None] if reference is None else x0[None] - reference[:1]]  # out_u - ref_u, per group
+        elif grads is not None:
+            self.work = model._workspace(3 * model.n_heads, *x0.shape)
+
+    def next(self, resid: torch.Tensor, n_slots: int, n_biases: int) -> torch.Tensor:
+        """The next group's inputs [B, T, n_slots, d]; resid [B, T, d] is the full model's stream and
+        n_biases the number of layers whose attention output bias (const) the group reads."""
+        start, end, n_up = next(self.groups)
+        B, T, d = resid.shape
+        if not self.patched:
+            x = resid[:, :, None, :].expand(B, T, n_slots, d)  # a view: its own gradient
+        else:
+            diff = torch.cat(self.diffs) if len(self.diffs) > 1 else self.diffs[0]  # [n_seen, B, T, d]
+            self.diffs[:] = [diff]
+            x = torch.einsum("ubtd,us->btsd", diff[:n_up], self.mask[:n_up, start:end])
+            x = x + self.model.bias_before[n_biases]
+            if self.ref_upto is not None:
+                x = x + self.ref_upto[n_up - 1][:, :, None, :]
+        if self.grads is not None and x.requires_grad:
+            x.register_hook(accumulate_into(self.grads[start:end]))
+        return x
+
+    def qkv(self, layer: Layer, resid: torch.Tensor, i: int) -> torch.Tensor:
+        """Layer i's queries, keys and values [B, T, 3, H, dh] from its 3H slot inputs."""
+        B, T, d = resid.shape
+        H = self.model.n_heads
+        if self.patched:  # every q/k/v input is its own sum of upstream outputs
+            x = self.next(resid, 3 * H, i).view(B, T, 3, H, d)
+            qkv = torch.einsum("btshd,shde->btshe", layer.norm_attn(x), layer.w_qkv)
+            return qkv if layer.b_qkv is None else qkv + layer.b_qkv
+        start, end, _ = next(self.groups)  # one shared input; per-slot gradients come from hooks.shared_norm_qkv
+        grads = None if self.grads is None else self.grads[start:end]
+        qkv = shared_norm_qkv(resid, layer.norm_attn, layer.w_cat, layer.b_cat, layer.w_slots, grads, self.work)
+        return qkv.view(B, T, 3, H, -1)
+
+    def wrote(self, out: torch.Tensor, first: int) -> None:
+        """Forward nodes first .. first + n - 1 wrote out [n, B, T, d] (patched runs keep out - ref)."""
+        if self.patched:
+            self.diffs.append(out if self.reference is None else out - self.reference[first:first + len(out)])
+
+
+class _Cache:
+    """The requested CACHE entries of one run, collected layer by layer; nothing else is computed."""
+
+    def __init__(self, names: Iterable[str] | str, last: torch.Tensor, patched_or_recording: bool):
+        names = [names] if isinstance(names, str) else list(names)
+        unknown = sorted(set(names) - set(CACHE))
+        if unknown:
+            raise ValueError(f"unknown cache entries {unknown}; choose from {sorted(CACHE)}")
+        if patched_or_recording:
+            raise ValueError("the cache is the full model's forward: run it without mask and record")
+        self.last, self.parts = last, {name: [] for name in names}
+
+    def add(self, name: str, value: Callable[[], torch.Tensor]) -> None:
+        if name in self.parts:
+            self.parts[name].append(value())
+
+    def result(self) -> dict[str, torch.Tensor]:
+        return {name: torch.stack(parts) for name, parts in self.parts.items()}
+
+
+def _mlp_in(proj: torch.nn.Module, act, gate: torch.nn.Module | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An MLP's hidden activations, in the model's own order of operations: act(proj(x)), or
+    act(gate(x)) * proj(x) for a gated (Llama) MLP."""
+    if gate is None:
+        return lambda x: act(proj(x))
+    return lambda x: act(gate(x)) * proj(x)
+
+
+def _last_pattern(q: torch.Tensor, k: torch.Tensor, last: torch.Tensor, scale: float) -> torch.Tensor:
+    """q, k [B, H, T, dh] (rotated) -> attention weights from each item's last position [B, H, T]."""
+    B, _, T, _ = q.shape
+    future = torch.arange(T, device=q.device)[None, :] > last[:, None]  # [B, T]: padding after the last token
+    scores = torch.einsum("bhe,bhte->bht", q[torch.arange(B), :, last], k) * scale  # [B, H, T]
+    return scores.masked_fill(future[:, None, :], -math.inf).softmax(-1)
 
 
 def _apply_rope(x: torch.Tensor, rope) -> torch.Tensor:

@@ -18,56 +18,52 @@ import logging
 import pandas as pd
 
 from .. import io
+from ..settings import add_paths, add_threads_argument, command, run_handler, set_threads
+from ..vocabulary import CELL, at_budget, budget_label, budget_value, cell_key, parse_cell_key
 
 log = logging.getLogger("kcircuits")
-ACTIONS = ("scores", "eval", "transplant", "draw", "summary")
-CELL = ["task", "type", "freq_group"]
-FILES = {  # action -> required file options
-    "scores": ("checkpoint", "tokenizer", "pairs", "out", "report"),
-    "eval": ("checkpoint", "tokenizer", "pairs", "probes", "scores", "out_circuits", "out_stats", "out_hits"),
-    "transplant": ("checkpoint", "tokenizer", "probes", "circuits", "source_names", "out"),
-    "draw": ("scores", "circuits", "out_dir"),
-    "summary": ("stats", "hits", "transplants", "out_stats", "out_hits", "out_transplant"),
-}
-MANY = {"circuits", "source_names", "stats", "hits", "transplants"}
 
 
-def add_arguments(p) -> None:
-    from ..cli import add_settings_arguments
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("circuits", help="knowledge circuits: EAP-IG scores, selection, evaluation, transplant",
+                              description=__doc__.split("\n")[0])
+    p.set_defaults(run=run)
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = command(actions, "scores", "EAP / EAP-IG score matrices of one checkpoint", "circuits", _scores)
+    add_paths(a, "checkpoint", "tokenizer", "pairs", "out", "report")
+    add_threads_argument(a)
+    a = command(actions, "eval", "select circuits; faithfulness, Hit@k, counts, entropy", "circuits", _eval)
+    add_paths(a, "checkpoint", "tokenizer", "pairs", "probes", "scores", "out_circuits", "out_stats", "out_hits")
+    add_threads_argument(a)
+    a = command(actions, "transplant", "circuits of other checkpoints on this checkpoint's model", "circuits",
+                _transplant)
+    add_paths(a, "checkpoint", "tokenizer", "probes", "out")
+    add_paths(a, "circuits", "source_names", many=True)
+    add_threads_argument(a)
+    a = command(actions, "draw", "SVG of every cell's circuit at the first edge budget", "circuits", _draw)
+    add_paths(a, "scores", "circuits", "out_dir")
+    a = command(actions, "summary", "join one seed's per-checkpoint tables", "circuits", _summary)
+    add_paths(a, "stats", "hits", "transplants", many=True)
+    add_paths(a, "out_stats", "out_hits", "out_transplant")
 
-    p.add_argument("action", choices=ACTIONS)
-    add_settings_arguments(p)
-    for name in sorted({f for files in FILES.values() for f in files}):
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, nargs="+" if name in MANY else None)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
-
-def run(args, settings: dict) -> None:
-    missing = [f"--{f.replace('_', '-')}" for f in FILES[args.action] if getattr(args, f) is None]
-    if missing:
-        raise SystemExit(f"kcircuits circuits {args.action}: missing {' '.join(missing)}")
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
-    globals()[f"_{args.action}"](args, settings)
+def run(args) -> None:
+    set_threads(getattr(args, "threads", None))
+    run_handler(args)
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
-def _budget(value) -> int | float:
-    return float(value) if isinstance(value, float) or "." in str(value) else int(value)
-
-
-def _load(checkpoint: str):
-    from ..evaluate.knowledge import checkpoint_metadata
-    from ..evaluate.scoring import load_model
+def load_checkpoint(checkpoint: str):
+    """(CircuitModel, checkpoint metadata) of a checkpoint folder."""
+    from ..checkpoint import checkpoint_metadata, load_model
     from .model import CircuitModel
 
     return CircuitModel(load_model(checkpoint)), checkpoint_metadata(checkpoint)
 
 
 def _cells(pairs: pd.DataFrame, max_pairs: int | None):
-    for (task, etype, group), part in pairs.groupby(CELL, sort=True):
-        yield f"{task}/{etype}/{group}", part.head(max_pairs) if max_pairs else part
+    for cell, part in pairs.groupby(CELL, sort=True):
+        yield cell_key(*cell), part.head(max_pairs) if max_pairs else part
 
 
 def _hit_prompts(probes: pd.DataFrame, tasks: dict[str, str], tokenizer, batch_size: int) -> dict:
@@ -97,10 +93,6 @@ def _select(scores, graph, budget, how: str):
     return (select_greedy if how == "greedy" else select_top_n)(scores, graph, budget)
 
 
-def _with_meta(frame: pd.DataFrame, meta: dict) -> pd.DataFrame:
-    return frame.assign(**meta)[list(meta) + list(frame.columns)]
-
-
 # ---- actions ---------------------------------------------------------------------------------------
 def _scores(args, s: dict) -> None:
     import torch
@@ -111,7 +103,7 @@ def _scores(args, s: dict) -> None:
     from .store import save_scores
 
     c = s["circuits"]
-    model, meta = _load(args.checkpoint)
+    model, meta = load_checkpoint(args.checkpoint)
     tok = load_tokenizer(args.tokenizer)
     cells, report = {}, {}
     for key, part in _cells(pd.read_parquet(args.pairs), c["max_pairs"]):
@@ -141,7 +133,7 @@ def _eval(args, s: dict) -> None:
 
     c = s["circuits"]
     k = c["hit_k"]
-    model, meta = _load(args.checkpoint)
+    model, meta = load_checkpoint(args.checkpoint)
     graph, cells, _ = load_scores(args.scores)
     tok = load_tokenizer(args.tokenizer)
     pairs = dict(_cells(pd.read_parquet(args.pairs), c["max_pairs"]))
@@ -149,29 +141,29 @@ def _eval(args, s: dict) -> None:
     full_hits = {cell: hit_at_k(model, None, batches, k)[f"hit_at_{k}"] for cell, batches in prompts.items()}
     means = _mean_references(model, prompts, c["ablations"])
     circuit_frames, stats, hits = [], [], []
-    for budget in map(_budget, c["edge_budgets"]):
+    for budget in map(budget_value, c["edge_budgets"]):
+        label = budget_label(budget)
         selected = {key: _select(cells[key], graph, budget, c["selection"]) for key in cells}
-        circuit_frames.append(circuits_frame(selected, cells).assign(budget=str(budget)))
+        circuit_frames.append(circuits_frame(selected, cells).assign(budget=label))
         for key, circuit in selected.items():
-            task, etype, group = key.split("/")
-            row = {"task": task, "type": etype, "freq_group": group, "budget": str(budget), "n_edges": circuit.n_edges,
+            row = {**dict(zip(CELL, parse_cell_key(key))), "budget": label, "n_edges": circuit.n_edges,
                    "n_nodes": circuit.n_nodes, "edge_entropy": edge_entropy(cells[key], circuit.edges)}
             f = faithfulness(model, circuit, pair_batches(pairs[key], tok, c["batch_size"]))
             stats.append({**row, **{n: f[n] for n in ("faithfulness", "ld_clean", "ld_corrupted", "ld_circuit")}})
             for (t_task, t_type, t_group), batches in prompts.items():
-                if t_task != task:
+                if t_task != row["task"]:
                     continue
                 for ablation in c["ablations"]:
                     res = hit_at_k(model, circuit, batches, k, ablation, means.get((t_task, t_type, t_group)))
-                    hits.append({**{n: row[n] for n in ("task", "type", "freq_group", "budget")},
+                    hits.append({**{n: row[n] for n in (*CELL, "budget")},
                                  "target_type": t_type, "target_freq_group": t_group, "ablation": ablation,
                                  "hit_at_k": res[f"hit_at_{k}"], "mean_rank": res["mean_rank"],
                                  "n_prompts": res["n_prompts"],
                                  "full_model_hit_at_k": full_hits[(t_task, t_type, t_group)]})
     prov = {**io.provenance("circuit_eval", s["seed"], s, "torch", "transformers"), "checkpoint": meta}
-    io.write_parquet(_with_meta(pd.concat(circuit_frames, ignore_index=True), meta), args.out_circuits, prov)
-    io.write_parquet(_with_meta(pd.DataFrame(stats), meta), args.out_stats, prov)
-    io.write_parquet(_with_meta(pd.DataFrame(hits), meta), args.out_hits, prov)
+    for frame, out in ((pd.concat(circuit_frames, ignore_index=True), args.out_circuits),
+                       (pd.DataFrame(stats), args.out_stats), (pd.DataFrame(hits), args.out_hits)):
+        io.write_parquet(io.with_leading_columns(frame, meta), out, prov)
     log.info("%s: %d circuits evaluated", meta["checkpoint"], len(stats))
 
 
@@ -184,7 +176,7 @@ def _transplant(args, s: dict) -> None:
     k = c["hit_k"]
     if len(args.circuits) != len(args.source_names):
         raise SystemExit("--circuits and --source-names must pair up")
-    model, meta = _load(args.checkpoint)
+    model, meta = load_checkpoint(args.checkpoint)
     tok = load_tokenizer(args.tokenizer)
     prompts = _hit_prompts(pd.read_parquet(args.probes), s["circuit_pairs"]["tasks"], tok, c["batch_size"])
     means = _mean_references(model, prompts, c["ablations"])
@@ -193,14 +185,14 @@ def _transplant(args, s: dict) -> None:
         table = pd.read_parquet(path)
         for budget, part in table.groupby("budget", sort=True):
             for key, circuit in circuits_from_frame(model.graph, part).items():
-                cell = tuple(key.split("/"))
+                cell = parse_cell_key(key)
                 for ablation in c["ablations"]:
                     res = hit_at_k(model, circuit, prompts[cell], k, ablation, means.get(cell))
-                    rows.append({"source_checkpoint": source, "task": cell[0], "type": cell[1], "freq_group": cell[2],
+                    rows.append({"source_checkpoint": source, **dict(zip(CELL, cell)),
                                  "budget": budget, "n_edges": circuit.n_edges, "ablation": ablation,
                                  "hit_at_k": res[f"hit_at_{k}"], "mean_rank": res["mean_rank"]})
     prov = {**io.provenance("circuit_transplant", s["seed"], s, "torch", "transformers"), "checkpoint": meta}
-    io.write_parquet(_with_meta(pd.DataFrame(rows), meta), args.out, prov)
+    io.write_parquet(io.with_leading_columns(pd.DataFrame(rows), meta), args.out, prov)
 
 
 def _draw(args, s: dict) -> None:
@@ -208,10 +200,9 @@ def _draw(args, s: dict) -> None:
     from .store import circuits_from_frame, load_scores
 
     graph, cells, meta = load_scores(args.scores)
-    table = pd.read_parquet(args.circuits[0])
-    first = str(_budget(s["circuits"]["edge_budgets"][0]))
+    first = at_budget(pd.read_parquet(args.circuits), budget_label(s["circuits"]["edge_budgets"][0]), required=False)
     with io.atomic_path(args.out_dir, is_dir=True) as tmp:
-        for key, circuit in circuits_from_frame(graph, table[table["budget"] == first]).items():
+        for key, circuit in circuits_from_frame(graph, first).items():
             title = f"{meta['checkpoint']['checkpoint']} {key} ({circuit.n_edges} edges)"
             (tmp / f"{key.replace('/', '_')}.svg").write_text(to_svg(circuit, cells[key], title), encoding="utf-8")
 
@@ -237,4 +228,4 @@ def transplant_sources(names: list[str], checkpoints: list[str]) -> list[str]:
     return resolved
 
 
-__all__ = ["ACTIONS", "add_arguments", "run", "transplant_sources"]
+__all__ = ["add_parser", "run", "load_checkpoint", "transplant_sources"]

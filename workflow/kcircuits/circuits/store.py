@@ -1,8 +1,9 @@
 """Reading and writing score matrices (safetensors, never pickle) and circuits (parquet).
 
-Scores: one file per checkpoint; one tensor [n_forward, n_backward] per cell, named
-"{task}/{type}/{freq_group}"; the file's metadata holds the graph, the node and slot names (so the
-matrix is readable without this package), how the scores were computed, and per-cell item counts.
+Scores: one file per checkpoint; one tensor [n_forward, n_backward] per cell, named by its cell key
+"{task}/{type}/{freq_group}" (kcircuits.vocabulary); the file's metadata holds the graph, the node
+and slot names (so the matrix is readable without this package), how the scores were computed, and
+per-cell item counts.
 Circuits: one parquet table of in-circuit edges with the cell's columns, parent, child and score.
 """
 from __future__ import annotations
@@ -14,13 +15,8 @@ import pandas as pd
 import torch
 
 from ..io import atomic_path, write_parquet
+from ..vocabulary import CELL, cell_key, parse_cell_key
 from .graph import Circuit, Graph
-
-CELL_COLUMNS = ("task", "type", "freq_group")
-
-
-def cell_key(task: str, etype: str, freq_group: str) -> str:
-    return f"{task}/{etype}/{freq_group}"
 
 
 def save_scores(path: str | Path, cells: dict[str, torch.Tensor], graph: Graph, meta: dict) -> None:
@@ -53,15 +49,15 @@ def circuits_frame(circuits: dict[str, Circuit], scores: dict[str, torch.Tensor]
     """In-circuit edges of every cell, one row each: task, type, freq_group, parent, child, score."""
     rows = []
     for key, circuit in sorted(circuits.items()):
-        task, etype, group = key.split("/")
-        rows += [{"task": task, "type": etype, "freq_group": group, **r} for r in circuit.rows(scores.get(key))]
-    return pd.DataFrame(rows, columns=[*CELL_COLUMNS, "parent", "child", "score"])
+        cell = dict(zip(CELL, parse_cell_key(key)))
+        rows += [{**cell, **r} for r in circuit.rows(scores.get(key))]
+    return pd.DataFrame(rows, columns=[*CELL, "parent", "child", "score"])
 
 
 def circuits_from_frame(graph: Graph, frame: pd.DataFrame) -> dict[str, Circuit]:
     out = {}
-    for (task, etype, group), part in frame.groupby(list(CELL_COLUMNS), sort=True):
-        out[cell_key(task, etype, group)] = Circuit.from_rows(graph, part.to_dict("records"))
+    for cell, part in frame.groupby(CELL, sort=True):
+        out[cell_key(*cell)] = Circuit.from_rows(graph, part.to_dict("records"))
     return out
 
 

@@ -133,6 +133,12 @@ def generate_entities(settings: dict, pools: dict, rng: np.random.Generator) -> 
     return df, entities_report(df, n_combined)
 
 
+def group_order(entities: pd.DataFrame) -> list[str]:
+    """Frequency groups in ascending order of frequency, as generate_entities assigned them."""
+    probed = entities[entities["freq_group"].notna()]
+    return list(probed.groupby("freq_group")["frequency"].min().sort_values().index)
+
+
 def entities_report(df: pd.DataFrame, n_combined_names: int) -> dict:
     probed = df[df["type"] != "background"]
     counts = probed.groupby(["type", "freq_group"]).size()

@@ -13,8 +13,9 @@ import pandas as pd
 
 from .. import TYPES
 from ..tokenizer import first_answer_token
+from ..vocabulary import CELL, cell_key
 
-PAIR_COLUMNS = ["task", "type", "freq_group", "clean_entity_id", "corrupted_entity_id", "clean_prompt",
+PAIR_COLUMNS = [*CELL, "clean_entity_id", "corrupted_entity_id", "clean_prompt",
                 "corrupted_prompt", "n_tokens", "clean_label", "corrupted_label", "clean_label_token",
                 "corrupted_label_token"]
 
@@ -48,7 +49,7 @@ def circuit_pairs(tasks: dict[str, str], probe_entities: pd.DataFrame, groups: l
                         "clean_label": cell[task].iloc[i], "corrupted_label": cell[task].iloc[j],
                         "clean_label_token": int(labels[i]), "corrupted_label_token": int(labels[j]),
                     })
-                report[f"{task}/{etype}/{group}"] = {
+                report[cell_key(task, etype, group)] = {
                     "subjects": int(len(cell)), "paired": int(len(cell) - no_length - no_label),
                     "no_same_length_subject": no_length, "no_partner_with_other_label_token": no_label,
                 }

@@ -30,6 +30,12 @@ def sample_probe_entities(entities: pd.DataFrame, n_per_group: int, groups: list
     return pd.concat(taken).sort_values("entity_id").reset_index(drop=True), report
 
 
+def probe_entities(entities: pd.DataFrame, probes: pd.DataFrame) -> pd.DataFrame:
+    """The entities a probe table asks about (probes: at least its entity_id column), in entity order."""
+    ids = probes["entity_id"].unique()
+    return entities[entities["entity_id"].isin(ids)].reset_index(drop=True)
+
+
 def probe_rows(entities: pd.DataFrame, templates: Templates, paraphrase: bool) -> pd.DataFrame:
     rows = []
     for e in entities.itertuples(index=False):

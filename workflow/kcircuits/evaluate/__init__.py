@@ -1,1 +1,2 @@
-"""Evaluation: knowledge metrics of checkpoints (metrics, scoring, knowledge) and their summary."""
+"""Evaluation: knowledge metrics of checkpoints (metrics, scoring, knowledge) and their summary
+(aggregate); the commands in stage.py."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..vocabulary import in_training_order
+
 ALL = "all"
 CHECKPOINT_COLUMNS = ["seed", "order", "checkpoint", "phase", "epoch", "global_step", "tokens_seen"]
-CELL_COLUMNS = ["metric", "target", "type", "freq_group", "attribute"]
-SUMMARY_COLUMNS = CHECKPOINT_COLUMNS + CELL_COLUMNS + ["value", "n", "chance"]
+METRIC_KEYS = ["metric", "target", "type", "freq_group", "attribute"]
+SUMMARY_COLUMNS = CHECKPOINT_COLUMNS + METRIC_KEYS + ["value", "n", "chance"]
 
 
 def with_margins(cells: pd.DataFrame) -> pd.DataFrame:
@@ -29,8 +31,8 @@ def with_margins(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)[cells.columns]
 
 
-def training_order(tables: list[pd.DataFrame]) -> dict[str, int]:
-    """Checkpoint name -> place in training, by (epoch progress, global step) from checkpoint.json.
+def checkpoint_order(tables: list[pd.DataFrame]) -> dict[str, int]:
+    """Checkpoint name -> place in training (kcircuits.vocabulary.training_key, from checkpoint.json).
 
     Every table must hold exactly one checkpoint of one training seed, each checkpoint once.
     """
@@ -47,7 +49,7 @@ def training_order(tables: list[pd.DataFrame]) -> dict[str, int]:
     repeated = meta["checkpoint"][meta["checkpoint"].duplicated()]
     if len(repeated):
         raise ValueError(f"checkpoint evaluated twice: {sorted(set(repeated))}")
-    ranked = meta.sort_values(["epoch", "global_step", "checkpoint"], kind="stable")["checkpoint"]
+    ranked = in_training_order(meta[["checkpoint", "epoch", "global_step"]].itertuples(index=False))
     return {name: i for i, name in enumerate(ranked)}
 
 
@@ -55,10 +57,10 @@ def summarise(tables: list[pd.DataFrame]) -> pd.DataFrame:
     """One table across checkpoints with margins; `order` is each checkpoint's place in training."""
     if not tables:
         raise ValueError("no evaluation tables to summarise")
-    order = training_order(tables)
+    order = checkpoint_order(tables)
     summary = pd.concat([with_margins(t) for t in tables], ignore_index=True)
     summary["order"] = summary["checkpoint"].map(order)
-    summary = summary[SUMMARY_COLUMNS].sort_values(["order"] + CELL_COLUMNS, kind="stable")
+    summary = summary[SUMMARY_COLUMNS].sort_values(["order"] + METRIC_KEYS, kind="stable")
     return summary.reset_index(drop=True)
 
 
@@ -66,7 +68,7 @@ def summarise_entities(tables: list[pd.DataFrame]) -> pd.DataFrame:
     """Per-entity tables of every checkpoint in one, with the same `order` as the summary."""
     if not tables:
         raise ValueError("no entity tables to summarise")
-    order = training_order(tables)
+    order = checkpoint_order(tables)
     out = pd.concat(tables, ignore_index=True)
     out.insert(0, "order", out["checkpoint"].map(order))
     return out.sort_values(["order", "target", "entity_id", "attribute"], kind="stable").reset_index(drop=True)

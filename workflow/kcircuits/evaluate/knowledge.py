@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -128,8 +127,8 @@ def value_token_positions(tok, paragraphs: list[dict]) -> tuple[list[list[int]],
 
 def paragraph_items(model, tok, paragraphs: list[dict], entities: pd.DataFrame, metric: str, text_target: str,
                     batch_size: int, original_of_revised: bool) -> pd.DataFrame:
-    """First-token accuracy of attribute values inside held-out paragraphs: is the argmax at the
-    position before each value's first token that token? With `original_of_revised`, revised
+    """First-token accuracy of attribute values inside held-out paragraphs: is each value's first
+    token top-1 (metrics.target_rank 0) at the position before it? With `original_of_revised`, revised
     entities' original values are also scored at the same positions (target 'original')."""
     ids, spans = value_token_positions(tok, paragraphs)
     check_lengths(model, ids, metric)
@@ -231,15 +230,3 @@ def entity_table(query: pd.DataFrame, bio: pd.DataFrame) -> pd.DataFrame:
     b = bio.groupby(keys)[["bio_first_token"]].mean()
     return q.join(b, how="left").reset_index()
 
-
-def checkpoint_metadata(checkpoint_dir: str | Path) -> dict:
-    """Training seed, name and training progress of a checkpoint, from its checkpoint.json."""
-    import json
-
-    path = Path(checkpoint_dir) / "checkpoint.json"
-    meta = json.loads(path.read_text(encoding="utf-8"))
-    missing = {"seed", "name", "phase", "epoch", "global_step", "tokens_seen"} - set(meta)
-    if missing:
-        raise ValueError(f"{path}: missing {sorted(missing)}")
-    return {"seed": int(meta["seed"]), "checkpoint": str(meta["name"]), "phase": str(meta["phase"]), "epoch": float(meta["epoch"]),
-            "global_step": int(meta["global_step"]), "tokens_seen": int(meta["tokens_seen"])}

@@ -1,8 +1,8 @@
 """Pure metric functions: every knowledge score is built from these, and each is checkable by hand.
 
-Conventions shared by the evaluation:
-- a *rank* of a target token is its 0-based place when the vocabulary is sorted by logit, ties
-  broken towards the lower token id, so rank 0 is exactly `argmax` (which returns the first maximum);
+Conventions shared by the evaluation (and by circuit Hit@k and the logit lens):
+- the *rank* of a target token is the number of vocabulary tokens with a strictly higher logit
+  (0-based; ties count in the target's favour), so rank 0 means no token scores above the target;
 - top-1 means rank 0, Hit@k means rank < k;
 - a choice among options (multiple choice, a true/false pair) whose best score is tied gives each
   tied option an equal share of the credit: the expected accuracy of breaking the tie at random, so a
@@ -21,12 +21,10 @@ ANSWER_END = re.compile(r"[.\n]")
 
 
 def target_rank(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Rank of each row's target token. logits [Q, V], targets [Q] (int64) -> ranks [Q] (int64)."""
+    """Rank of each row's target token: how many tokens score strictly higher.
+    logits [Q, V], targets [Q] (int64) -> ranks [Q] (int64)."""
     target_logit = logits.gather(1, targets[:, None])  # [Q, 1]
-    higher = (logits > target_logit).sum(dim=1)  # [Q]
-    ids = torch.arange(logits.shape[1], device=logits.device)[None, :]  # [1, V]
-    tied_before = ((logits == target_logit) & (ids < targets[:, None])).sum(dim=1)  # [Q]
-    return higher + tied_before
+    return (logits > target_logit).sum(dim=1)  # [Q]
 
 
 def target_logprob(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -88,8 +86,6 @@ def cell_means(items, keys: list[str], value_columns: list[str]):
     the original value of a new entity) are left out of both mean and n. Returns columns
     keys + [metric, value, n], one row per (group, value column) with n > 0.
     """
-    import pandas as pd
-
     long = items.melt(id_vars=keys, value_vars=value_columns, var_name="metric", value_name="value").dropna(subset=["value"])
     long["value"] = long["value"].astype(float)
     cells = long.groupby(keys + ["metric"], sort=True, dropna=False)["value"].agg(["mean", "size"]).reset_index()

@@ -1,4 +1,4 @@
-"""Model primitives of the evaluation: load a checkpoint, score chosen tokens, generate greedily.
+"""Model primitives of the evaluation: score chosen tokens, generate greedily (kcircuits.checkpoint loads).
 
 Every knowledge metric reduces to one question asked many times: at position p of a token sequence,
 what log-probability and what rank does the model give to token t? `score_tokens` answers a batch of
@@ -9,8 +9,6 @@ head over the vocabulary costs as much as the transformer body).
 from __future__ import annotations
 
 import functools
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,29 +17,6 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from .metrics import target_logprob, target_rank
 
 STOP_CHARS = ".\n"  # greedy answers end at a period or newline (see metrics.cut_answer)
-
-
-def load_model(path: str | Path, device: str = "cpu"):
-    """A causal LM from a local Hugging Face folder (safetensors only; never unpickles)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoModelForCausalLM
-
-    if not (Path(path) / "model.safetensors").is_file() and not (Path(path) / "model.safetensors.index.json").is_file():
-        raise FileNotFoundError(f"no model.safetensors in checkpoint folder {path}")
-    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
-    return fuse_tanh_gelu(model).to(device).eval()
-
-
-def fuse_tanh_gelu(model):
-    """Swap transformers' Python tanh-GELU ("gelu_new", GPT-2's activation) for torch's fused kernel
-    of the same formula: identical up to float rounding, and a sixth of a CPU evaluation faster."""
-    from transformers.activations import NewGELUActivation
-
-    for parent in list(model.modules()):
-        for name, child in parent.named_children():
-            if type(child) is NewGELUActivation:
-                setattr(parent, name, torch.nn.GELU(approximate="tanh"))
-    return model
 
 
 def max_positions(model) -> int | None:

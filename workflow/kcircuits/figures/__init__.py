@@ -1,1 +1,1 @@
-"""Figures drawn from the evaluation tables."""
+"""Figures across training and seeds; stage.py is `kcircuits figure NAME`, one per figure file."""

@@ -20,18 +20,9 @@ KNOWLEDGE = {"new": "K_compl (new)", "revised": "K_rel (revised)"}
 TARGETS = {"current": "new value", "original": "original value"}
 PALETTE = {KNOWLEDGE["new"]: "#1f77b4", KNOWLEDGE["revised"]: "#d62728"}
 TARGET_PALETTE = {TARGETS["current"]: "#d62728", TARGETS["original"]: "#7f7f7f"}
-NO_GROUP = "none"
 # Several training seeds give several rows per checkpoint and curve: seaborn draws their mean and a
 # 95% bootstrap interval; a fixed bootstrap seed keeps the figure bytes reproducible.
 SEED_BAND = {"errorbar": ("ci", 95), "n_boot": 1000, "seed": 0}
-
-
-def at_budget(table: pd.DataFrame, budget: str) -> pd.DataFrame:
-    """The rows of one edge budget (budgets as circuits.parquet spells them, e.g. '0.1')."""
-    part = table[table["budget"].astype(str) == budget]
-    if part.empty:
-        raise ValueError(f"no circuits at edge budget {budget!r}; budgets present: {sorted(table['budget'].unique())}")
-    return part
 
 
 def acquisition_metrics(hit_k: int) -> dict[str, str]:
@@ -186,10 +177,4 @@ def plot_heatmap(entity_table: pd.DataFrame, groups: list[str], pdf, png) -> Non
     plt.close(fig)
 
 
-def group_order(entities: pd.DataFrame) -> list[str]:
-    """Frequency groups in ascending order of frequency (as the entities stage assigned them)."""
-    probed = entities[entities["freq_group"].notna()]
-    return list(probed.groupby("freq_group")["frequency"].min().sort_values().index)
-
-
-__all__ = ["plot_acquisition", "plot_overwriting", "plot_heatmap", "recall_matrix", "group_order", "NO_GROUP"]
+__all__ = ["plot_acquisition", "plot_overwriting", "plot_heatmap", "recall_matrix"]

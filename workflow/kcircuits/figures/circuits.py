@@ -13,42 +13,39 @@
 Hit@k figures use one ablation and one edge budget (default: zero ablation, as the original study,
 and the first budget of circuits.edge_budgets). Every curve is the mean over seeds with a 95%
 bootstrap interval (figures/seeds.py); pooling over tasks happens within each seed first.
-`kcircuits circuit-figure --kind KIND ...` (add_arguments / run) is what the rules call.
+`kcircuits figure circuit_hits ...` (figures/stage.py) draws them.
 """
 from __future__ import annotations
-
-import logging
 
 import pandas as pd
 
 from .. import TYPES
-from .acquisition import KNOWLEDGE, PALETTE, _pyplot, group_order, save_figure
-from .seeds import draw_curve, read_seed_tables, seed_summary
+from ..vocabulary import CELL, at_budget, budget_label, in_training_order
+from .acquisition import KNOWLEDGE, PALETTE, _pyplot, save_figure
+from .seeds import draw_curve, seed_summary
 
-log = logging.getLogger("kcircuits")
 ALL_TASKS = "mean over tasks"
 OWN, FULL = "own circuit", "full model"
 SHORT = {"new": "K_compl", "revised": "K_rel"}
 FAITHFULNESS_RANGE = (-1.0, 2.0)  # y axis cut here: near-equal clean/corrupted LDs make the ratio explode
-CELL = ["task", "type", "freq_group"]
 
 
 # ---- tidy per-seed frames (what is plotted, before the mean over seeds) ----------------------------
-def checkpoint_epochs(table: pd.DataFrame) -> pd.Series:
+def checkpoint_positions(table: pd.DataFrame) -> pd.Series:
     """Checkpoint -> x position (epoch progress, mean over seeds), in training order."""
     meta = table.groupby("checkpoint")[["epoch", "global_step"]].mean()
-    return meta.sort_values(["epoch", "global_step"])["epoch"]
+    return meta["epoch"].loc[in_training_order(meta.itertuples())]
 
 
-def _choose(table: pd.DataFrame, column: str, value: str, what: str) -> pd.DataFrame:
-    if value not in set(table[column]):
-        raise ValueError(f"no {what} {value!r} in the circuit table (has {sorted(set(table[column]))})")
-    return table[table[column] == value]
+def _at_ablation(table: pd.DataFrame, ablation: str) -> pd.DataFrame:
+    if ablation not in set(table["ablation"]):
+        raise ValueError(f"no ablation {ablation!r} in the circuit table (has {sorted(set(table['ablation']))})")
+    return table[table["ablation"] == ablation]
 
 
 def own_hits(hits: pd.DataFrame, ablation: str, budget: str) -> pd.DataFrame:
     """Rows where a circuit is evaluated on its own cell's prompts."""
-    hits = _choose(_choose(hits, "ablation", ablation, "ablation"), "budget", budget, "edge budget")
+    hits = at_budget(_at_ablation(hits, ablation), budget)
     return hits[(hits["type"] == hits["target_type"]) & (hits["freq_group"] == hits["target_freq_group"])]
 
 
@@ -59,7 +56,7 @@ def _with_task_mean(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def _epochs(frame: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    return frame.assign(epoch=frame["checkpoint"].map(checkpoint_epochs(table)))
+    return frame.assign(epoch=frame["checkpoint"].map(checkpoint_positions(table)))
 
 
 def hits_frame(hits: pd.DataFrame, ablation: str, budget: str) -> pd.DataFrame:
@@ -74,7 +71,7 @@ def hits_frame(hits: pd.DataFrame, ablation: str, budget: str) -> pd.DataFrame:
 
 def cross_frame(hits: pd.DataFrame, ablation: str, budget: str) -> pd.DataFrame:
     """seed, checkpoint, epoch, task (incl. ALL_TASKS), source and target cells ('type/group'), value."""
-    hits = _choose(_choose(hits, "ablation", ablation, "ablation"), "budget", budget, "edge budget")
+    hits = at_budget(_at_ablation(hits, ablation), budget)
     frame = pd.DataFrame({"seed": hits["seed"], "checkpoint": hits["checkpoint"], "task": hits["task"],
                           "source_type": hits["type"], "source_group": hits["freq_group"],
                           "target_type": hits["target_type"], "target_group": hits["target_freq_group"],
@@ -86,7 +83,7 @@ def cross_frame(hits: pd.DataFrame, ablation: str, budget: str) -> pd.DataFrame:
 def transplant_frame(transplant: pd.DataFrame, hits: pd.DataFrame, ablation: str, budget: str) -> pd.DataFrame:
     """seed, checkpoint, epoch, task (incl. ALL_TASKS), type, freq_group, series, value; series: each
     transplant source ('circuit of SOURCE'), OWN and FULL (from the hits table)."""
-    moved = _choose(_choose(transplant, "ablation", ablation, "ablation"), "budget", budget, "edge budget")
+    moved = at_budget(_at_ablation(transplant, ablation), budget)
     moved = moved.assign(series="circuit of " + moved["source_checkpoint"], value=moved["hit_at_k"])
     own = hits_frame(hits, ablation, budget)
     cols = ["seed", "checkpoint", *CELL, "series", "value"]
@@ -102,9 +99,7 @@ def faithfulness_frame(stats: pd.DataFrame) -> pd.DataFrame:
 
 def budget_order(budgets, edge_budgets: list) -> list[str]:
     """Budgets as stored ('0.1', '30'), config order first, any others after."""
-    from ..circuits.stage import _budget
-
-    config = [str(_budget(b)) for b in edge_budgets]
+    config = [budget_label(b) for b in edge_budgets]
     present = set(budgets)
     return [b for b in config if b in present] + sorted(present - set(config))
 
@@ -172,7 +167,7 @@ def plot_cross_group(hits, groups, tasks, ablation, budget, hit_k, pdf, png) -> 
     one heatmap per task and over tasks; annotated mean (and +- half the interval with seeds)."""
     plt, sns = _pyplot()
     frame = cross_frame(hits, ablation, budget)
-    last = checkpoint_epochs(hits).index[-1]
+    last = checkpoint_positions(hits).index[-1]
     keys = ["task", "source_type", "source_group", "target_type", "target_group"]
     summary = seed_summary(frame[frame["checkpoint"] == last], keys)
     cells = _cells(groups)
@@ -240,7 +235,7 @@ def plot_transplant(transplant, hits, groups, ablation, budget, hit_k, pdf, png)
     plt, sns = _pyplot()
     frame = transplant_frame(transplant, hits, ablation, budget)
     summary = seed_summary(frame[frame["task"] == ALL_TASKS], ["type", "freq_group", "series", "epoch"])
-    epochs = checkpoint_epochs(pd.concat([hits, transplant]))
+    epochs = checkpoint_positions(pd.concat([hits, transplant]))
     sources = sorted(transplant["source_checkpoint"].unique(), key=lambda s: epochs.get(s, float("inf")))
     colors = {OWN: "black", FULL: "grey",
               **{f"circuit of {s}": col for s, col in zip(sources, sns.color_palette("Set1", len(sources)))}}
@@ -302,50 +297,5 @@ def plot_faithfulness(stats, tasks, edge_budgets, groups, pdf, png) -> pd.DataFr
     return summary
 
 
-# ---- the `circuit-figure` stage -------------------------------------------------------------------
-KINDS = {  # kind -> summary tables it reads
-    "hits": ("hits",), "cross_group": ("hits",), "cross_group_training": ("hits",),
-    "transplant": ("hits", "transplant"), "faithfulness": ("stats",),
-}
-
-
-def add_arguments(p) -> None:
-    from ..cli import add_settings_arguments
-
-    p.add_argument("--kind", required=True, choices=list(KINDS))
-    add_settings_arguments(p)
-    p.add_argument("--entities", required=True, help="entities.parquet (frequency group order)")
-    for name in ("hits", "stats", "transplant"):
-        p.add_argument(f"--{name}", nargs="+", help=f"summary_{name}.parquet of every seed")
-    p.add_argument("--ablation", default="zero", help="Hit@k figures: which ablation (default: zero)")
-    p.add_argument("--budget", help="Hit@k figures: edge budget as stored, e.g. 0.1 (default: the first)")
-    p.add_argument("--pdf", required=True)
-    p.add_argument("--png", required=True)
-
-
-def run(args, settings: dict) -> None:
-    from ..circuits.stage import _budget
-
-    missing = [f"--{name}" for name in KINDS[args.kind] if not getattr(args, name)]
-    if missing:
-        raise SystemExit(f"kcircuits circuit-figure --kind {args.kind}: missing {' '.join(missing)}")
-    c = settings["circuits"]
-    tables = {name: read_seed_tables(getattr(args, name)) for name in KINDS[args.kind]}
-    groups = group_order(pd.read_parquet(args.entities))
-    present = set().union(*(set(t["task"]) for t in tables.values()))
-    tasks = [t for t in settings["circuit_pairs"]["tasks"] if t in present]  # settings order, tasks with circuits only
-    first = tables[KINDS[args.kind][0]]
-    log.info("circuit-figure %s: seeds %s, %d checkpoints, tasks %s", args.kind, sorted(first["seed"].unique()),
-             first["checkpoint"].nunique(), tasks)
-    hit = (args.ablation, args.budget or str(_budget(c["edge_budgets"][0])), c["hit_k"], args.pdf, args.png)
-    if args.kind == "faithfulness":
-        plot_faithfulness(tables["stats"], tasks, c["edge_budgets"], groups, args.pdf, args.png)
-    elif args.kind == "transplant":
-        plot_transplant(tables["transplant"], tables["hits"], groups, *hit)
-    else:
-        plot = {"hits": plot_hits, "cross_group": plot_cross_group, "cross_group_training": plot_cross_group_training}
-        plot[args.kind](tables["hits"], groups, tasks, *hit)
-
-
 __all__ = ["hits_frame", "cross_frame", "transplant_frame", "faithfulness_frame", "plot_hits", "plot_cross_group",
-           "plot_cross_group_training", "plot_transplant", "plot_faithfulness", "add_arguments", "run", "KINDS"]
+           "plot_cross_group_training", "plot_transplant", "plot_faithfulness", "checkpoint_positions"]

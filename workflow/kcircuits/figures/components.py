@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .acquisition import KNOWLEDGE, SEED_BAND, _progress_axis, _pyplot, at_budget as _budget, save_figure
+from ..vocabulary import at_budget
+from .acquisition import KNOWLEDGE, SEED_BAND, _progress_axis, _pyplot, save_figure
 
 ROLE_PALETTE = {"mover": "#d62728", "relation": "#1f77b4", "mixture": "#7f7f7f"}
 TYPES = list(KNOWLEDGE)
@@ -26,7 +27,7 @@ def _per_seed(table: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
 
 def plot_head_roles(roles: pd.DataFrame, groups: list[str], budget: str, pdf, png) -> None:
     plt, sns = _pyplot()
-    data = _per_seed(_budget(roles, budget), ["type", "freq_group", "role"], "proportion")
+    data = _per_seed(at_budget(roles, budget), ["type", "freq_group", "role"], "proportion")
     fig, axes = plt.subplots(len(TYPES), len(groups), figsize=(3.2 * len(groups), 2.4 * len(TYPES)),
                              sharex=True, sharey=True, squeeze=False)
     for r, etype in enumerate(TYPES):
@@ -52,7 +53,7 @@ def plot_head_layers(layers: pd.DataFrame, budget: str, pdf, png) -> None:
     """Rows: knowledge type; columns: role; cell (layer, checkpoint) = mean count per circuit over
     tasks, frequency groups and seeds. One colour scale for every panel."""
     plt, sns = _pyplot()
-    data = _budget(layers, budget).groupby(["type", "role", "layer", "epoch"], as_index=False)["count"].mean()
+    data = at_budget(layers, budget).groupby(["type", "role", "layer", "epoch"], as_index=False)["count"].mean()
     vmax = max(float(data["count"].max()), 1e-9)
     epochs = sorted(data["epoch"].unique())
     n_layers = data["layer"].nunique()

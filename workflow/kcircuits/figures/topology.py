@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .acquisition import KNOWLEDGE, PALETTE, SEED_BAND as CI, _progress_axis, _pyplot, at_budget as _budget, save_figure
+from ..vocabulary import at_budget, parse_cell_key
+from .acquisition import KNOWLEDGE, PALETTE, SEED_BAND as CI, _progress_axis, _pyplot, save_figure
 
 
 def _with_knowledge(frame: pd.DataFrame) -> pd.DataFrame:
@@ -35,7 +36,7 @@ def _legend(fig, plt) -> None:
 
 def plot_entropy(topo: pd.DataFrame, groups: list[str], budget: str, pdf, png) -> None:
     plt, sns = _pyplot()
-    data = _with_knowledge(_budget(topo, budget))
+    data = _with_knowledge(at_budget(topo, budget))
     tasks = sorted(data["task"].unique())
     fig, axes = plt.subplots(len(tasks), len(groups), figsize=(3.2 * len(groups), 2.3 * len(tasks)),
                              sharex=True, sharey=True, squeeze=False)
@@ -60,7 +61,7 @@ JACCARD = {"node_jaccard_final": "nodes, to final", "edge_jaccard_final": "edges
 
 def plot_jaccard(topo: pd.DataFrame, groups: list[str], budget: str, pdf, png) -> None:
     plt, sns = _pyplot()
-    data = _over_tasks(_budget(topo, budget), list(JACCARD))
+    data = _over_tasks(at_budget(topo, budget), list(JACCARD))
     fig, axes = plt.subplots(len(JACCARD), len(groups), figsize=(3.2 * len(groups), 2.1 * len(JACCARD)),
                              sharex=True, sharey=True, squeeze=False)
     for r, (metric, title) in enumerate(JACCARD.items()):
@@ -88,9 +89,9 @@ def layer_matrix(layers: pd.DataFrame) -> pd.DataFrame:
 def plot_layer_heatmap(layers: pd.DataFrame, budget: str, cell: str | None, pdf, png) -> None:
     """One panel per task (mean over types, groups, seeds), or only `cell` ("task/type/freq_group")."""
     plt, sns = _pyplot()
-    data = _budget(layers, budget)
+    data = at_budget(layers, budget)
     if cell:
-        task, etype, group = cell.split("/")
+        task, etype, group = parse_cell_key(cell)
         data = data[(data["task"] == task) & (data["type"] == etype) & (data["freq_group"] == group)]
         if data.empty:
             raise ValueError(f"analysis.topology.heatmap_cell {cell!r}: no such circuit cell")
@@ -117,7 +118,7 @@ def plot_layer_heatmap(layers: pd.DataFrame, budget: str, cell: str | None, pdf,
 def plot_mean_layer(topo: pd.DataFrame, groups: list[str], budget: str, trend: dict, pdf, png) -> None:
     """Pooled mean layer (mean over cells within each seed) with the fitted trend; then per group."""
     plt, sns = _pyplot()
-    data = _budget(topo, budget)
+    data = at_budget(topo, budget)
     pooled = data.groupby(["seed", "order", "epoch"], as_index=False)["mean_layer"].mean()
     per_group = _over_tasks(data, ["mean_layer"])
     fig, axes = plt.subplots(1, 1 + len(groups), figsize=(3.4 * (1 + len(groups)), 3.0), sharey=True, squeeze=False)

@@ -1,8 +1,9 @@
 """Training: the base phase (the world before), continual pre-training, checkpoint export.
 
-Modules: `model` builds or loads the causal LM, `corpus` packs paragraphs into training blocks,
-`schedule` names the checkpoints (pure, used by the Snakefile), `trainer` runs the Hugging Face
-Trainer with resumable saves, `export` writes the model-only checkpoint folders analysed downstream.
+Modules: `model` builds the causal LM (kcircuits.checkpoint loads one), `corpus` packs paragraphs
+into training blocks, `schedule` names the checkpoints (pure, used by the Snakefile), `trainer` runs the Hugging Face
+Trainer with resumable saves, `export` writes the model-only checkpoint folders analysed downstream,
+`jobs` is one function per training job and `stage` their commands (`launch`: several processes).
 """
 import os
 

@@ -3,7 +3,8 @@
 `results/{run}/checkpoints/{name}/` holds config.json, the safetensors weights, the generation
 config when there is one, the tokenizer files (model_max_length set to the model's context), and
 checkpoint.json: name, phase, epoch (float progress in continual epochs), global_step,
-steps_per_epoch, tokens_seen (continual tokens, padding excluded), seed and software versions.
+steps_per_epoch, tokens_seen (continual tokens, padding excluded), seed, software versions and the
+sha256 of each weights file (verified on load: kcircuits.checkpoint).
 
 Exporting is plain file copying -- no torch -- so the many small export jobs cost next to nothing.
 """
@@ -14,24 +15,15 @@ import shutil
 from pathlib import Path
 
 from .. import io
+from ..checkpoint import CHECKPOINT_INFO, CHECKSUMS, WEIGHTS, context_length, read_model_config, weights_sha256
 
-MODEL_FILE_PATTERNS = ("config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json")
-CHECKPOINT_INFO = "checkpoint.json"
+MODEL_FILE_PATTERNS = ("config.json", "generation_config.json", WEIGHTS, "model.safetensors.index.json")
 BASE_INFO = "training.json"  # written by the base phase beside its model
 
 
 def model_files(source: Path) -> list[Path]:
-    files = sorted({p for pattern in MODEL_FILE_PATTERNS for p in source.glob(pattern)})
-    if not any(p.suffix == ".safetensors" for p in files) or not (source / "config.json").is_file():
-        raise FileNotFoundError(f"{source}: needs config.json and .safetensors weights")
-    return files
-
-
-def context_length(config: dict) -> int | None:
-    for key in ("n_positions", "max_position_embeddings"):
-        if key in config:
-            return int(config[key])
-    return None
+    read_model_config(source)  # config.json and weights are there
+    return sorted({p for pattern in MODEL_FILE_PATTERNS for p in source.glob(pattern)})
 
 
 def copy_tokenizer(tokenizer_dir: Path, out: Path, max_length: int | None) -> None:
@@ -50,12 +42,11 @@ def copy_tokenizer(tokenizer_dir: Path, out: Path, max_length: int | None) -> No
 def export_checkpoint(name: str, source: str | Path, tokenizer_dir: str | Path, out: str | Path, info: dict) -> dict:
     """Write the model-only checkpoint folder `out` atomically; returns its checkpoint.json record."""
     source = Path(source)
-    record = {"name": name, **info}
     with io.atomic_path(out, is_dir=True) as tmp:
         for path in model_files(source):
             shutil.copy2(path, tmp / path.name)
-        config = json.loads((source / "config.json").read_text(encoding="utf-8"))
-        copy_tokenizer(Path(tokenizer_dir), tmp, context_length(config))
+        copy_tokenizer(Path(tokenizer_dir), tmp, context_length(read_model_config(tmp)))
+        record = {"name": name, **info, CHECKSUMS: weights_sha256(tmp)}  # of the copies written
         io.write_json(record, tmp / CHECKPOINT_INFO)
     return record
 
@@ -76,15 +67,3 @@ def start_info(source: str | Path, init: bool, steps_per_epoch: int, seed: int) 
         "base": {k: base[k] for k in ("epochs", "global_step", "tokens_seen")} if base else None,
         "versions": base["versions"] if base else io.package_versions(),
     }
-
-
-def read_checkpoint_info(folder: str | Path) -> dict:
-    return json.loads((Path(folder) / CHECKPOINT_INFO).read_text(encoding="utf-8"))
-
-
-def progress_order(names: list[str], checkpoints_dir: str | Path) -> list[str]:
-    """`names` sorted by the training progress recorded in each exported checkpoint.json."""
-    def key(name):
-        info = read_checkpoint_info(Path(checkpoints_dir) / name)
-        return (info["global_step"], name.startswith("step-"))
-    return sorted(names, key=key)

@@ -2,8 +2,8 @@
 
 - `train_base`: the base world, from scratch -> results/{run}/train/base/model/
 - `continual_corpus`: continual blocks + steps per epoch -> results/{run}/train/continual/corpus.json
-- `train_continual`: one continual epoch (-> state/epoch-EEE/) or a step checkpoint (-> checkpoints/)
-- `export_epoch` / `export_start`: model-only checkpoint folders, by copying files
+- `train_continual`: continual pre-training up to an epoch or a step -> state/{epoch-EEE,step-SSSSSS}/
+- `export_epoch` (any continual state) / `export_start`: model-only checkpoint folders, by copying files
 """
 from __future__ import annotations
 
@@ -13,18 +13,20 @@ import shutil
 from pathlib import Path
 
 from .. import io
+from ..checkpoint import load_model
+from ..config import ConfigError
 from ..tokenizer import load_tokenizer
 from . import corpus as corpus_mod
 from .export import BASE_INFO, export_checkpoint, start_info
 from .launch import is_main_process
-from .model import build_model, check_vocabulary, load_model, parameter_count
-from .schedule import phase_settings, step_name
+from .model import build_model, check_vocabulary, parameter_count
+from .schedule import phase_settings
 from .trainer import STATE_INFO, publish, run_training, state_info
 
 log = logging.getLogger("kcircuits.train")
 
 
-class TrainingError(ValueError):
+class TrainingError(ConfigError):
     """Inputs that cannot produce the requested training job; the message says which."""
 
 
@@ -92,8 +94,8 @@ def is_continual_state(path: Path) -> bool:
 def train_continual(settings: dict, execution: dict, start: str, blocks: str, summary: str, tokenizer_dir: str,
                     scratch: str, out: str, until_epoch: int | None = None, until_step: int | None = None,
                     threads: int | None = None, tensorboard_dir: str | None = None) -> dict:
-    """Continue from `start` (start model or a continual state) to the end of epoch `until_epoch`
-    (output: resumable state) or to step `until_step` (output: exported step checkpoint)."""
+    """Continue from `start` (start model or a continual state) to the end of epoch `until_epoch` or
+    to step `until_step`; output: the resumable state there (`export_epoch` makes its checkpoint)."""
     if (until_epoch is None) == (until_step is None):
         raise TrainingError("give exactly one of until_epoch / until_step")
     s = phase_settings(settings, "continual")
@@ -109,7 +111,7 @@ def train_continual(settings: dict, execution: dict, start: str, blocks: str, su
     if target <= done:
         raise TrainingError(f"{start} is already at step {done}; nothing to train up to step {target}")
     tok = _tokenizer(tokenizer_dir, None)
-    model = load_model(start)
+    model = load_model(start, fused_gelu=False)  # trains with the modules it was saved with
     check_vocabulary(model, tok)
     dataset = corpus_mod.BlockDataset(*corpus_mod.load_blocks(blocks), seed=s["seed"])
     final, trainer = run_training(model, dataset, s, execution, Path(scratch), s["train"]["continual"]["lr"],
@@ -119,11 +121,7 @@ def train_continual(settings: dict, execution: dict, start: str, blocks: str, su
     info = state_info(trainer, "continual", spe, s)
     if not is_main_process():  # distributed training: only RANK 0 writes
         return info
-    if until_epoch is not None:
-        publish(final, Path(out), info, Path(scratch))
-    else:
-        export_checkpoint(step_name(until_step), final, tokenizer_dir, out, info)
-        shutil.rmtree(scratch, ignore_errors=True)
+    publish(final, Path(out), info, Path(scratch))
     log.info("continual: step %d (epoch %.3f), %d tokens seen", info["global_step"], info["epoch"], info["tokens_seen"])
     return info
 

@@ -2,8 +2,9 @@
 
 A training job asks for `compute.train.gpu` GPUs; the rule passes that number as `--processes`. With
 more than one, or with a DeepSpeed config (DeepSpeed always wants a distributed launcher, even for one
-GPU), the CLI re-runs the same command under `python -m torch.distributed.run --standalone` (torchrun)
-with one process per GPU on this node, and waits for it. Inside, every process runs the same job:
+GPU), the stage re-runs the same command under `python -m torch.distributed.run --standalone` (torchrun)
+with one process per GPU on this node, and waits for it. Each process runs `python -m kcircuits`,
+which takes the command from the environment (launched_argv). Inside, every process runs the same job:
 the Trainer (accelerate) joins the process group from torchrun's environment (RANK, WORLD_SIZE,
 LOCAL_RANK), takes GPU LOCAL_RANK, and shards each global batch across the processes.
 
@@ -67,11 +68,12 @@ def launcher_command(argv: list[str], processes: int | None, python: str = sys.e
     would take abbreviations of its own options out of them (--start for --start-method).
     """
     n = max(1, processes or 1)
-    cmd = [python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "kcircuits.train.launch"]
+    cmd = [python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "kcircuits"]
     return cmd, {ARGV_ENV: json.dumps(list(argv))}
 
 
-if __name__ == "__main__":  # one process of a torchrun launch: run the job's kcircuits command
-    from kcircuits.cli import main
-
-    sys.exit(main(json.loads(os.environ[ARGV_ENV])))
+def launched_argv() -> list[str] | None:
+    """In a process of a torchrun launch (`python -m kcircuits` without arguments): the kcircuits
+    command it runs; otherwise None."""
+    text = os.environ.get(ARGV_ENV)
+    return json.loads(text) if text else None

@@ -1,4 +1,4 @@
-"""Build the causal LM from the `model:` config section, or load one from a local folder.
+"""Build the causal LM from the `model:` config section (kcircuits.checkpoint.load_model loads one).
 
 Three families share one set of size keys (n_layer, n_embd, n_head, n_positions, dropout):
 GPT-2 (learned positions, GELU MLP, tied embeddings -- the study's architecture), GPT-NeoX
@@ -7,8 +7,6 @@ safetensors only, from local files only.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 FAMILIES = ("gpt2", "gpt_neox", "llama")
 
 
@@ -16,6 +14,17 @@ def _swiglu_width(n_embd: int) -> int:
     """Llama's MLP has three matrices instead of two; 8/3 * n_embd keeps its parameter count equal
     to a 4 * n_embd GELU MLP. Rounded up to a multiple of 16 for efficient matmuls."""
     return -(-(8 * n_embd // 3) // 16) * 16
+
+
+def check_shape(model_cfg: dict) -> None:
+    """What the family's attention needs of the size keys (config validation calls this too):
+    n_embd splits evenly into n_head heads, and Llama's rotary embedding turns pairs of a head's features."""
+    d, h = model_cfg["n_embd"], model_cfg["n_head"]
+    if d % h:
+        raise ValueError(f"model.n_embd ({d}) must be divisible by model.n_head ({h})")
+    if model_cfg["family"] == "llama" and (d // h) % 2:
+        raise ValueError(f"model.n_embd / model.n_head ({d} / {h} = {d // h}) must be even for family llama "
+                         "(rotary embedding)")
 
 
 def model_config(model_cfg: dict, tokenizer):
@@ -27,9 +36,7 @@ def model_config(model_cfg: dict, tokenizer):
     from transformers import GPT2Config, GPTNeoXConfig, LlamaConfig
 
     family = model_cfg["family"]
-    if model_cfg["n_embd"] % model_cfg["n_head"]:
-        raise ValueError(f"model.n_embd ({model_cfg['n_embd']}) must be divisible by "
-                         f"model.n_head ({model_cfg['n_head']})")
+    check_shape(model_cfg)
     ids = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     p = model_cfg["dropout"]
@@ -57,16 +64,6 @@ def build_model(model_cfg: dict, tokenizer, seed: int):
     config = model_config(model_cfg, tokenizer)
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(config)
-
-
-def load_model(path: str | Path):
-    """A causal LM from a local Hugging Face folder (safetensors weights, no network)."""
-    from transformers import AutoModelForCausalLM
-
-    path = Path(path)
-    if not any(path.glob("*.safetensors")):
-        raise FileNotFoundError(f"{path}: no .safetensors weights (only safetensors checkpoints are loaded)")
-    return AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
 
 
 def check_vocabulary(model, tokenizer) -> None:

@@ -15,31 +15,13 @@ float `epoch` progress, which is what plots should use).
 """
 from __future__ import annotations
 
-import re
-
-_NAME = re.compile(r"^(epoch|step)-(\d+)$")
+from ..vocabulary import epoch_name, in_training_order, parse_checkpoint, step_name
 
 # Train keys every phase's numerics depend on. The rest of `train:` is either one phase's own
 # section, the checkpoint schedule (adding checkpoints must not retrain anything), or execution
 # detail (device, deepspeed, save_steps: where and how often a job saves, not what it computes).
 _SHARED = ("block_size", "batch_size", "grad_accum", "weight_decay", "adam_betas", "adam_epsilon", "max_grad_norm")
 EXECUTION_KEYS = ("device", "deepspeed", "save_steps")
-
-
-def epoch_name(epoch: int) -> str:
-    return f"epoch-{epoch:03d}"
-
-
-def step_name(step: int) -> str:
-    return f"step-{step:06d}"
-
-
-def parse_name(name: str) -> tuple[str, int]:
-    """'epoch-012' -> ('epoch', 12); 'step-000150' -> ('step', 150)."""
-    match = _NAME.match(name)
-    if not match:
-        raise ValueError(f"not a checkpoint name: {name!r}")
-    return match.group(1), int(match.group(2))
 
 
 def checkpoint_epochs(cfg: dict) -> list[int]:
@@ -56,22 +38,26 @@ def checkpoint_steps(cfg: dict) -> list[int]:
 def checkpoint_names(cfg: dict, steps_per_epoch: int | None = None) -> list[str]:
     """Every checkpoint analysed downstream; by training progress when steps_per_epoch is given.
 
-    Without it, epoch checkpoints come first (in order), then step checkpoints (ascending). A step
-    checkpoint that falls exactly on an epoch boundary sorts right after that epoch's checkpoint.
+    Without it, epoch checkpoints come first (in order), then step checkpoints (ascending). With it,
+    in training order (kcircuits.vocabulary.training_key): a step checkpoint that falls exactly on
+    an epoch boundary sorts right after that epoch's checkpoint.
     """
-    epochs = [0, *checkpoint_epochs(cfg)]
-    steps = checkpoint_steps(cfg)
+    names = [epoch_name(e) for e in [0, *checkpoint_epochs(cfg)]] + [step_name(s) for s in checkpoint_steps(cfg)]
     if steps_per_epoch is None:
-        return [epoch_name(e) for e in epochs] + [step_name(s) for s in steps]
-    keyed = [((e * steps_per_epoch, 0), epoch_name(e)) for e in epochs]
-    keyed += [((s, 1), step_name(s)) for s in steps]
-    return [name for _, name in sorted(keyed)]
+        return names
+    return in_training_order((n, progress(n, steps_per_epoch), global_step(n, steps_per_epoch)) for n in names)
 
 
 def progress(name: str, steps_per_epoch: int) -> float:
     """A checkpoint's position in continual pre-training, in epochs."""
-    kind, n = parse_name(name)
+    kind, n = parse_checkpoint(name)
     return float(n) if kind == "epoch" else n / steps_per_epoch
+
+
+def global_step(name: str, steps_per_epoch: int) -> int:
+    """The optimiser step of continual pre-training a checkpoint was taken at."""
+    kind, n = parse_checkpoint(name)
+    return n * steps_per_epoch if kind == "epoch" else n
 
 
 def start_epoch_for_step(step: int, steps_per_epoch: int) -> int:

@@ -1,0 +1,216 @@
+"""The one figure command: `kcircuits figure NAME --settings JSON --pdf PDF --png PNG --INPUT PATH... ...`.
+
+NAME is the figure's file stem (results/{run}/figures/NAME.{pdf,png}); FIGURES is the registry:
+the settings stage it reads, its input options (each the rule's input key, `_` -> `-`; one path per
+training seed where several seeds apply) and how it is drawn. Every figure also reads --entities
+(frequency-group order). Circuit figures take --ablation and --budget by hand. By hand:
+
+    kcircuits figure circuit_hits --config config.yaml --hits results/x/seed-*/circuits/summary_hits.parquet \
+        --entities results/x/data/entities.parquet --ablation mean --pdf hits.pdf --png hits.png
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+
+from ..settings import add_paths, command, run_handler
+from ..vocabulary import budget_label
+
+log = logging.getLogger("kcircuits")
+
+
+@dataclass(frozen=True)
+class Figure:
+    stage: str                # settings stage (kcircuits.config.STAGE_SECTIONS)
+    inputs: tuple[str, ...]   # input options besides --entities, one or more paths each
+    draw: Callable            # draw(args, settings)
+    help: str
+    hit_options: bool = False  # --ablation / --budget (circuit figures)
+
+
+def _concat(paths) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
+def _groups(args) -> list[str]:
+    from ..data.entities import group_order
+
+    return group_order(pd.read_parquet(args.entities))
+
+
+def _first_budget(s: dict) -> str:
+    return budget_label(s["circuits"]["edge_budgets"][0])
+
+
+# ---- acquisition (settings: figures) ---------------------------------------------------------------
+def _acquisition(args, s: dict) -> None:
+    from .acquisition import plot_acquisition
+
+    plot_acquisition(_concat(args.table), _groups(args), s["evaluate"]["hit_k"], args.pdf, args.png)
+
+
+def _overwriting(args, s: dict) -> None:
+    from .acquisition import plot_overwriting
+
+    plot_overwriting(_concat(args.table), _groups(args), args.pdf, args.png)
+
+
+def _entity_heatmap(args, s: dict) -> None:
+    from .acquisition import plot_heatmap
+
+    plot_heatmap(_concat(args.table), _groups(args), args.pdf, args.png)
+
+
+# ---- circuits (settings: circuits) -----------------------------------------------------------------
+def _tasks(args, s: dict, *tables: pd.DataFrame) -> list[str]:
+    """The configured tasks (settings order) that have circuits in the tables."""
+    present = set().union(*(set(t["task"]) for t in tables))
+    tasks = [t for t in s["circuit_pairs"]["tasks"] if t in present]
+    log.info("figure %s: seeds %s, %d checkpoints, tasks %s", args.figure, sorted(tables[0]["seed"].unique()),
+             tables[0]["checkpoint"].nunique(), tasks)
+    return tasks
+
+
+def _hit(args, s: dict) -> tuple:
+    """Hit@k figures' trailing arguments: ablation, budget label, k, pdf, png."""
+    return args.ablation, args.budget or _first_budget(s), s["circuits"]["hit_k"], args.pdf, args.png
+
+
+def _draw_hits(args, s: dict, plot: Callable) -> None:
+    """A figure of every seed's summary_hits: plot(hits, groups, tasks, ablation, budget, k, pdf, png)."""
+    from .seeds import read_seed_tables
+
+    hits = read_seed_tables(args.hits)
+    plot(hits, _groups(args), _tasks(args, s, hits), *_hit(args, s))
+
+
+def _circuit_hits(args, s: dict) -> None:
+    from .circuits import plot_hits
+
+    _draw_hits(args, s, plot_hits)
+
+
+def _circuit_cross_group(args, s: dict) -> None:
+    from .circuits import plot_cross_group
+
+    _draw_hits(args, s, plot_cross_group)
+
+
+def _circuit_cross_group_training(args, s: dict) -> None:
+    from .circuits import plot_cross_group_training
+
+    _draw_hits(args, s, plot_cross_group_training)
+
+
+def _circuit_transplant(args, s: dict) -> None:
+    from .circuits import plot_transplant
+    from .seeds import read_seed_tables
+
+    hits, transplant = read_seed_tables(args.hits), read_seed_tables(args.transplant)
+    _tasks(args, s, hits, transplant)
+    plot_transplant(transplant, hits, _groups(args), *_hit(args, s))
+
+
+def _circuit_faithfulness(args, s: dict) -> None:
+    from .circuits import plot_faithfulness
+    from .seeds import read_seed_tables
+
+    stats = read_seed_tables(args.stats)
+    plot_faithfulness(stats, _tasks(args, s, stats), s["circuits"]["edge_budgets"], _groups(args), args.pdf, args.png)
+
+
+# ---- components and topology (settings: analysis) --------------------------------------------------
+def _head_roles(args, s: dict) -> None:
+    from .components import plot_head_roles
+
+    plot_head_roles(_concat(args.roles), _groups(args), _first_budget(s), args.pdf, args.png)
+
+
+def _head_layers(args, s: dict) -> None:
+    from .components import plot_head_layers
+
+    plot_head_layers(_concat(args.layers), _first_budget(s), args.pdf, args.png)
+
+
+def _logit_lens(args, s: dict) -> None:
+    from .components import plot_logit_lens
+
+    plot_logit_lens(_concat(args.lens), _groups(args), args.pdf, args.png)
+
+
+def _topology_entropy(args, s: dict) -> None:
+    from .topology import plot_entropy
+
+    plot_entropy(_concat(args.topology), _groups(args), _first_budget(s), args.pdf, args.png)
+
+
+def _topology_jaccard(args, s: dict) -> None:
+    from .topology import plot_jaccard
+
+    plot_jaccard(_concat(args.topology), _groups(args), _first_budget(s), args.pdf, args.png)
+
+
+def _topology_layers(args, s: dict) -> None:
+    from .topology import plot_layer_heatmap
+
+    cell = s["analysis"]["topology"].get("heatmap_cell")
+    plot_layer_heatmap(_concat(args.layers), _first_budget(s), cell, args.pdf, args.png)
+
+
+def _topology_mean_layer(args, s: dict) -> None:
+    from .topology import plot_mean_layer
+
+    if len(args.trend) != 1:
+        raise SystemExit("kcircuits figure topology_mean_layer: --trend takes the one depth_trend.json")
+    budget = _first_budget(s)
+    with open(args.trend[0], encoding="utf-8") as fh:
+        trend = json.load(fh)["budgets"][budget]["pooled"]
+    plot_mean_layer(_concat(args.topology), _groups(args), budget, trend, args.pdf, args.png)
+
+
+FIGURES = {
+    "acquisition": Figure("figures", ("table",), _acquisition, "accuracy across training (eval summary per seed)"),
+    "overwriting": Figure("figures", ("table",), _overwriting, "revised facts: new vs original values"),
+    "entity_heatmap": Figure("figures", ("table",), _entity_heatmap, "entity x checkpoint recall (entity tables)"),
+    "circuit_hits": Figure("circuits", ("hits",), _circuit_hits, "own-circuit Hit@k across training", True),
+    "circuit_cross_group": Figure("circuits", ("hits",), _circuit_cross_group,
+                                  "circuit of cell A on cell B, last checkpoint", True),
+    "circuit_cross_group_training": Figure("circuits", ("hits",), _circuit_cross_group_training,
+                                           "cross-group Hit@k across training", True),
+    "circuit_transplant": Figure("circuits", ("hits", "transplant"), _circuit_transplant,
+                                 "transplant sources' circuits vs each checkpoint's own", True),
+    "circuit_faithfulness": Figure("circuits", ("stats",), _circuit_faithfulness, "faithfulness per edge budget"),
+    "head_roles": Figure("analysis", ("roles",), _head_roles, "mover / relation / mixture heads in circuits"),
+    "head_layers": Figure("analysis", ("layers",), _head_layers, "in-circuit heads by layer and role"),
+    "logit_lens": Figure("analysis", ("lens",), _logit_lens, "logit-lens rank by layer"),
+    "topology_entropy": Figure("analysis", ("topology",), _topology_entropy, "circuit edge entropy"),
+    "topology_jaccard": Figure("analysis", ("topology",), _topology_jaccard, "Jaccard to final and previous"),
+    "topology_layers": Figure("analysis", ("topology", "layers"), _topology_layers,
+                              "edge activation ratio, layer x checkpoint"),
+    "topology_mean_layer": Figure("analysis", ("topology", "trend"), _topology_mean_layer,
+                                  "mean circuit layer and its trend"),
+}
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("figure", help="one figure (PDF and PNG)", description=__doc__.split("\n")[0])
+    p.set_defaults(run=run)
+    names = p.add_subparsers(dest="figure", required=True, metavar="NAME")
+    for name, figure in FIGURES.items():
+        a = command(names, name, figure.help, figure.stage, figure.draw)
+        add_paths(a, *figure.inputs, many=True)
+        add_paths(a, "entities", "pdf", "png")
+        if figure.hit_options:
+            a.add_argument("--ablation", default="zero", help="which ablation (default: zero)")
+            a.add_argument("--budget", help="edge budget as stored, e.g. 0.1 (default: the first)")
+
+
+def run(args) -> None:
+    run_handler(args)
+
+
+__all__ = ["FIGURES", "Figure", "add_parser", "run"]

@@ -1,0 +1,82 @@
+"""Command-line pieces every stage shares: where its settings come from, its path options, threads.
+
+A stage takes its settings either as JSON (`--settings`, what the rules pass: the config sections the
+stage reads plus the seed) or from config files (`--config config.yaml [more.yaml]`, merged and
+validated exactly as the Snakefile does; kcircuits.config.stage_settings picks the sections).
+Torch-free: importing a stage module for `kcircuits --help` must not load torch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .config import ConfigError, load_config, resource_dir, stage_settings, validate_config
+
+
+def add_settings_arguments(p: argparse.ArgumentParser, stage: str) -> None:
+    """--settings JSON (the rules) or --config files (by hand); `stage` names the config sections
+    (kcircuits.config.STAGE_SECTIONS) that --config files are cut down to."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--settings", help="JSON settings (what the Snakemake rule passes)")
+    src.add_argument("--config", nargs="+", help="config YAML file(s), merged left to right")
+    p.set_defaults(settings_stage=stage)
+
+
+def command(subparsers, name: str, help_text: str, stage: str, handler) -> argparse.ArgumentParser:
+    """A (sub)command reading the settings of `stage`; running it calls handler(args, settings)."""
+    p = subparsers.add_parser(name, help=help_text, description=help_text)
+    add_settings_arguments(p, stage)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def add_paths(p: argparse.ArgumentParser, *names: str, many: bool = False, required: bool = True) -> None:
+    """One --NAME option per name (underscores become dashes); many: one or more paths each."""
+    for name in names:
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, required=required, nargs="+" if many else None)
+
+
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def set_threads(threads: int | None) -> None:
+    """torch CPU threads, when given (imports torch: only for stages that run a model)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def read_settings(args) -> dict:
+    """The stage's settings: --settings JSON, or the --config files merged, validated and cut to
+    the stage's sections (the validated config is kept as args.cfg, e.g. for resource folders)."""
+    if args.settings:
+        return json.loads(args.settings)
+    args.cfg = validate_config(load_config(args.config), root=_config_root(args))
+    return stage_settings(args.cfg, args.settings_stage)
+
+
+def run_handler(args) -> None:
+    """What every stage's run(args) does once its own preparation is done."""
+    args.handler(args, read_settings(args))
+
+
+def resource_path(args, key: str) -> Path:
+    """--pools / --templates when given, else the config's resources.KEY (relative to the first
+    config file); with --settings the option is required."""
+    explicit = getattr(args, key)
+    if explicit:
+        return Path(explicit)
+    if getattr(args, "cfg", None) is None:
+        raise ConfigError(f"--{key} is required with --settings")
+    return resource_dir(args.cfg, key, root=_config_root(args))
+
+
+def _config_root(args) -> Path:
+    return Path(args.config[0]).resolve().parent
+
+
+__all__ = ["add_settings_arguments", "command", "add_paths", "add_threads_argument", "set_threads",
+           "read_settings", "run_handler", "resource_path"]
