@@ -288,10 +288,10 @@ def figure_outputs(name, label, category):
     }
 
 
-def figure_shell(name, inputs):
-    """`kcircuits figure NAME` with one option per input (key: underscores become dashes)."""
-    options = " ".join(f"--{key.replace('_', '-')} {{input.{key}}}" for key in inputs)
-    return (
-        f"MPLBACKEND=Agg python -m kcircuits figure {name} --settings {{params.settings:q}} "
-        f"--pdf {{output.pdf}} --png {{output.png}} {options} > {{log}} 2>&1"
+def figure_options(wildcards, input):
+    """A param: one option per input of a figure rule (--KEY PATH..., underscores as dashes)."""
+    return " ".join(
+        f"--{key.replace('_', '-')} "
+        + " ".join(map(shlex.quote, [input[key]] if isinstance(input[key], str) else input[key]))
+        for key in input.keys()
     )

@@ -118,13 +118,18 @@ for name, figure in FIGURES.items():
         output:
             **figure_outputs(name, figure["label"], figure["category"]),
         params:
+            name=name,
             settings=figure["settings"],
+            options=figure_options,
         log:
             f"{LOGS}/figures/{name}.log",
         conda:
             "../envs/figures.yaml"
         shell:
-            figure_shell(name, inputs)
+            # only params, input and output: a shell command is formatted when the job runs, after
+            # this loop has moved on (a loop variable would hold the last figure's values)
+            "MPLBACKEND=Agg python -m kcircuits figure {params.name} --settings {params.settings:q} "
+            "--pdf {output.pdf} --png {output.png} {params.options} > {log} 2>&1"
 
 
 FIGURE_RULES = [f"figure_{name}" for name in FIGURES]

@@ -23,6 +23,15 @@ def add_settings_arguments(p: argparse.ArgumentParser, stage: str) -> None:
     p.set_defaults(settings_stage=stage)
 
 
+def actions(subparsers, name: str, help_text: str, run, description: str, dest: str = "action",
+            metavar: str = "ACTION"):
+    """A stage command whose actions are required sub-subcommands; returns the actions' subparsers
+    (add each with `command`). `run(args)` is the stage's entry point."""
+    p = subparsers.add_parser(name, help=help_text, description=description)
+    p.set_defaults(run=run)
+    return p.add_subparsers(dest=dest, required=True, metavar=metavar)
+
+
 def command(subparsers, name: str, help_text: str, stage: str, handler) -> argparse.ArgumentParser:
     """A (sub)command reading the settings of `stage`; running it calls handler(args, settings)."""
     p = subparsers.add_parser(name, help=help_text, description=help_text)
@@ -78,5 +87,5 @@ def _config_root(args) -> Path:
     return Path(args.config[0]).resolve().parent
 
 
-__all__ = ["add_settings_arguments", "command", "add_paths", "add_threads_argument", "set_threads",
+__all__ = ["add_settings_arguments", "actions", "command", "add_paths", "add_threads_argument", "set_threads",
            "read_settings", "run_handler", "resource_path"]

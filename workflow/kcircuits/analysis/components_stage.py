@@ -23,7 +23,7 @@ import time
 import pandas as pd
 
 from .. import io
-from ..settings import add_paths, add_threads_argument, command, run_handler, set_threads
+from ..settings import actions, add_paths, add_threads_argument, command, run_handler, set_threads
 from ..vocabulary import CELL, budget_label, in_training_order
 
 log = logging.getLogger("kcircuits")
@@ -31,14 +31,12 @@ TABLES = ("heads", "roles", "layers", "lens")
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("components", help="specialised heads and the logit lens per checkpoint; summaries",
-                              description=__doc__.split("\n")[0])
-    p.set_defaults(run=run)
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    a = command(actions, "measure", "head roles and logit lens of one checkpoint", "analysis", _measure)
+    acts = actions(subparsers, "components", "specialised heads and the logit lens per checkpoint; summaries",
+                   run, __doc__.split("\n")[0])
+    a = command(acts, "measure", "head roles and logit lens of one checkpoint", "analysis", _measure)
     add_paths(a, "checkpoint", "tokenizer", "pairs", "circuits", *(f"out_{t}" for t in TABLES))
     add_threads_argument(a)
-    a = command(actions, "summary", "one seed's per-checkpoint tables, in training order", "analysis", _summary)
+    a = command(acts, "summary", "one seed's per-checkpoint tables, in training order", "analysis", _summary)
     add_paths(a, *TABLES, many=True)
     add_paths(a, *(f"out_{t}" for t in TABLES))
 

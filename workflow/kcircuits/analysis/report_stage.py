@@ -11,21 +11,19 @@ import logging
 import pandas as pd
 
 from .. import io
-from ..settings import add_paths, command, run_handler
+from ..settings import actions, add_paths, command, run_handler
 
 log = logging.getLogger("kcircuits.results")
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("results", help="the tidy table across seeds and checkpoints; findings summary",
-                              description=__doc__.split("\n")[0])
-    p.set_defaults(run=run)
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    a = command(actions, "table", "every per-seed summary in one tidy table", "analysis", _table)
+    acts = actions(subparsers, "results", "the tidy table across seeds and checkpoints; findings summary",
+                   run, __doc__.split("\n")[0])
+    a = command(acts, "table", "every per-seed summary in one tidy table", "analysis", _table)
     add_paths(a, "eval", "stats", "hits", many=True)
     add_paths(a, "transplants", "topology", "roles", "lens", many=True, required=False)
     add_paths(a, "out")
-    a = command(actions, "findings", "findings.json and findings.md", "analysis", _findings)
+    a = command(acts, "findings", "findings.json and findings.md", "analysis", _findings)
     add_paths(a, "entity_evals", many=True)
     add_paths(a, "phase_shift", "depth_trend", "out_json", "out_md")
 

@@ -20,25 +20,23 @@ import numpy as np
 import pandas as pd
 
 from .. import io
-from ..settings import add_paths, command, run_handler
+from ..settings import actions, add_paths, command, run_handler
 from ..vocabulary import CELL, at_budget, budget_label, cell_key
 
 log = logging.getLogger("kcircuits")
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("topology", help="circuit topology across checkpoints: Jaccard, layers, phase shift, "
-                              "depth", description=__doc__.split("\n")[0])
-    p.set_defaults(run=run)
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    a = command(actions, "tables", "one seed: topology and layer tables across its checkpoints", "analysis", _tables)
+    acts = actions(subparsers, "topology", "circuit topology across checkpoints: Jaccard, layers, phase shift, depth",
+                   run, __doc__.split("\n")[0])
+    a = command(acts, "tables", "one seed: topology and layer tables across its checkpoints", "analysis", _tables)
     add_paths(a, "scores", "circuits", many=True)
     a.add_argument("--seed", type=int, required=True, help="the training replicate")
     add_paths(a, "out_topology", "out_layers")
-    a = command(actions, "phase-shift", "every seed: two-segment fits of Jaccard and Hit@k", "analysis", _phase_shift)
+    a = command(acts, "phase-shift", "every seed: two-segment fits of Jaccard and Hit@k", "analysis", _phase_shift)
     add_paths(a, "topology", "hits", many=True)
     add_paths(a, "out_table", "out_json")
-    a = command(actions, "depth-trend", "every seed: slope of the mean layer vs epoch", "analysis", _depth_trend)
+    a = command(acts, "depth-trend", "every seed: slope of the mean layer vs epoch", "analysis", _depth_trend)
     add_paths(a, "topology", many=True)
     add_paths(a, "out_table", "out_json")
 

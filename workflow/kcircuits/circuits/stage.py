@@ -18,31 +18,29 @@ import logging
 import pandas as pd
 
 from .. import io
-from ..settings import add_paths, add_threads_argument, command, run_handler, set_threads
+from ..settings import actions, add_paths, add_threads_argument, command, run_handler, set_threads
 from ..vocabulary import CELL, at_budget, budget_label, budget_value, cell_key, parse_cell_key
 
 log = logging.getLogger("kcircuits")
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("circuits", help="knowledge circuits: EAP-IG scores, selection, evaluation, transplant",
-                              description=__doc__.split("\n")[0])
-    p.set_defaults(run=run)
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    a = command(actions, "scores", "EAP / EAP-IG score matrices of one checkpoint", "circuits", _scores)
+    acts = actions(subparsers, "circuits", "knowledge circuits: EAP-IG scores, selection, evaluation, transplant",
+                   run, __doc__.split("\n")[0])
+    a = command(acts, "scores", "EAP / EAP-IG score matrices of one checkpoint", "circuits", _scores)
     add_paths(a, "checkpoint", "tokenizer", "pairs", "out", "report")
     add_threads_argument(a)
-    a = command(actions, "eval", "select circuits; faithfulness, Hit@k, counts, entropy", "circuits", _eval)
+    a = command(acts, "eval", "select circuits; faithfulness, Hit@k, counts, entropy", "circuits", _eval)
     add_paths(a, "checkpoint", "tokenizer", "pairs", "probes", "scores", "out_circuits", "out_stats", "out_hits")
     add_threads_argument(a)
-    a = command(actions, "transplant", "circuits of other checkpoints on this checkpoint's model", "circuits",
+    a = command(acts, "transplant", "circuits of other checkpoints on this checkpoint's model", "circuits",
                 _transplant)
     add_paths(a, "checkpoint", "tokenizer", "probes", "out")
     add_paths(a, "circuits", "source_names", many=True)
     add_threads_argument(a)
-    a = command(actions, "draw", "SVG of every cell's circuit at the first edge budget", "circuits", _draw)
+    a = command(acts, "draw", "SVG of every cell's circuit at the first edge budget", "circuits", _draw)
     add_paths(a, "scores", "circuits", "out_dir")
-    a = command(actions, "summary", "join one seed's per-checkpoint tables", "circuits", _summary)
+    a = command(acts, "summary", "join one seed's per-checkpoint tables", "circuits", _summary)
     add_paths(a, "stats", "hits", "transplants", many=True)
     add_paths(a, "out_stats", "out_hits", "out_transplant")
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 import pandas as pd
 
-from ..settings import add_paths, command, run_handler
+from ..settings import actions, add_paths, command, run_handler
 from ..vocabulary import budget_label
 
 log = logging.getLogger("kcircuits")
@@ -197,9 +197,8 @@ FIGURES = {
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("figure", help="one figure (PDF and PNG)", description=__doc__.split("\n")[0])
-    p.set_defaults(run=run)
-    names = p.add_subparsers(dest="figure", required=True, metavar="NAME")
+    names = actions(subparsers, "figure", "one figure (PDF and PNG)", run, __doc__.split("\n")[0], dest="figure",
+                    metavar="NAME")
     for name, figure in FIGURES.items():
         a = command(names, name, figure.help, figure.stage, figure.draw)
         add_paths(a, *figure.inputs, many=True)
