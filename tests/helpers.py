@@ -114,3 +114,29 @@ def checkpoint_meta(seed: int, name: str, epoch: float, global_step: int, tokens
     values = (seed, name, "continual", epoch, global_step, tokens_per_step * global_step)
     assert len(values) == len(METADATA)
     return dict(zip(METADATA, values))
+
+
+# ---- Hugging Face reference points (MLP hidden activations) -------------------------------------------
+def down_proj(hf, layer: int) -> torch.nn.Module:
+    """The Hugging Face module whose input is the layer's MLP hidden activations."""
+    family = hf.config.model_type
+    if family == "gpt2":
+        return hf.transformer.h[layer].mlp.c_proj
+    if family == "gpt_neox":
+        return hf.gpt_neox.layers[layer].mlp.dense_4h_to_h
+    return hf.model.layers[layer].mlp.down_proj
+
+
+def hf_with_last_hidden(hf, ids: torch.Tensor, layer: int, hidden: torch.Tensor) -> torch.Tensor:
+    """The HF model's last-position logits [V] for one unpadded prompt ids [T], with layer's MLP
+    hidden activations at the last position set to hidden [m] (a pre-hook on the down projection)."""
+    def replace(module, args):
+        x = args[0].clone()
+        x[:, -1] = hidden
+        return (x,)
+
+    handle = down_proj(hf, layer).register_forward_pre_hook(replace)
+    try:
+        return hf(ids[None]).logits[0, -1]
+    finally:
+        handle.remove()

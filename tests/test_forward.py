@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import V, random_model
+from helpers import V, down_proj, hf_with_last_hidden, random_model
 from kcircuits.circuits.model import CACHE, CircuitModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -15,31 +15,6 @@ FAMILIES = [("gpt2", {}), ("gpt_neox", {}), ("gpt_neox", {"use_parallel_residual
 IDS = torch.randint(1, V, (3, 7), generator=torch.Generator().manual_seed(0))  # [B, T]
 LAST = torch.tensor([6, 4, 2])  # items 2 and 3 are right-padded
 LABEL = torch.tensor([5, 17, 40])
-
-
-def down_proj(hf, layer: int) -> torch.nn.Module:
-    """The Hugging Face module whose input is the layer's MLP hidden activations."""
-    family = hf.config.model_type
-    if family == "gpt2":
-        return hf.transformer.h[layer].mlp.c_proj
-    if family == "gpt_neox":
-        return hf.gpt_neox.layers[layer].mlp.dense_4h_to_h
-    return hf.model.layers[layer].mlp.down_proj
-
-
-def hf_with_last_hidden(hf, ids: torch.Tensor, layer: int, hidden: torch.Tensor) -> torch.Tensor:
-    """The HF model's last-position logits [V] for one unpadded prompt ids [T], with layer's MLP
-    hidden activations at the last position set to hidden [m] (a pre-hook on the down projection)."""
-    def replace(module, args):
-        x = args[0].clone()
-        x[:, -1] = hidden
-        return (x,)
-
-    handle = down_proj(hf, layer).register_forward_pre_hook(replace)
-    try:
-        return hf(ids[None]).logits[0, -1]
-    finally:
-        handle.remove()
 
 
 @pytest.mark.parametrize("family,extra", FAMILIES)
