@@ -74,6 +74,11 @@ def write_jsonl(rows: Iterable[dict], target: str | os.PathLike) -> int:
     return n
 
 
+def read_parquets(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Several parquet tables (e.g. one per checkpoint or training seed) as one, in the given order."""
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]

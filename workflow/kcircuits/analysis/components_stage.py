@@ -92,7 +92,7 @@ def _measure(args, s: dict) -> None:
 def _summary(args, s: dict) -> None:
     prov = io.provenance("components_summary", s["seed"], s)
     for name in TABLES:
-        table = pd.concat([pd.read_parquet(p) for p in getattr(args, name)], ignore_index=True)
+        table = io.read_parquets(getattr(args, name))
         seeds = table["seed"].unique()
         if len(seeds) > 1:
             raise SystemExit(f"components summary: tables of several training seeds {sorted(seeds)}")

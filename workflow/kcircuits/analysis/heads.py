@@ -201,8 +201,6 @@ class HeadSums:
 
 
 # ---- roles inside circuits -----------------------------------------------------------------------------
-
-
 def circuit_roles(heads: pd.DataFrame, circuits: pd.DataFrame, graph,
                   budgets: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Roles of the in-circuit heads of every circuit: each cell of `heads` x each budget (default:

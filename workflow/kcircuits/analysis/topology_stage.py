@@ -57,10 +57,6 @@ def _config(s: dict) -> dict:
             "ablation": "zero" if "zero" in c["ablations"] else c["ablations"][0], "hit_k": c["hit_k"]}
 
 
-def _read_all(paths) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-
-
 # ---- actions ---------------------------------------------------------------------------------------
 def _tables(args, s: dict) -> None:
     from .topology import read_checkpoint, topology_tables
@@ -206,7 +202,7 @@ def _depth_trend(args, s: dict) -> None:
     from .trends import trend_verdict
 
     cfg = _config(s)
-    table = depth_trend_table(_read_all(args.topology), cfg, s["seed"])
+    table = depth_trend_table(io.read_parquets(args.topology), cfg, s["seed"])
     summary = {"progress": "epoch", "units": "layers per epoch (negative = deep-to-shallow)",
                "layer_placement": "edge at its parent's layer; input embedding -1, heads/MLP of layer l at l",
                "weights": f"|edge score| ({s['circuits'].get('method', 'circuits.method')})",

@@ -209,7 +209,7 @@ def _summary(args, s: dict) -> None:
     prov = io.provenance("circuit_summary", s["seed"], s)
     tables = ((args.stats, args.out_stats), (args.hits, args.out_hits), (args.transplants, args.out_transplant))
     for paths, out in tables:
-        io.write_parquet(pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True), out, prov)
+        io.write_parquet(io.read_parquets(paths), out, prov)
 
 
 def transplant_sources(names: list[str], checkpoints: list[str]) -> list[str]:

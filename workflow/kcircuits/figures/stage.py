@@ -17,6 +17,7 @@ from typing import Callable
 
 import pandas as pd
 
+from ..io import read_parquets
 from ..settings import actions, add_paths, command, run_handler
 from ..vocabulary import budget_label
 
@@ -30,10 +31,6 @@ class Figure:
     draw: Callable            # draw(args, settings)
     help: str
     hit_options: bool = False  # --ablation / --budget (circuit figures)
-
-
-def _concat(paths) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
 
 
 def _groups(args) -> list[str]:
@@ -50,19 +47,19 @@ def _first_budget(s: dict) -> str:
 def _acquisition(args, s: dict) -> None:
     from .acquisition import plot_acquisition
 
-    plot_acquisition(_concat(args.table), _groups(args), s["evaluate"]["hit_k"], args.pdf, args.png)
+    plot_acquisition(read_parquets(args.table), _groups(args), s["evaluate"]["hit_k"], args.pdf, args.png)
 
 
 def _overwriting(args, s: dict) -> None:
     from .acquisition import plot_overwriting
 
-    plot_overwriting(_concat(args.table), _groups(args), args.pdf, args.png)
+    plot_overwriting(read_parquets(args.table), _groups(args), args.pdf, args.png)
 
 
 def _entity_heatmap(args, s: dict) -> None:
     from .acquisition import plot_heatmap
 
-    plot_heatmap(_concat(args.table), _groups(args), args.pdf, args.png)
+    plot_heatmap(read_parquets(args.table), _groups(args), args.pdf, args.png)
 
 
 # ---- circuits (settings: circuits) -----------------------------------------------------------------
@@ -127,38 +124,38 @@ def _circuit_faithfulness(args, s: dict) -> None:
 def _head_roles(args, s: dict) -> None:
     from .components import plot_head_roles
 
-    plot_head_roles(_concat(args.roles), _groups(args), _first_budget(s), args.pdf, args.png)
+    plot_head_roles(read_parquets(args.roles), _groups(args), _first_budget(s), args.pdf, args.png)
 
 
 def _head_layers(args, s: dict) -> None:
     from .components import plot_head_layers
 
-    plot_head_layers(_concat(args.layers), _first_budget(s), args.pdf, args.png)
+    plot_head_layers(read_parquets(args.layers), _first_budget(s), args.pdf, args.png)
 
 
 def _logit_lens(args, s: dict) -> None:
     from .components import plot_logit_lens
 
-    plot_logit_lens(_concat(args.lens), _groups(args), args.pdf, args.png)
+    plot_logit_lens(read_parquets(args.lens), _groups(args), args.pdf, args.png)
 
 
 def _topology_entropy(args, s: dict) -> None:
     from .topology import plot_entropy
 
-    plot_entropy(_concat(args.topology), _groups(args), _first_budget(s), args.pdf, args.png)
+    plot_entropy(read_parquets(args.topology), _groups(args), _first_budget(s), args.pdf, args.png)
 
 
 def _topology_jaccard(args, s: dict) -> None:
     from .topology import plot_jaccard
 
-    plot_jaccard(_concat(args.topology), _groups(args), _first_budget(s), args.pdf, args.png)
+    plot_jaccard(read_parquets(args.topology), _groups(args), _first_budget(s), args.pdf, args.png)
 
 
 def _topology_layers(args, s: dict) -> None:
     from .topology import plot_layer_heatmap
 
     cell = s["analysis"]["topology"].get("heatmap_cell")
-    plot_layer_heatmap(_concat(args.layers), _first_budget(s), cell, args.pdf, args.png)
+    plot_layer_heatmap(read_parquets(args.layers), _first_budget(s), cell, args.pdf, args.png)
 
 
 def _topology_mean_layer(args, s: dict) -> None:
@@ -169,7 +166,7 @@ def _topology_mean_layer(args, s: dict) -> None:
     budget = _first_budget(s)
     with open(args.trend[0], encoding="utf-8") as fh:
         trend = json.load(fh)["budgets"][budget]["pooled"]
-    plot_mean_layer(_concat(args.topology), _groups(args), budget, trend, args.pdf, args.png)
+    plot_mean_layer(read_parquets(args.topology), _groups(args), budget, trend, args.pdf, args.png)
 
 
 FIGURES = {
