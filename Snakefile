@@ -19,6 +19,7 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/circuits.smk"
 include: "rules/components.smk"
+include: "rules/neurons.smk"
 include: "rules/topology.smk"
 include: "rules/results.smk"
 include: "rules/figures.smk"
@@ -32,6 +33,7 @@ rule all:
         EVAL_TARGETS,
         CIRCUIT_TARGETS,
         COMPONENT_TARGETS,
+        NEURON_TARGETS,
         TOPOLOGY_TARGETS,
         RESULTS_TARGETS,
         FIGURE_TARGETS,
@@ -47,6 +49,7 @@ LOCAL_RULES = [
     "eval_summary",
     "circuit_summary",
     "components_summary",
+    "neurons_summary",
     "topology_tables",
     "topology_phase_shift",
     "topology_depth_trend",

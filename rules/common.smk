@@ -37,6 +37,7 @@ TRAIN = f"{SEED_DIR}/train"
 CKPTS = f"{SEED_DIR}/checkpoints"
 EVAL = f"{SEED_DIR}/eval"
 CIRCUITS = f"{SEED_DIR}/circuits"
+NEURONS = f"{SEED_DIR}/neurons"
 SEED_ANALYSIS = f"{SEED_DIR}/analysis"
 ANALYSIS = f"{RESULTS}/analysis"
 LOGS = f"{RESULTS}/logs"  # one log per job; per-seed jobs under SEED_LOGS
@@ -45,6 +46,10 @@ SEED_LOGS = f"{LOGS}/seed-{{seed}}"
 SEED_BENCH = f"{BENCH}/seed-{{seed}}"
 # Specialised heads and logit lens: per checkpoint in CIRCUITS, joined per seed in SEED_ANALYSIS.
 COMPONENT_TABLES = ("heads", "head_roles", "head_layers", "logit_lens")
+# Knowledge neurons (kcircuits.neurons.stage): per checkpoint in NEURONS, joined per seed in SEED_ANALYSIS
+# (neuron_{table}), with their evolution across checkpoints.
+NEURON_TABLES = ("facts", "neurons", "interventions", "edits", "erase", "overlap")
+NEURON_SEED_TABLES = tuple(name for name in NEURON_TABLES if name != "neurons")  # joined as they are
 
 PATHS = {
     # data (shared by every replicate)
@@ -84,11 +89,19 @@ PATHS = {
     **{name: f"{CIRCUITS}/{{ckpt}}/{name}.parquet" for name in ("circuits", "stats", "hits", "transplant")},
     "drawings": f"{CIRCUITS}/{{ckpt}}/drawings",
     **{name: f"{CIRCUITS}/{{ckpt}}/{name}.parquet" for name in COMPONENT_TABLES},
+    # knowledge neurons, per seed x checkpoint
+    "neuron_bags": f"{DATA}/neuron_bags.parquet",
+    "neuron_prompts": f"{NEURONS}/{{ckpt}}/prompts.parquet",
+    "neuron_scores": f"{NEURONS}/{{ckpt}}/scores.safetensors",
+    **{f"neurons_{name}": f"{NEURONS}/{{ckpt}}/{name}.parquet" for name in NEURON_TABLES},
     # joined per seed across checkpoints
     **{f"summary_{name}": f"{CIRCUITS}/summary_{name}.parquet" for name in ("stats", "hits", "transplant")},
     **{f"seed_{name}": f"{SEED_ANALYSIS}/{name}.parquet" for name in COMPONENT_TABLES},
     "topology": f"{SEED_ANALYSIS}/topology.parquet",
     "layers": f"{SEED_ANALYSIS}/layers.parquet",
+    **{f"seed_neuron_{name}": f"{SEED_ANALYSIS}/neuron_{name}.parquet" for name in NEURON_SEED_TABLES},
+    "neuron_evolution": f"{SEED_ANALYSIS}/neuron_evolution.parquet",
+    "neuron_layers": f"{SEED_ANALYSIS}/neuron_layers.parquet",
     # across seeds
     "phase_shift": f"{ANALYSIS}/phase_shift.parquet",
     "phase_shift_json": f"{ANALYSIS}/phase_shift.json",
@@ -166,21 +179,29 @@ def settings(stage):
     return lambda wildcards: text
 
 
-def components_settings():
-    """Only the settings the components stage reads: a topology or Hit@k setting does not rerun
-    every checkpoint's job (circuits.parquet, an input, already reruns it when circuits change)."""
-    s = stage_settings(config, "analysis")
-    c = s["circuits"]
-    text = json.dumps(
-        {
-            "seed": s["seed"],
-            "analysis": {"heads": s["analysis"]["heads"]},
-            "circuit_pairs": {"tasks": s["circuit_pairs"]["tasks"]},
-            "circuits": {k: c[k] for k in ("batch_size", "max_pairs", "edge_budgets")},
-        },
-        sort_keys=True,
-    )
+def narrow_settings(stage, **sections):
+    """Like settings(stage), cut to the keys a job reads (section=[keys]; section=None: all of it);
+    other sections are left out. Editing anything else reruns nothing."""
+    s = stage_settings(config, stage)
+    picked = {name: s[name] if keys is None else {k: s[name][k] for k in keys} for name, keys in sections.items()}
+    text = json.dumps({"seed": s["seed"], **picked}, sort_keys=True)
     return lambda wildcards: text
+
+
+# The components stage: a topology or Hit@k setting does not rerun every checkpoint's job
+# (circuits.parquet, an input, already reruns it when circuits change).
+COMPONENTS_SETTINGS = narrow_settings(
+    "analysis",
+    analysis=["heads"],
+    circuit_pairs=["tasks"],
+    circuits=["batch_size", "max_pairs", "edge_budgets"],
+)
+# Knowledge neurons: attribution reads only how scores are computed and kept; selection and the
+# experiments read every neurons setting but no circuits setting (circuits.parquet is an input).
+NEURON_ATTRIBUTE_SETTINGS = narrow_settings(
+    "neurons", neurons=["ig_steps", "ig_points", "batch_size", "store_threshold"]
+)
+NEURON_SETTINGS = narrow_settings("neurons", neurons=None)
 
 
 def parent_dir(key):
@@ -288,8 +309,9 @@ def figure_outputs(name, label, category):
     }
 
 
-def figure_options(wildcards, input):
-    """A param: one option per input of a figure rule (--KEY PATH..., underscores as dashes)."""
+def input_options(wildcards, input):
+    """A param: one option per input (--KEY PATH..., underscores as dashes), for figures and joins
+    with many inputs."""
     return " ".join(
         f"--{key.replace('_', '-')} "
         + " ".join(map(shlex.quote, [input[key]] if isinstance(input[key], str) else input[key]))

@@ -23,7 +23,7 @@ rule components_measure:
         layers=PATHS["head_layers"],
         lens=PATHS["logit_lens"],
     params:
-        settings=components_settings(),
+        settings=COMPONENTS_SETTINGS,
     log:
         f"{SEED_LOGS}/components/{{ckpt}}.log",
     benchmark:
@@ -53,7 +53,7 @@ rule components_summary:
         layers=PATHS["seed_head_layers"],
         lens=PATHS["seed_logit_lens"],
     params:
-        settings=components_settings(),
+        settings=COMPONENTS_SETTINGS,
     log:
         f"{SEED_LOGS}/components/summary.log",
     conda:

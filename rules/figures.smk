@@ -13,6 +13,7 @@ ACQUISITION = "Knowledge acquisition"
 CIRCUIT = "Knowledge circuits"
 TOPOLOGY = "Circuit topology"
 COMPONENTS = "Specialised heads and logit lens"
+NEURONS_CATEGORY = "Knowledge neurons"
 
 FIGURES = {
     "acquisition": dict(
@@ -90,20 +91,56 @@ FIGURES = {
     "head_roles": dict(
         category=COMPONENTS,
         label="mover / relation / mixture heads in circuits",
-        settings=components_settings(),
+        settings=COMPONENTS_SETTINGS,
         inputs=dict(roles=across_seeds("seed_head_roles")),
     ),
     "head_layers": dict(
         category=COMPONENTS,
         label="in-circuit heads by layer and role",
-        settings=components_settings(),
+        settings=COMPONENTS_SETTINGS,
         inputs=dict(layers=across_seeds("seed_head_layers")),
     ),
     "logit_lens": dict(
         category=COMPONENTS,
         label="logit-lens rank by layer",
-        settings=components_settings(),
+        settings=COMPONENTS_SETTINGS,
         inputs=dict(lens=across_seeds("seed_logit_lens")),
+    ),
+    "neurons_layers": dict(
+        category=NEURONS_CATEGORY,
+        label="knowledge neurons by layer, IG vs baseline",
+        settings=settings("neurons"),
+        inputs=dict(layers=across_seeds("neuron_layers")),
+    ),
+    "neurons_suppress": dict(
+        category=NEURONS_CATEGORY,
+        label="suppress / amplify knowledge neurons",
+        settings=settings("neurons"),
+        inputs=dict(interventions=across_seeds("seed_neuron_interventions")),
+    ),
+    "neurons_edit": dict(
+        category=NEURONS_CATEGORY,
+        label="fact edits across training",
+        settings=settings("neurons"),
+        inputs=dict(edits=across_seeds("seed_neuron_edits")),
+    ),
+    "neurons_erase": dict(
+        category=NEURONS_CATEGORY,
+        label="erasing an attribute",
+        settings=settings("neurons"),
+        inputs=dict(erase=across_seeds("seed_neuron_erase")),
+    ),
+    "neurons_training": dict(
+        category=NEURONS_CATEGORY,
+        label="knowledge neurons across training",
+        settings=settings("neurons"),
+        inputs=dict(evolution=across_seeds("neuron_evolution")),
+    ),
+    "neurons_circuit_overlap": dict(
+        category=NEURONS_CATEGORY,
+        label="knowledge neurons inside circuits",
+        settings=settings("neurons"),
+        inputs=dict(overlap=across_seeds("seed_neuron_overlap")),
     ),
 }
 
@@ -120,7 +157,7 @@ for name, figure in FIGURES.items():
         params:
             name=name,
             settings=figure["settings"],
-            options=figure_options,
+            options=input_options,
         log:
             f"{LOGS}/figures/{name}.log",
         conda:

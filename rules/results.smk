@@ -16,6 +16,9 @@ rule results_table:
         topology=across_seeds("topology"),
         roles=across_seeds("seed_head_roles"),
         lens=across_seeds("seed_logit_lens"),
+        neuron_evolution=across_seeds("neuron_evolution"),
+        neuron_overlap=across_seeds("seed_neuron_overlap"),
+        neuron_interventions=across_seeds("seed_neuron_interventions"),
     output:
         table=PATHS["table"],
     params:
@@ -27,7 +30,9 @@ rule results_table:
     shell:
         "python -m kcircuits results table --settings {params.settings:q} --eval {input.eval} "
         "--stats {input.stats} --hits {input.hits} --transplants {input.transplants} "
-        "--topology {input.topology} --roles {input.roles} --lens {input.lens} --out {output.table} > {log} 2>&1"
+        "--topology {input.topology} --roles {input.roles} --lens {input.lens} "
+        "--neuron-evolution {input.neuron_evolution} --neuron-overlap {input.neuron_overlap} "
+        "--neuron-interventions {input.neuron_interventions} --out {output.table} > {log} 2>&1"
 
 
 rule findings:
@@ -35,6 +40,7 @@ rule findings:
         entity_evals=across_seeds("eval_summary_entities"),
         phase_shift=PATHS["phase_shift_json"],
         depth_trend=PATHS["depth_trend_json"],
+        neuron_interventions=across_seeds("seed_neuron_interventions"),
     output:
         json=PATHS["findings_json"],
         md=report(
@@ -52,6 +58,7 @@ rule findings:
     shell:
         "python -m kcircuits results findings --settings {params.settings:q} --entity-evals {input.entity_evals} "
         "--phase-shift {input.phase_shift} --depth-trend {input.depth_trend} "
+        "--neuron-interventions {input.neuron_interventions} "
         "--out-json {output.json} --out-md {output.md} > {log} 2>&1"
 
 

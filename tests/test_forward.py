@@ -53,10 +53,10 @@ def test_replacing_mlp_hidden_activations(family, extra):
     with torch.no_grad():
         logits, cache = model.run(IDS, LAST, cache="mlp_hidden")
         clean = cache["mlp_hidden"][0]  # [B, m]
-        assert torch.equal(model.run(IDS, LAST, replace_mlp_hidden=(0, clean.clone())), logits)
+        assert torch.equal(model.run(IDS, LAST, replace_mlp_hidden={0: lambda h: clean.clone()}), logits)
         full = model.graph.valid.float()  # patched runs too (all edges: the model up to float rounding)
-        torch.testing.assert_close(model.run(IDS, LAST, mask=full, replace_mlp_hidden=(0, clean)), logits)
-        ablated = model.run(IDS, LAST, replace_mlp_hidden=(0, torch.zeros_like(clean)))
+        torch.testing.assert_close(model.run(IDS, LAST, mask=full, replace_mlp_hidden={0: lambda h: clean}), logits)
+        ablated = model.run(IDS, LAST, replace_mlp_hidden={0: torch.zeros_like})
         assert (ablated - logits).abs().max() > 1e-2  # the ablation matters
         for i in range(3):
             expected = hf_with_last_hidden(hf, IDS[i, : LAST[i] + 1], 0, torch.zeros_like(clean[i]))
@@ -74,7 +74,7 @@ def test_gradients_reach_the_scaled_hidden_activations(family, extra):
     with torch.no_grad():
         clean_logits, cache = model.run(ids[:1], last[:1], cache="mlp_hidden")
     scaled = (alphas[:, None] * cache["mlp_hidden"][0]).requires_grad_(True)  # [4, m]
-    logits = model.run(ids, last, replace_mlp_hidden=(0, scaled))
+    logits = model.run(ids, last, replace_mlp_hidden={0: lambda h: scaled})
     logits[:, LABEL[1]].sum().backward()
     torch.testing.assert_close(logits[-1], clean_logits[0])
     assert scaled.grad.abs().sum() > 0
@@ -92,5 +92,5 @@ def test_cache_requests_are_checked():
         model.run(IDS, LAST, cache="resid", mask=model.graph.valid.float())
     with pytest.raises(ValueError, match="full model"):
         model.run(IDS, LAST, cache="resid", record=True)
-    with pytest.raises(ValueError, match="layer 2"):
-        model.run(IDS, LAST, replace_mlp_hidden=(2, torch.zeros(3, 128)))
+    with pytest.raises(ValueError, match=r"layers \[2\]"):
+        model.run(IDS, LAST, replace_mlp_hidden={2: torch.zeros_like})

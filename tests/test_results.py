@@ -84,6 +84,100 @@ def test_tidy_table_has_one_row_per_key_and_every_number_in_its_place():
     assert list(zip(table["seed"], table["order"])) == sorted(zip(table["seed"], table["order"]))
 
 
+def neuron_tables(seed):
+    """Per-seed neuron_evolution, neuron_overlap and neuron_interventions with recoverable numbers
+    (value() + an offset per metric); "birthday" is not a circuit task and must not reach the table."""
+    ev, ov, iv = [], [], []
+    metrics = {"neurons_per_fact": 0.1, "mean_layer": 0.2, "jaccard_prev": 0.3, "jaccard_final": 0.4,
+               "share_of_first": 0.5, "share_in_value": 0.6}
+    for order in range(len(CKPTS)):
+        m = meta(seed, order)
+        for task, etype, group in CELLS:
+            v = value(seed, order, task, etype, group)
+            for attribute in (task, "birthday"):
+                for method, mo in (("ig", 0.0), ("baseline", 0.05)):
+                    head = {**m, "order": order, "type": etype, "freq_group": group, "attribute": attribute,
+                            "method": method}
+                    for kind, ko in (("value", 0.0), ("original", 0.01)):
+                        ev.append({**head, "target_kind": kind, "n_facts": 2,
+                                   **{k: v + o + mo + ko for k, o in metrics.items()}})
+                    for budget in ("0.1", "0.25"):
+                        b = 0.01 if budget == "0.25" else 0.0
+                        ov.append({**head, "budget": budget, "n_neurons": 4, "n_in_circuit": 1,
+                                   "share": v + b + mo + 0.7})
+                    for fact, spread in ((0, -1.0), (1, 1.0)):  # the mean over the two facts is recoverable
+                        for (neurons, prompts), co in ((("knowledge", "own"), 0.0), (("random", "own"), 0.02),
+                                                       (("knowledge", "unrelated"), 0.03)):
+                            for op, oo in (("suppress", 0.0), ("amplify", 0.004)):
+                                iv.append({**head, "fact": fact, "neurons": neurons, "operation": op,
+                                           "prompts": prompts, "n_neurons": 3, "change": v + spread + mo + co + oo})
+    return [pd.DataFrame(t) for t in (ev, ov, iv)]
+
+
+def test_tidy_table_places_every_knowledge_neuron_number():
+    per_seed = [stage_tables(seed) for seed in (0, 1)]
+    ev, stats, hits, trans, topo, roles, lens = ([t[i] for t in per_seed] for i in range(7))
+    neurons = [neuron_tables(seed) for seed in (0, 1)]
+    table = tidy_table(ev, stats, hits, trans, topo, roles, lens, tasks=["city", "major"], hit_k=10,
+                       neuron_evolution=[n[0] for n in neurons], neuron_overlap=[n[1] for n in neurons],
+                       neuron_interventions=[n[2] for n in neurons])
+    plain = tidy_table(ev, stats, hits, trans, topo, roles, lens, tasks=["city", "major"], hit_k=10)
+    assert len(table) == len(plain) and not any(c.startswith("neurons_") for c in plain.columns)
+    pd.testing.assert_frame_equal(table[plain.columns], plain)  # the other columns do not move
+    assert {"neurons_suppress_own_ig", "neurons_amplify_unrelated_baseline", "neurons_circuit_share_ig",
+            "neurons_original_share_in_value_baseline"} <= set(table.columns)
+    for _, row in table.sample(20, random_state=1).iterrows():
+        v = value(row["seed"], row["order"], row["task"], row["type"], row["freq_group"])
+        b = 0.01 if row["budget"] == "0.25" else 0.0
+        assert row["neurons_per_fact_ig"] == pytest.approx(v + 0.1)
+        assert row["neurons_per_fact_baseline"] == pytest.approx(v + 0.15)
+        assert row["neurons_mean_layer_ig"] == pytest.approx(v + 0.2)
+        assert row["neurons_jaccard_prev_ig"] == pytest.approx(v + 0.3)
+        assert row["neurons_jaccard_final_ig"] == pytest.approx(v + 0.4)
+        assert row["neurons_share_of_first_ig"] == pytest.approx(v + 0.5)
+        assert row["neurons_original_share_of_first_ig"] == pytest.approx(v + 0.51)
+        assert row["neurons_original_share_in_value_ig"] == pytest.approx(v + 0.61)
+        assert row["neurons_circuit_share_ig"] == pytest.approx(v + b + 0.7)
+        assert row["neurons_circuit_share_baseline"] == pytest.approx(v + b + 0.75)
+        assert row["neurons_suppress_own_ig"] == pytest.approx(v)
+        assert row["neurons_suppress_random_ig"] == pytest.approx(v + 0.02)
+        assert row["neurons_suppress_unrelated_ig"] == pytest.approx(v + 0.03)
+        assert row["neurons_amplify_own_baseline"] == pytest.approx(v + 0.054)
+
+
+def test_results_commands_take_the_neuron_tables(tmp_path):
+    from kcircuits.cli import main
+
+    def write(name, frames):
+        paths = [str(tmp_path / f"{name}-{i}.parquet") for i in range(len(frames))]
+        for frame, path in zip(frames, paths):
+            frame.to_parquet(path)
+        return paths
+
+    per_seed = [stage_tables(seed) + neuron_tables(seed) for seed in (0, 1)]
+    names = ["eval", "stats", "hits", "transplants", "topology", "roles", "lens", "neuron-evolution",
+             "neuron-overlap", "neuron-interventions"]
+    paths = {name: write(name, [t[i] for t in per_seed]) for i, name in enumerate(names)}
+    settings = json.dumps({"seed": 0, "circuit_pairs": {"tasks": ["city", "major"]}, "circuits": {"hit_k": 10},
+                           "analysis": {"topology": {"n_bootstrap": 50}}})
+    argv = ["results", "table", "--settings", settings, "--out", str(tmp_path / "table.parquet")]
+    assert main(argv + [x for name, p in paths.items() for x in (f"--{name}", *p)]) == 0
+    assert "neurons_suppress_own_ig" in pd.read_parquet(tmp_path / "table.parquet").columns
+    phase = {"budget": "0.1", "curves": {}}
+    depth = {"headline_budget": "0.1", "units": "layers per epoch", "budgets": {"0.1": {"pooled": {
+        "slope": -0.2, "ci_low": -0.3, "ci_high": -0.1, "n_curves": 6, "verdict": "deep-to-shallow"}}}}
+    for name, obj in (("phase", phase), ("depth", depth)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(obj))
+    out = ["--out-json", str(tmp_path / "f.json"), "--out-md", str(tmp_path / "f.md")]
+    argv = ["results", "findings", "--settings", settings, "--entity-evals", *write("entities", entity_tables(0.2)),
+            "--phase-shift", str(tmp_path / "phase.json"), "--depth-trend", str(tmp_path / "depth.json"), *out]
+    assert main(argv + ["--neuron-interventions", *paths["neuron-interventions"]]) == 0
+    found = json.loads((tmp_path / "f.json").read_text())["knowledge_neurons"]
+    assert found["seeds"] == [0, 1] and found["checkpoints"] == {"0": "epoch-002", "1": "epoch-002"}
+    assert "## Knowledge neurons" in (tmp_path / "f.md").read_text()
+    assert main(argv) == 0 and json.loads((tmp_path / "f.json").read_text())["knowledge_neurons"] is None
+
+
 def entity_tables(effect: float, seeds=(0,), n=40, rng_seed=0):
     """Per-entity query top-1 where revised entities are ahead by `effect` at every checkpoint."""
     rng = np.random.default_rng(rng_seed)

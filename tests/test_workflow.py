@@ -21,8 +21,11 @@ circuits:
 """
 FIGURES = ["acquisition", "overwriting", "entity_heatmap", "circuit_hits", "circuit_cross_group",
            "circuit_cross_group_training", "circuit_transplant", "circuit_faithfulness", "topology_entropy",
-           "topology_jaccard", "topology_layers", "topology_mean_layer", "head_roles", "head_layers", "logit_lens"]
-PER_CHECKPOINT = {"evaluate", "circuit_scores", "circuit_eval", "circuit_transplant", "components_measure"}
+           "topology_jaccard", "topology_layers", "topology_mean_layer", "head_roles", "head_layers", "logit_lens",
+           "neurons_layers", "neurons_suppress", "neurons_edit", "neurons_erase", "neurons_training",
+           "neurons_circuit_overlap"]
+PER_CHECKPOINT = {"evaluate", "circuit_scores", "circuit_eval", "circuit_transplant", "components_measure",
+                  "neurons_attribute", "neurons_select"}
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +48,13 @@ def test_every_output_of_rule_all_exists_for_both_seeds(complete_run):
     keys = ["seed", "checkpoint", "task", "type", "freq_group", "budget"]
     assert not table.duplicated(keys).any()
     for column in ("eval_query_top1", "circuit_faithfulness", "circuit_hit@10_zero", "topology_edge_jaccard_final",
-                   "heads_mover_share", "lens_rank_L1"):
+                   "heads_mover_share", "lens_rank_L1", "neurons_per_fact_ig", "neurons_circuit_share_ig"):
         assert table[column].notna().any(), column
     # the two replicates were trained differently (seeded init and order), on the same data
     a, b = (pd.read_parquet(run / f"seed-{s}" / "eval" / "summary.parquet") for s in (0, 1))
     assert not a["value"].equals(b["value"])
     findings = json.loads((run / "analysis" / "findings.json").read_text())
-    assert set(findings) >= {"relevance", "phase_shift", "deep_to_shallow"}
+    assert set(findings) >= {"relevance", "phase_shift", "deep_to_shallow", "knowledge_neurons"}
     assert findings["relevance"]["seeds"] == [0, 1]
     assert "| 1 |" in (run / "analysis" / "findings.md").read_text()
 
@@ -77,6 +80,6 @@ def test_adding_one_checkpoint_plans_only_its_jobs_and_the_joins(complete_run):
     assert per_seed == {name: 2 for name in new}  # one new checkpoint x 2 seeds: no epoch retrained or re-exported
     assert not {"train_base", "export_start_checkpoint", "continual_corpus"} & set(jobs)
     rest = set(jobs) - new
-    joins = {"eval_summary", "circuit_summary", "components_summary", "topology_tables", "topology_phase_shift",
-             "topology_depth_trend", "results_table", "findings", "all"}
+    joins = {"eval_summary", "circuit_summary", "components_summary", "neurons_summary", "topology_tables",
+             "topology_phase_shift", "topology_depth_trend", "results_table", "findings", "all"}
     assert rest - joins == {name for name in rest if name.startswith("figure_")}

@@ -16,6 +16,7 @@ import jsonschema
 import numpy as np
 import yaml
 
+from . import ATTRIBUTES
 from .checkpoint import CheckpointError, context_length, read_model_config
 from .resources import (ATTRIBUTE_POOLS, ResourceError, load_pools, load_templates, pool_files,
                         template_files)
@@ -38,6 +39,7 @@ STAGE_SECTIONS = {
     "figures": ["evaluate"],  # metric names (Hit@k) and which probe sets exist
     "circuits": ["circuits", "circuit_pairs"],  # task prompts: Hit@k is read on the circuit's own prompt
     "analysis": ["analysis", "circuits", "circuit_pairs"],  # edge budgets, task prompts (subject positions)
+    "neurons": ["neurons", "circuits"],  # circuits: edge budgets of the neuron-circuit overlap
 }
 
 
@@ -152,6 +154,23 @@ def check_analysis(cfg: dict) -> None:
                           f"analysis.heads.relation_ratio ({heads['relation_ratio']})")
 
 
+def check_neurons(cfg: dict, templates) -> None:
+    """Saved scores must cover both selections; p's band ordered; bags of at least min_prompts."""
+    n = cfg["neurons"]
+    for key in ("threshold", "baseline_threshold"):
+        if n[key] < n["store_threshold"]:
+            raise ConfigError(f"neurons.{key} ({n[key]}) is below neurons.store_threshold ({n['store_threshold']}): "
+                              "the selection would need scores that are not saved")
+    lo, hi = n["share"]["band"]
+    if lo > hi:
+        raise ConfigError(f"neurons.share.band: lower end {lo} is above the upper end {hi}")
+    for attr in ATTRIBUTES:
+        prompts = templates.probe_prompts(attr)
+        if len(prompts) < n["min_prompts"]:
+            raise ConfigError(f"resources.templates: {attr!r} has {len(prompts)} query templates ({{name}} before "
+                              f"the value); neurons.min_prompts needs {n['min_prompts']} per bag: add templates")
+
+
 def check_semantics(cfg: dict, root: str | Path = REPO_ROOT) -> None:
     check_model(cfg, root)
     check_analysis(cfg)
@@ -177,6 +196,7 @@ def check_semantics(cfg: dict, root: str | Path = REPO_ROOT) -> None:
     if n_invented > capacity:
         raise ConfigError(f"entities: {n_invented} invented names needed (new + background) but the name "
                           f"pools only combine into {capacity}; add names or lower entities.n / background")
+    check_neurons(cfg, templates)
     for attr, prompt in cfg["circuit_pairs"]["tasks"].items():
         prompts = {p for _, p in templates.probe_prompts(attr)}
         if prompt not in prompts:

@@ -51,6 +51,22 @@ def in_training_order(records: Iterable[tuple[str, float, int]]) -> list[str]:
     return [r[0] for r in sorted(records, key=lambda r: training_key(*r))]
 
 
+def with_order(table):
+    """A DataFrame of one training seed's per-checkpoint rows (seed, checkpoint, epoch, global_step
+    columns), with `order` (place in training order, 0 first) inserted before `checkpoint`, sorted
+    by it (stable). ValueError for rows of several seeds or a checkpoint with two progress records."""
+    seeds = sorted(table["seed"].unique())
+    if len(seeds) > 1:
+        raise ValueError(f"rows of several training seeds {seeds}")
+    progress = table[["checkpoint", "epoch", "global_step"]].drop_duplicates()
+    if progress["checkpoint"].duplicated().any():
+        raise ValueError("a checkpoint appears with two progress records")
+    ranked = {c: i for i, c in enumerate(in_training_order(progress.itertuples(index=False)))}
+    table = table.copy()
+    table.insert(list(table.columns).index("checkpoint"), "order", table["checkpoint"].map(ranked))
+    return table.sort_values("order", kind="stable").reset_index(drop=True)
+
+
 def cell_key(task: str, etype: str, freq_group: str) -> str:
     return f"{task}/{etype}/{freq_group}"
 

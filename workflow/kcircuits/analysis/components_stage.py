@@ -24,7 +24,7 @@ import pandas as pd
 
 from .. import io
 from ..settings import actions, add_paths, add_threads_argument, command, run_handler, set_threads
-from ..vocabulary import CELL, budget_label, in_training_order
+from ..vocabulary import CELL, budget_label, with_order
 
 log = logging.getLogger("kcircuits")
 TABLES = ("heads", "roles", "layers", "lens")
@@ -92,18 +92,11 @@ def _measure(args, s: dict) -> None:
 def _summary(args, s: dict) -> None:
     prov = io.provenance("components_summary", s["seed"], s)
     for name in TABLES:
-        table = io.read_parquets(getattr(args, name))
-        seeds = table["seed"].unique()
-        if len(seeds) > 1:
-            raise SystemExit(f"components summary: tables of several training seeds {sorted(seeds)}")
-        progress = table[["checkpoint", "epoch", "global_step"]].drop_duplicates()
-        if progress["checkpoint"].duplicated().any():
-            raise SystemExit(f"components summary: a checkpoint appears with two progress records ({name})")
-        ranked = in_training_order(progress.itertuples(index=False))
-        order = table["checkpoint"].map({c: i for i, c in enumerate(ranked)})
-        table.insert(list(table.columns).index("checkpoint"), "order", order)  # place in training
-        io.write_parquet(table.sort_values("order", kind="stable").reset_index(drop=True),
-                         getattr(args, f"out_{name}"), prov)
+        try:
+            table = with_order(io.read_parquets(getattr(args, name)))
+        except ValueError as err:
+            raise SystemExit(f"components summary ({name}): {err}")
+        io.write_parquet(table, getattr(args, f"out_{name}"), prov)
 
 
 __all__ = ["add_parser", "run"]

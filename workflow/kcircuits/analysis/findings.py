@@ -8,11 +8,18 @@
 Finding 1 is computed here from the per-entity evaluation tables. Findings 2 and 3 come from the
 topology stage's summaries (phase_shift.json, depth_trend.json) and are restated here with their
 verdict. Every interval is a seeded bootstrap, so the same tables give the same summary.
+
+Besides them, the knowledge-neuron check of Dai et al. (2022), from the neuron stage's interventions
+(neuron_finding): do a fact's knowledge neurons carry *that* fact at the end of training?
 """
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pandas as pd
+
+from ..vocabulary import in_training_order
 
 LEARNING_METRIC = "query_top1"  # first answer token of the training-template query, greedy top-1
 
@@ -93,4 +100,126 @@ def relevance_finding(entity_tables: list[pd.DataFrame], n_bootstrap: int = 2000
         "entities": {t: int(n) for t, n in auc.groupby("type")["entity_id"].nunique().items()},
         "seeds": sorted(int(s) for s in auc["seed"].unique()),
         "n_bootstrap": n_bootstrap,
+    }
+
+
+# ---- knowledge neurons ---------------------------------------------------------------------------
+# (neurons, prompts) of an interventions.parquet row -> its condition in neuron_finding
+CONDITIONS = {("knowledge", "own"): "own", ("random", "own"): "random", ("knowledge", "unrelated"): "unrelated"}
+CONTRASTS = {"own_minus_random": ("own", "random"), "own_minus_unrelated": ("own", "unrelated")}
+NEURON_FINDING = ("suppressing a fact's knowledge neurons lowers the probability of its own value more than "
+                  "suppressing random neurons, and more than other facts' values")
+
+
+def _last_checkpoint(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each seed's last checkpoint in training order (`order`; without it, training_key)."""
+    parts = []
+    for _, part in table.groupby("seed", sort=True):
+        if "order" in part.columns:
+            last = part["checkpoint"][part["order"] == part["order"].max()].iloc[0]
+        else:
+            progress = part[["checkpoint", "epoch", "global_step"]].drop_duplicates()
+            last = in_training_order(progress.itertuples(index=False))[-1]
+        parts.append(part[part["checkpoint"] == last])
+    return pd.concat(parts, ignore_index=True) if parts else table.iloc[:0]
+
+
+def intervention_facts(table: pd.DataFrame, method: str, operation: str) -> pd.DataFrame:
+    """Row per (seed, fact) with knowledge neurons: freq_group and the relative change of P(value) per
+    condition (own / random / unrelated, NaN where missing) and per contrast (CONTRASTS, paired)."""
+    part = table[(table["method"] == method) & (table["operation"] == operation)]
+    part = part.assign(condition=[CONDITIONS.get(k) for k in zip(part["neurons"], part["prompts"])])
+    has = part[(part["condition"] == "own") & (part["n_neurons"] > 0)][["seed", "fact"]]
+    part = part.merge(has, on=["seed", "fact"])
+    wide = (part.groupby(["seed", "fact", "freq_group", "condition"])["change"].mean().unstack("condition")
+            .reindex(columns=list(dict.fromkeys(CONDITIONS.values()))))
+    wide.columns.name = None
+    for name, (a, b) in CONTRASTS.items():
+        wide[name] = wide[a] - wide[b]
+    return wide.reset_index()
+
+
+def _interval(values: np.ndarray, strata: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> dict:
+    """Mean of the finite values and its 95% bootstrap interval (facts resampled within `strata`)."""
+    ok = np.isfinite(values)
+    if not ok.any():
+        return {"mean": None, "interval_95": [None, None], "n_facts": 0}
+    draws = np.concatenate([idx[rng.integers(0, len(idx), size=(n_bootstrap, len(idx)))]
+                            for idx in (np.flatnonzero(strata == s) for s in np.unique(strata))], axis=1)  # [B, n]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = np.where(ok, values, 0.0)[draws].sum(axis=1) / ok[draws].sum(axis=1)
+    low, high = np.nanpercentile(boot, [2.5, 97.5])
+    return {"mean": round(float(values[ok].mean()), 4), "interval_95": [round(float(low), 4), round(float(high), 4)],
+            "n_facts": int(ok.sum())}
+
+
+def _side(stat: dict) -> str:
+    """Where a statistic's interval lies: below / above 0, or 'includes 0' (also when missing)."""
+    low, high = stat["interval_95"]
+    return "below 0" if high is not None and high < 0 else "above 0" if low is not None and low > 0 else "includes 0"
+
+
+def intervention_block(facts: pd.DataFrame, operation: str, n_bootstrap: int, seed: int, label: str) -> dict:
+    """Means with intervals of every condition and contrast of intervention_facts rows, and the verdict:
+    suppress holds when both contrasts lie below 0; amplify holds when the own change lies above 0."""
+    rng = np.random.default_rng([seed, zlib.crc32(label.encode())])  # per block: independent of the others
+    strata = facts["seed"].to_numpy()
+    block = {"n_facts": int(len(facts))}
+    for name in [*dict.fromkeys(CONDITIONS.values()), *CONTRASTS]:
+        block[name] = _interval(facts[name].to_numpy(dtype=float), strata, n_bootstrap, rng)
+    sides = {name: _side(block[name]) for name in ["own", *CONTRASTS]}
+    if operation == "suppress":
+        holds = all(sides[c] == "below 0" for c in CONTRASTS)
+        reversed_ = all(sides[c] == "above 0" for c in CONTRASTS)
+        verdict = ("holds: own prompts lose more than with random neurons and than unrelated prompts" if holds else
+                   "reversed: own prompts lose less than with random neurons and than unrelated prompts" if reversed_
+                   else "not supported: " + ", ".join(f"{c.replace('_', ' ')} {sides[c]}" for c in CONTRASTS))
+    else:
+        holds = sides["own"] == "above 0"
+        verdict = ("holds: amplifying a fact's knowledge neurons raises P(its value)" if holds else
+                   f"not supported: own change {sides['own']}")
+    return block | {"holds": bool(holds), "verdict": verdict}
+
+
+def neuron_finding(interventions: list[pd.DataFrame], n_bootstrap: int = 2000, seed: int = 0) -> dict:
+    """Knowledge neurons: at each training seed's last checkpoint, does suppressing (x0) a fact's knowledge
+    neurons lower P(its value) more than (a) as many random neurons of the same layers, on its own
+    prompts, and (b) the same neurons on an unrelated fact's prompts? And does amplifying (x2) raise it?
+
+    Per fact, `change` = relative change of P(target) (interventions.parquet); facts without knowledge
+    neurons (n_neurons 0 for own prompts) are left out. Means are over facts; contrasts are per-fact
+    paired differences own - random and own - unrelated; 95% intervals resample facts within each
+    seed (seeded: the same tables give the same numbers). The headline is the IG method's suppression:
+    holds when both contrasts' intervals lie below 0.
+
+    -> {finding, holds, verdict, method: "ig", seeds, checkpoints {seed: last checkpoint}, n_bootstrap,
+        effect, facts_without_neurons, suppress, amplify, per_group {group: {suppress, amplify}},
+        baseline {suppress, amplify}}; each block: n_facts, own, random, unrelated, own_minus_random,
+        own_minus_unrelated (each {mean, interval_95, n_facts}; None where no fact has it), holds, verdict.
+    """
+    tables = [t for t in interventions if len(t)]
+    last = _last_checkpoint(pd.concat(tables, ignore_index=True)) if tables else pd.DataFrame(
+        columns=["seed", "checkpoint", "fact", "freq_group", "method", "neurons", "operation", "prompts",
+                 "n_neurons", "change"])
+    own_ig = last[(last["method"] == "ig") & (last["neurons"] == "knowledge") & (last["prompts"] == "own")]
+    blocks, per_group = {}, {}
+    for method in ("ig", "baseline"):
+        for op in ("suppress", "amplify"):
+            facts = intervention_facts(last, method, op)
+            blocks[method, op] = intervention_block(facts, op, n_bootstrap, seed, f"{method}/{op}")
+            if method == "ig":
+                for group, part in facts.groupby("freq_group", sort=True):
+                    per_group.setdefault(str(group), {})[op] = intervention_block(
+                        part, op, n_bootstrap, seed, f"{method}/{op}/{group}")
+    head = blocks["ig", "suppress"]
+    return {
+        "finding": NEURON_FINDING, "holds": head["holds"], "verdict": head["verdict"], "method": "ig",
+        "seeds": sorted(int(s) for s in last["seed"].unique()),
+        "checkpoints": {str(int(s)): str(c) for s, c in last.groupby("seed")["checkpoint"].first().items()},
+        "n_bootstrap": n_bootstrap,
+        "effect": "relative change of P(value), (p_after - p_before) / p_before, mean over facts",
+        "facts_without_neurons": int(own_ig[own_ig["n_neurons"] == 0][["seed", "fact"]].drop_duplicates().shape[0]),
+        "suppress": head, "amplify": blocks["ig", "amplify"],
+        "per_group": per_group,
+        "baseline": {op: blocks["baseline", op] for op in ("suppress", "amplify")},
     }

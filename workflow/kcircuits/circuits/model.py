@@ -26,7 +26,7 @@ read at its own last position `last`, and padding never reaches real tokens.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +43,9 @@ CACHE = {  # what run(..., cache=names) can return: name -> shape and meaning (f
     "mlp_hidden": "[L, B, m] MLP hidden activations at each item's last position: after the nonlinearity "
                   "(gated MLPs: the down projection's input)",
 }
+
+
+HiddenEdit = Callable[[torch.Tensor], torch.Tensor]  # [B, m] MLP hidden activations -> [B, m] used instead
 
 
 @dataclass
@@ -168,11 +171,12 @@ class CircuitModel:
         return torch.bmm(z.transpose(0, 1).reshape(H, B * T, dh), layer.w_o).view(H, B, T, -1)
 
     def _mlp(self, i: int, layer: Layer, x: torch.Tensor, last: torch.Tensor, kept: _Cache | None,
-             replace: tuple[int, torch.Tensor] | None) -> torch.Tensor:
+             replace: Mapping[int, HiddenEdit]) -> torch.Tensor:
         """Layer i's MLP slot input x [B, T, 1, d] -> its write [B, T, d] (see run: replace_mlp_hidden)."""
         h = layer.mlp_in(layer.norm_mlp(x))  # [B, T, 1, m]
-        if replace is not None and replace[0] == i:  # out of place: gradients reach replace[1]
-            h = h.index_put((torch.arange(x.shape[0]), last), replace[1][:, None])
+        if i in replace:  # out of place: gradients reach what the edit puts in
+            rows = torch.arange(x.shape[0])
+            h = h.index_put((rows, last), replace[i](h[rows, last, 0])[:, None])
         if kept is not None:
             kept.add("mlp_hidden", lambda: h[torch.arange(x.shape[0]), last, 0])  # [B, m]
         return layer.mlp_out(h)[:, :, 0]
@@ -185,7 +189,7 @@ class CircuitModel:
     def run(self, ids: torch.Tensor | None, last: torch.Tensor, *, embeds: torch.Tensor | None = None,
             mask: torch.Tensor | None = None, reference: torch.Tensor | None = None,
             record: bool = False, grads: torch.Tensor | None = None, cache: Iterable[str] | str = (),
-            replace_mlp_hidden: tuple[int, torch.Tensor] | None = None):
+            replace_mlp_hidden: Mapping[int, HiddenEdit] | None = None):
         """One forward pass; returns last-position logits [B, V], and node outputs if `record` or the
         named cache entries if `cache`: (logits, outs) or (logits, {name: tensor}).
 
@@ -196,15 +200,19 @@ class CircuitModel:
         record: also return node outputs [n_fwd, B, T, d].
         grads [n_bwd, B, T, d]: a backward pass through this forward adds each slot input's gradient here.
         cache: CACHE entries to compute and return (full model only, so not with `mask` or `record`).
-        replace_mlp_hidden (layer, a [B, m]): that layer's MLP hidden activations (as CACHE["mlp_hidden"])
-            at each item's last position are `a` instead, e.g. alpha * the clean ones with alpha over
-            the batch (neuron attribution); gradients reach `a`. Everything else is computed as usual.
+        replace_mlp_hidden {layer: edit}: at each item's last position, that layer's MLP hidden
+            activations h [B, m] (as CACHE["mlp_hidden"]) become edit(h) [B, m], computed in this
+            forward from the layers before: e.g. alpha * clean activations with alpha over the batch
+            (neuron attribution; gradients reach what edit returns), or h with some neurons zeroed or
+            doubled (suppress / amplify, at several layers at once). Everything else runs as usual.
         """
         x0 = self.embed(ids) if embeds is None else embeds  # [B, T, d]
         B, T, _ = x0.shape
         rope = self._rope(x0, T)
-        if replace_mlp_hidden is not None and not 0 <= replace_mlp_hidden[0] < self.n_layers:
-            raise ValueError(f"replace_mlp_hidden: layer {replace_mlp_hidden[0]} of a {self.n_layers}-layer model")
+        replace_mlp_hidden = dict(replace_mlp_hidden or {})
+        outside = sorted(i for i in replace_mlp_hidden if not 0 <= i < self.n_layers)
+        if outside:
+            raise ValueError(f"replace_mlp_hidden: layers {outside} of a {self.n_layers}-layer model")
         inputs = _SlotInputs(self, x0, mask, reference, grads)
         kept = _Cache(cache, last, mask is not None or record) if cache else None
         resid, outs = x0, [x0[None]]

@@ -3,7 +3,9 @@
 NAME is the figure's file stem (results/{run}/figures/NAME.{pdf,png}); FIGURES is the registry:
 the settings stage it reads, its input options (each the rule's input key, `_` -> `-`; one path per
 training seed where several seeds apply) and how it is drawn. Every figure also reads --entities
-(frequency-group order). Circuit figures take --ablation and --budget by hand. By hand:
+(frequency-group order). Circuit figures take --ablation and --budget by hand. Knowledge-neuron
+figures (neurons_*, figures/neurons.py) check their tables first: a missing or outdated table is a
+one-line error naming the file. By hand:
 
     kcircuits figure circuit_hits --config config.yaml --hits results/x/seed-*/circuits/summary_hits.parquet \
         --entities results/x/data/entities.parquet --ablation mean --pdf hits.pdf --png hits.png
@@ -169,6 +171,52 @@ def _topology_mean_layer(args, s: dict) -> None:
     plot_mean_layer(read_parquets(args.topology), _groups(args), budget, trend, args.pdf, args.png)
 
 
+# ---- knowledge neurons (settings: neurons) ----------------------------------------------------------
+def _neuron_figure(args, option: str, plot: str, *extra) -> None:
+    """Draw neurons.PLOT from every seed's table given to --OPTION (checked by neurons.read_tables).
+    Without the rows the figure draws: a figure saying why where nothing may have qualified
+    (neurons.EMPTY_REASONS), else a TableError naming the files."""
+    from . import neurons
+
+    paths = getattr(args, option)
+    table = neurons.read_tables(paths, option)
+    log.info("figure %s: seeds %s, %d checkpoints, %d rows", args.figure, sorted(table["seed"].unique()),
+             table["checkpoint"].nunique(), len(table))
+    try:
+        getattr(neurons, plot)(table, _groups(args), *extra, args.pdf, args.png)
+    except neurons.NoRows as err:
+        files = " ".join(map(str, paths))
+        if option not in neurons.EMPTY_REASONS:
+            raise neurons.TableError(f"--{option} {files}: {err}") from None
+        reason = f"{err} in the --{option} tables ({neurons.EMPTY_REASONS[option]})"
+        log.warning("figure %s: %s: %s; the figure says so", args.figure, files, reason)
+        neurons.plot_nothing(args.figure, reason, args.pdf, args.png)
+
+
+def _neurons_layers(args, s: dict) -> None:
+    _neuron_figure(args, "layers", "plot_layers")
+
+
+def _neurons_suppress(args, s: dict) -> None:
+    _neuron_figure(args, "interventions", "plot_suppress")
+
+
+def _neurons_edit(args, s: dict) -> None:
+    _neuron_figure(args, "edits", "plot_edit")
+
+
+def _neurons_erase(args, s: dict) -> None:
+    _neuron_figure(args, "erase", "plot_erase")
+
+
+def _neurons_training(args, s: dict) -> None:
+    _neuron_figure(args, "evolution", "plot_training")
+
+
+def _neurons_circuit_overlap(args, s: dict) -> None:
+    _neuron_figure(args, "overlap", "plot_circuit_overlap", s["circuits"]["edge_budgets"])
+
+
 FIGURES = {
     "acquisition": Figure("figures", ("table",), _acquisition, "accuracy across training (eval summary per seed)"),
     "overwriting": Figure("figures", ("table",), _overwriting, "revised facts: new vs original values"),
@@ -190,6 +238,16 @@ FIGURES = {
                               "edge activation ratio, layer x checkpoint"),
     "topology_mean_layer": Figure("analysis", ("topology", "trend"), _topology_mean_layer,
                                   "mean circuit layer and its trend"),
+    "neurons_layers": Figure("neurons", ("layers",), _neurons_layers,
+                             "knowledge neurons by layer, IG vs baseline, last checkpoint"),
+    "neurons_suppress": Figure("neurons", ("interventions",), _neurons_suppress,
+                               "suppress / amplify knowledge vs random neurons, last checkpoint"),
+    "neurons_edit": Figure("neurons", ("edits",), _neurons_edit, "fact edits through value slots across training"),
+    "neurons_erase": Figure("neurons", ("erase",), _neurons_erase, "erasing an attribute, last checkpoint"),
+    "neurons_training": Figure("neurons", ("evolution",), _neurons_training,
+                               "knowledge neurons across training: count, layer, Jaccard, survival"),
+    "neurons_circuit_overlap": Figure("neurons", ("overlap",), _neurons_circuit_overlap,
+                                      "knowledge neurons inside circuits across training"),
 }
 
 

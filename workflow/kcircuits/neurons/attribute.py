@@ -14,8 +14,9 @@ Two point conventions (`points`):
 As m grows both approach the integral, and a layer's attributions sum to P(target | a) - P(target |
 that layer's activations zeroed) (completeness).
 
-Batched: every alpha of every prompt of a chunk in one forward per layer (prompts x steps rows; no
-Python loop over neurons or steps); `batch_size` caps the rows of one forward.
+Batched: every alpha of every prompt of a chunk, for as many layers as `batch_size` rows allow, in
+one forward and one backward (layers x prompts x steps rows, each block of rows scaling its own
+layer); no Python loop over neurons or steps.
 """
 from __future__ import annotations
 
@@ -41,33 +42,46 @@ def hidden_activations(model, ids: torch.Tensor, last: torch.Tensor) -> torch.Te
     return model.run(ids, last, cache="mlp_hidden")[1]["mlp_hidden"]
 
 
-def attribute_layer(model, ids: torch.Tensor, last: torch.Tensor, targets: torch.Tensor, layer: int,
-                    hidden: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """Attributions [P, m] of one layer for prompts ids [P, T] (last [P], targets [P]), given that
-    layer's activations hidden [P, m] and the points alpha [S]: one forward of P * S rows."""
-    P, S = ids.shape[0], alpha.shape[0]
-    scaled = (alpha[None, :, None] * hidden[:, None, :]).reshape(P * S, -1).requires_grad_(True)  # [P*S, m]
-    rows = torch.arange(P).repeat_interleave(S)  # [P*S]: prompt of each row
+def attribute_layers(model, ids: torch.Tensor, last: torch.Tensor, targets: torch.Tensor, layers: list[int],
+                     hidden: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Attributions [G, P, m] of G layers for prompts ids [P, T] (last [P], targets [P]), given those
+    layers' activations hidden [G, P, m] and the points alpha [S]: one forward and one backward of
+    G * P * S rows, rows of block g scaling layer layers[g] only (the others run as usual)."""
+    G, P, S = len(layers), ids.shape[0], alpha.shape[0]
+    scaled = (alpha[None, None, :, None] * hidden[:, :, None, :]).reshape(G, P * S, -1)  # [G, P*S, m]
+    scaled.requires_grad_(True)
+    rows = torch.arange(P, device=ids.device).repeat_interleave(S).repeat(G)  # [G*P*S]: prompt of each row
+    edits = {layer: _block_replaced(g * P * S, scaled[g]) for g, layer in enumerate(layers)}
     with torch.enable_grad():
-        logits = model.run(ids[rows], last[rows], replace_mlp_hidden=(layer, scaled))  # [P*S, V]
-        prob = torch.softmax(logits.float(), dim=-1).gather(1, targets[rows, None])  # [P*S, 1]
+        logits = model.run(ids[rows], last[rows], replace_mlp_hidden=edits)  # [G*P*S, V]
+        prob = torch.softmax(logits.float(), dim=-1).gather(1, targets[rows, None])  # [G*P*S, 1]
         (grad,) = torch.autograd.grad(prob.sum(), scaled)  # rows are independent: one backward
-    return hidden * grad.reshape(P, S, -1).mean(dim=1)  # [P, m]
+    return hidden * grad.reshape(G, P, S, -1).mean(dim=2)  # [G, P, m]
+
+
+def _block_replaced(start: int, values: torch.Tensor):
+    """An edit for CircuitModel.run: rows start .. start + len(values) become values, others stay."""
+    return lambda h: torch.cat([h[:start], values, h[start + len(values):]])
 
 
 def attribute(model, ids: torch.Tensor, last: torch.Tensor, targets: torch.Tensor, steps: int = 20,
               points: str = "left", batch_size: int = 256, layers=None) -> torch.Tensor:
     """Integrated-gradient attributions [L, P, m] of every MLP hidden neuron of `layers` (default all;
     other layers' rows are zero) for prompts ids [P, T] (right-padded, last [P]) and their target
-    tokens targets [P]. Scores do not depend on batch_size (rows of one forward, rounded to whole
-    prompts) or on the order of the prompts."""
+    tokens targets [P]. batch_size caps the rows of one forward (prompts x steps x layers: as many
+    layers per forward as fit, whole prompts and layers). Scores do not depend on batch_size, on
+    the number of layers per forward or on the order of the prompts."""
     alpha = alphas(steps, points).to(ids.device)
     hidden = hidden_activations(model, ids, last)  # [L, P, m]
     out = torch.zeros_like(hidden)
+    layers = list(range(hidden.shape[0]) if layers is None else layers)
     per_chunk = max(1, batch_size // steps)  # prompts per forward
-    for layer in range(hidden.shape[0]) if layers is None else layers:
-        for start in range(0, ids.shape[0], per_chunk):
-            part = slice(start, start + per_chunk)
-            out[layer, part] = attribute_layer(model, ids[part], last[part], targets[part], layer,
-                                               hidden[layer, part], alpha)
+    for start in range(0, ids.shape[0], per_chunk):
+        part = slice(start, start + per_chunk)
+        n = len(ids[part])
+        per_forward = max(1, batch_size // (n * steps))  # layers per forward
+        for k in range(0, len(layers), per_forward):
+            group = layers[k:k + per_forward]
+            out[group, part] = attribute_layers(model, ids[part], last[part], targets[part], group,
+                                                hidden[group, part], alpha)
     return out

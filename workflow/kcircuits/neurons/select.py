@@ -15,6 +15,11 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pandas as pd
+
+from ..circuits.graph import Graph
+from .facts import FACT_COLUMNS
+from .store import dense
 
 MIN_PROMPTS = 3
 
@@ -33,12 +38,12 @@ def refine(coarse_mask: np.ndarray, p: float, min_prompts: int = MIN_PROMPTS) ->
 
 
 def select_attribute(coarse_by_fact: dict, p: float = 0.7, step: float = 0.05, rounds: int = 6,
-                     band: tuple[float, float] = (2.0, 5.0)) -> tuple[dict, float]:
+                     band: tuple[float, float] = (2.0, 5.0), min_prompts: int = MIN_PROMPTS) -> tuple[dict, float]:
     """Knowledge neurons of every fact of one attribute ({fact: bool [P, N]} -> {fact: indices}) with the
     attribute's p after adjustment (see the module docstring)."""
     lo, hi = band
     for round_ in range(rounds + 1):
-        neurons = {fact: refine(mask, p) for fact, mask in coarse_by_fact.items()}
+        neurons = {fact: refine(mask, p, min_prompts) for fact, mask in coarse_by_fact.items()}
         mean = float(np.mean([len(n) for n in neurons.values()])) if neurons else 0.0
         if lo <= mean <= hi or round_ == rounds:
             return neurons, p
@@ -51,3 +56,62 @@ def relation_neurons(neurons_by_fact: dict, share: float = 0.1) -> np.ndarray:
     counts = Counter(int(i) for indices in neurons_by_fact.values() for i in indices)
     need = share * len(neurons_by_fact)
     return np.array(sorted(i for i, c in counts.items() if c >= need), dtype=np.int64)
+
+
+def knowledge_neurons(prompts: pd.DataFrame, sparse: dict, n_neurons: int, d_mlp: int, settings: dict,
+                      thresholds: dict[str, float]):
+    """Every fact's knowledge neurons for each (target kind, method) of a checkpoint.
+
+    prompts: prompts.parquet with its RangeIndex (row q: row q of the stored scores); sparse {method: CSR scores}
+    (store.py); thresholds {method: t}; settings: config `neurons`. Returns (facts table, neurons
+    table, {(target_kind, method): {fact: indices}}, {(target_kind, method): {attribute: relation-level
+    indices}}), tables as the stage's contract.
+    """
+    share, facts, rows, found, relation = settings["share"], [], [], {}, {}
+    for (kind, method, attr), part in _groups(prompts, thresholds):
+        scores = {fact: dense(sparse[method], g.index.to_numpy(), n_neurons)  # [P, N]: rows of the stored scores
+                  for fact, g in part.groupby("fact")}
+        masks = {fact: coarse(x, thresholds[method]) for fact, x in scores.items()}
+        neurons, p = select_attribute(masks, share["start"], share["step"], share["rounds"], tuple(share["band"]),
+                                      settings["min_prompts"])
+        shared = relation_neurons(neurons, settings["relation_share"])
+        found.setdefault((kind, method), {}).update(neurons)
+        relation.setdefault((kind, method), {})[attr] = shared
+        for fact, g in part.groupby("fact"):
+            idx = neurons[fact]
+            head = {**g.iloc[0][FACT_COLUMNS].to_dict(), "target_kind": kind, "method": method}
+            facts.append({**head, "n_prompts": len(g), "prob": g["prob"].mean(), "p": p, "n_neurons": len(idx),
+                          "n_layers": n_neurons // d_mlp,
+                          "mean_layer": (idx // d_mlp).mean() if len(idx) else np.nan})
+            rows += [{**head, "index": int(i), "layer": int(i // d_mlp), "neuron": int(i % d_mlp),
+                      "score": float(scores[fact][:, i].mean()), "n_coarse": int(masks[fact][:, i].sum()),
+                      "relation": bool(np.isin(i, shared))} for i in idx]
+    neuron_columns = FACT_COLUMNS + ["target_kind", "method", "index", "layer", "neuron", "score", "n_coarse",
+                                     "relation"]
+    return pd.DataFrame(facts), pd.DataFrame(rows, columns=neuron_columns), found, relation
+
+
+def _groups(prompts: pd.DataFrame, thresholds: dict):
+    """((target_kind, method, attribute), prompt rows) in a fixed order: p is adjusted per attribute."""
+    for (kind, attr), part in prompts.groupby(["target_kind", "attribute"], sort=True):
+        for method in thresholds:
+            yield (kind, method, attr), part
+
+
+def circuit_overlap(neurons: pd.DataFrame, circuits: pd.DataFrame) -> pd.DataFrame:
+    """Per (type, freq_group, attribute = circuit task, method, budget): how many of the cell's distinct
+    knowledge neurons (value target) have their layer's MLP node (Graph.mlp_name) among the nodes of the
+    cell's circuit at that budget. Attributes without a circuit task are left out."""
+    cell = ["type", "freq_group", "attribute"]
+    kn = neurons[neurons["target_kind"] == "value"].drop_duplicates(cell + ["method", "index"])
+    edges = circuits.rename(columns={"task": "attribute"})
+    rows = []
+    for (etype, group, attr, budget), circuit in edges.groupby(cell + ["budget"], sort=True):
+        nodes = set(circuit["parent"]) | set(circuit["child"])
+        in_cell = kn[(kn["type"] == etype) & (kn["freq_group"] == group) & (kn["attribute"] == attr)]
+        for method, part in in_cell.groupby("method", sort=True):
+            inside = int(part["layer"].map(lambda layer: Graph.mlp_name(layer) in nodes).sum())
+            rows.append({"type": etype, "freq_group": group, "attribute": attr, "method": method,
+                         "budget": budget, "n_neurons": len(part), "n_in_circuit": inside,
+                         "share": inside / len(part)})
+    return pd.DataFrame(rows, columns=cell + ["method", "budget", "n_neurons", "n_in_circuit", "share"])

@@ -1,0 +1,107 @@
+# Knowledge neurons (Dai et al. 2022) at every checkpoint, on the same facts at each: the facts' bags
+# once, then per (seed, checkpoint) attribution and selection + experiments, then a join per seed with
+# the neurons' evolution across checkpoints (figures: rules/figures.smk; contract of every table:
+# workflow/kcircuits/neurons/stage.py).
+#
+# Outputs:
+#   results/{run}/data/neuron_bags.parquet                        sampled facts x their query prompts
+#   results/{run}/seed-{seed}/neurons/{ckpt}/prompts.parquet      prompt x target: P(target), rank
+#   results/{run}/seed-{seed}/neurons/{ckpt}/scores.safetensors   per prompt, its top IG / activation scores
+#   results/{run}/seed-{seed}/neurons/{ckpt}/{facts,neurons,interventions,edits,erase,overlap}.parquet
+#   results/{run}/seed-{seed}/analysis/neuron_{facts,interventions,edits,erase,overlap,evolution,layers}.parquet
+
+
+rule neuron_facts:
+    input:
+        probes=PATHS["probes"],
+    output:
+        bags=PATHS["neuron_bags"],
+    params:
+        settings=narrow_settings("neurons", neurons=["facts_per_cell"]),
+    log:
+        f"{LOGS}/data/neuron_facts.log",
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m kcircuits neurons facts --settings {params.settings:q} --probes {input.probes} "
+        "--out {output.bags} > {log} 2>&1"
+
+
+rule neurons_attribute:
+    input:
+        checkpoint=PATHS["checkpoint"],
+        tokenizer=PATHS["tokenizer"],
+        bags=PATHS["neuron_bags"],
+    output:
+        prompts=PATHS["neuron_prompts"],
+        scores=PATHS["neuron_scores"],
+    params:
+        settings=NEURON_ATTRIBUTE_SETTINGS,
+    log:
+        f"{SEED_LOGS}/neurons/{{ckpt}}_attribute.log",
+    benchmark:
+        f"{SEED_BENCH}/neurons/{{ckpt}}_attribute.tsv"
+    threads: job_threads("analysis")  # config compute.analysis
+    resources:
+        **job_resources("analysis"),
+    conda:
+        "../envs/evaluate.yaml"
+    shell:
+        "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits neurons attribute "
+        "--settings {params.settings:q} --checkpoint {input.checkpoint} --tokenizer {input.tokenizer} "
+        "--bags {input.bags} --threads {threads} --out-prompts {output.prompts} --out-scores {output.scores} "
+        "> {log} 2>&1"
+
+
+rule neurons_select:
+    input:
+        checkpoint=PATHS["checkpoint"],
+        tokenizer=PATHS["tokenizer"],
+        prompts=PATHS["neuron_prompts"],
+        scores=PATHS["neuron_scores"],
+        circuits=PATHS["circuits"],
+    output:
+        **{name: PATHS[f"neurons_{name}"] for name in NEURON_TABLES},
+    params:
+        settings=NEURON_SETTINGS,
+        outputs=lambda wildcards, output: " ".join(f"--out-{name} {output[name]}" for name in NEURON_TABLES),
+    log:
+        f"{SEED_LOGS}/neurons/{{ckpt}}_select.log",
+    benchmark:
+        f"{SEED_BENCH}/neurons/{{ckpt}}_select.tsv"
+    threads: job_threads("analysis")
+    resources:
+        **job_resources("analysis"),
+    conda:
+        "../envs/evaluate.yaml"
+    shell:
+        "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits neurons select "
+        "--settings {params.settings:q} --checkpoint {input.checkpoint} --tokenizer {input.tokenizer} "
+        "--prompts {input.prompts} --scores {input.scores} --circuits {input.circuits} --threads {threads} "
+        "{params.outputs} > {log} 2>&1"
+
+
+rule neurons_summary:
+    input:
+        **{name: across_checkpoints(f"neurons_{name}") for name in NEURON_TABLES},
+    output:
+        **{name: PATHS[f"seed_neuron_{name}"] for name in NEURON_SEED_TABLES},
+        evolution=PATHS["neuron_evolution"],
+        layers=PATHS["neuron_layers"],
+    params:
+        settings=NEURON_SETTINGS,
+        inputs=input_options,
+        outputs=lambda wildcards, output: " ".join(f"--out-{name} {path}" for name, path in output.items()),
+    log:
+        f"{SEED_LOGS}/neurons/summary.log",
+    conda:
+        "../envs/evaluate.yaml"
+    shell:
+        "python -m kcircuits neurons summary --settings {params.settings:q} {params.inputs} {params.outputs} "
+        "> {log} 2>&1"
+
+
+NEURON_TARGETS = expand(
+    [*(PATHS[f"seed_neuron_{name}"] for name in NEURON_SEED_TABLES), PATHS["neuron_evolution"], PATHS["neuron_layers"]],
+    seed=SEEDS,
+)
