@@ -1,9 +1,9 @@
 # Results across seeds and checkpoints: one tidy table with every metric, and the findings summary
-# (does each of the original study's three findings hold in this run?).
+# (does each of the original study's three findings hold in this run? and the knowledge-neuron claim).
 #
 # Outputs:
 #   results/{run}/analysis/table.parquet   row per (seed, checkpoint, task, type, freq_group, budget)
-#   results/{run}/analysis/findings.json   the three findings with their numbers and verdicts
+#   results/{run}/analysis/findings.json   the findings with their numbers and verdicts
 #   results/{run}/analysis/findings.md     the same, as a short markdown report
 
 

@@ -85,7 +85,7 @@ def random_model(family: str = "gpt2", layers: int = 2, heads: int = 4, d: int =
     for p in hf.parameters():
         if p.dim() > 1:
             torch.nn.init.normal_(p, std=std)
-    return hf
+    return hf.eval()  # no dropout: tests compare against it directly
 
 
 def random_checkpoint(folder: Path, tok, name: str, epoch: float, seed: int = 0, train_seed: int = 0,

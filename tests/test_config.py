@@ -58,6 +58,13 @@ def test_default_config_is_valid():
     ({"analysis": {"heads": {"mover_ratio": 2.0, "relation_ratio": 2.0}}},
      "analysis.heads.mover_ratio (2.0) must be greater"),
     ({"model": {"init": "/nonexistent/dir"}}, "model.init: /nonexistent/dir: no such folder"),
+    ({"neurons": {"ig_points": "right"}}, "neurons.ig_points: 'right' is not one of"),
+    ({"neurons": {"facts_per_cell": 0}}, "neurons.facts_per_cell: 0 is less than the minimum of 1"),
+    ({"neurons": {"share": {"band": [5, 2]}}}, "neurons.share.band: lower end 5 is above the upper end 2"),
+    ({"neurons": {"threshold": 0.05}}, "neurons.threshold (0.05) is below neurons.store_threshold (0.1)"),
+    ({"neurons": {"baseline_threshold": 0.05}}, "neurons.baseline_threshold (0.05) is below"),
+    ({"neurons": {"min_prompts": 5}}, "resources.templates: 'birthday' has 4 query templates"),
+    ({"neurons": {"edit": {"lambda3": 1}}}, "neurons.edit: unknown key(s) 'lambda3'"),
 ])
 def test_bad_values_name_the_key(changes, expected):
     with pytest.raises(ConfigError) as err:

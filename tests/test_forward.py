@@ -84,6 +84,27 @@ def test_gradients_reach_the_scaled_hidden_activations(family, extra):
         torch.testing.assert_close(scaled.grad[k], a.grad, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("family,extra", FAMILIES)
+def test_the_last_position_alone_continues_a_clean_run_exactly(family, extra):
+    """run_last: rows whose last-position stream after layer l changed (here: the MLP's hidden units
+    replaced), continued from the clean keys and values, give the logits of the full forward with
+    that replacement; rows of several layers in one call, in layer order."""
+    model = CircuitModel(random_model(family, layers=3, std=0.3, **extra))
+    with torch.no_grad():
+        _, c = model.run(IDS, LAST, cache=("resid", "keys", "values", "mlp_hidden"))
+        rows = torch.arange(len(IDS))
+        entries, expected = {}, []
+        for layer in (0, 2, 1):
+            new = torch.randn(c["mlp_hidden"].shape[1:], generator=torch.Generator().manual_seed(layer))  # [B, m]
+            mlp = model.layers[layer].mlp_out
+            after = c["resid"][layer + 1, rows, LAST] - mlp(c["mlp_hidden"][layer]) + mlp(new)  # [B, d]
+            entries[layer] = (after, rows)
+            expected.append((layer, model.run(IDS, LAST, replace_mlp_hidden={layer: lambda h, a=new: a})))
+        logits = model.run_last(entries, LAST, c["keys"], c["values"])  # [3B, V]: by ascending layer
+    torch.testing.assert_close(logits, torch.cat([e for _, e in sorted(expected, key=lambda e: e[0])]),
+                               atol=1e-5, rtol=1e-5)
+
+
 def test_cache_requests_are_checked():
     model = CircuitModel(random_model())
     with pytest.raises(ValueError, match="unknown cache entries"):

@@ -56,7 +56,8 @@ def test_points():
         alphas(4, "right")
 
 
-@pytest.mark.parametrize("family,extra", [("gpt2", {}), ("llama", {"num_key_value_heads": 2})])
+@pytest.mark.parametrize("family,extra", [("gpt2", {}), ("llama", {"num_key_value_heads": 2}), ("gpt_neox", {}),
+                                          ("gpt_neox", {"use_parallel_residual": False})])
 @pytest.mark.parametrize("points", ["left", "grid"])
 def test_attribution_equals_the_reference_loop_on_the_hf_model(family, extra, points):
     hf = random_model(family, std=0.3, **extra)

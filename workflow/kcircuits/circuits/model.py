@@ -38,6 +38,7 @@ from .hooks import accumulate_into, shared_norm_qkv, slot_backward_weights
 
 CACHE = {  # what run(..., cache=names) can return: name -> shape and meaning (full model only)
     "resid": "[L + 1, B, T, d] residual stream: the embeddings, then the stream after each layer",
+    "keys": "[L, B, H, T, dh] every head's key vectors (rotated; key bias included; kv heads repeated per head)",
     "values": "[L, B, H, T, dh] every head's value vectors (value bias included; kv heads repeated per head)",
     "attn_last": "[L, B, H, T] attention pattern from each item's last position (0 beyond it)",
     "mlp_hidden": "[L, B, m] MLP hidden activations at each item's last position: after the nonlinearity "
@@ -161,6 +162,7 @@ class CircuitModel:
         if rope is not None:
             q, k = _apply_rope(q, rope), _apply_rope(k, rope)
         if kept is not None:
+            kept.add("keys", lambda: k)
             kept.add("values", lambda: v)
             kept.add("attn_last", lambda: _last_pattern(q, k, kept.last, layer.scale))
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=layer.scale)
@@ -242,6 +244,47 @@ class CircuitModel:
             return logits
         kept.add("resid", lambda: resid)
         return logits, kept.result()
+
+    def run_last(self, entries: Mapping[int, tuple[torch.Tensor, torch.Tensor]], last: torch.Tensor,
+                 keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """The rest of a forward for the last position only, when only that position changed from a
+        clean run (cache "keys", "values" of prompts [P]): earlier positions are the clean ones, so
+        each row attends to their cached keys and values and to its own. Returns logits [R, V].
+
+        entries {layer l: (x [R_l, d], prompt [R_l])}: rows whose last-position residual stream after
+        layer l is x (prompt: the clean prompt of each row); they join at layer l + 1, so rows of
+        several layers share one forward. Logits rows: the entries' rows by ascending layer. last [P].
+        """
+        device = last.device
+        x, prompt = torch.empty(0, self.d_model, device=device), torch.empty(0, dtype=torch.long, device=device)
+        for i in range(min(entries), self.n_layers + 1):
+            if i - 1 in entries:  # rows whose stream after layer i - 1 is given join here
+                x, prompt = torch.cat([x, entries[i - 1][0]]), torch.cat([prompt, entries[i - 1][1]])
+            if i < self.n_layers:
+                x = self._layer_last(self.layers[i], x, last[prompt], keys[i, prompt], values[i, prompt])
+        return self.unembed(self.final_norm(x))
+
+    def _layer_last(self, layer: Layer, x: torch.Tensor, last: torch.Tensor, keys: torch.Tensor,
+                    values: torch.Tensor) -> torch.Tensor:
+        """One layer at the last position: x [R, d] -> [R, d]; keys, values [R, H, T, dh] clean."""
+        R, H, T, dh = keys.shape
+        qkv = layer.norm_attn(x) @ layer.w_cat
+        q, k, v = (qkv if layer.b_cat is None else qkv + layer.b_cat).view(R, 3, H, dh).unbind(1)  # [R, H, dh]
+        if self.rotary is not None:
+            cos, sin = (r[0, 0][last][:, None, :] for r in self._rope(x[:, None], T))  # [R, 1, r]
+            q, k = _apply_rope(q, (cos, sin)), _apply_rope(k, (cos, sin))
+        past = torch.arange(T, device=x.device)[None, :] < last[:, None]  # [R, T]: earlier positions, clean
+        scores = torch.einsum("rhe,rhte->rht", q, keys).masked_fill(~past[:, None, :], -math.inf)
+        own = (q * k).sum(-1, keepdim=True)  # [R, H, 1]
+        w = torch.softmax(torch.cat([scores, own], -1) * layer.scale, -1)  # [R, H, T + 1]
+        z = torch.einsum("rht,rhte->rhe", w[..., :T], values) + w[..., T:] * v  # [R, H, dh]
+        attn = z.reshape(R, H * dh) @ layer.w_o.flatten(0, 1)
+        if layer.b_o is not None:
+            attn = attn + layer.b_o
+        if self.parallel:
+            return x + attn + layer.mlp_out(layer.mlp_in(layer.norm_mlp(x)))
+        mid = x + attn
+        return mid + layer.mlp_out(layer.mlp_in(layer.norm_mlp(mid)))
 
     def _workspace(self, *shape: int) -> torch.Tensor:
         """Scratch [2, 3H, B, T, d] for the per-slot backward, kept between calls (see hooks.py)."""

@@ -106,7 +106,7 @@ def edit_rule(slots: torch.Tensor, e_old: torch.Tensor, e_new: torch.Tensor, lam
 
 # ---- scoring -----------------------------------------------------------------------------------------------
 @torch.no_grad()
-def _scores(model, ids: torch.Tensor, last: torch.Tensor, targets: torch.Tensor, batch_size: int,
+def target_scores(model, ids: torch.Tensor, last: torch.Tensor, targets: torch.Tensor, batch_size: int,
             edits: Callable[[slice], dict] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """log P(target) [Q] (float64) and target rank [Q] (int64) for prompts ids [Q, T]; edits(rows)
     gives a batch's replace_mlp_hidden (None: the model as it is)."""
@@ -152,7 +152,7 @@ def scaled_neurons_prob(model, ids: torch.Tensor, last: torch.Tensor, targets: t
         return scale_edits(neurons_per_row[part], L, m, factor)
 
     modified = neurons_per_row is not None and factor != 1.0
-    return np.exp(_scores(model, ids, last, targets, batch_size, batch_edits if modified else None)[0])
+    return np.exp(target_scores(model, ids, last, targets, batch_size, batch_edits if modified else None)[0])
 
 
 def _ppl(logprob: np.ndarray) -> float:
@@ -270,14 +270,14 @@ def edits(model, bags: Bags, neurons: dict, relation: dict, candidates: pd.DataF
     value's first token id as these prompts encode it). A row per edited fact: FACT_COLUMNS, EDIT_COLUMNS."""
     rng = np.random.default_rng() if rng is None else rng
     v, prompts, facts = _value_bags(bags)
-    gold_lp, gold_rank = _scores(model, v.ids, v.last, v.targets, batch_size)  # [Q]: the unedited model
+    gold_lp, gold_rank = target_scores(model, v.ids, v.last, v.targets, batch_size)  # [Q]: the unedited model
     plan = _edit_plan((v, prompts, facts), neurons, relation, candidates, gold_rank, facts_per_attribute,
                       ppl_facts, rng)
     if not plan:
         return pd.DataFrame(columns=FACT_COLUMNS + EDIT_COLUMNS)
     at = torch.as_tensor([p["pos"] for p in plan])
     new_tokens = torch.as_tensor([p["new_token"] for p in plan])
-    new_lp, new_rank = _scores(model, v.ids[at], v.last[at], new_tokens, batch_size)  # [E]: new token, unedited
+    new_lp, new_rank = target_scores(model, v.ids[at], v.last[at], new_tokens, batch_size)  # [E]: new token, unedited
     embed = model.unembed.weight.detach()  # [V, d]
     records = []
     for e, p in enumerate(plan):
@@ -288,7 +288,7 @@ def edits(model, bags: Bags, neurons: dict, relation: dict, candidates: pd.DataF
         targets[0] = p["new_token"]  # row 0: the new token; row 1: the old one; then the PPL prompts' gold
         with edited_value_slots(model, p["neurons"], edit_rule(slots, embed[old], embed[p["new_token"]],
                                                                   lambda1, lambda2)):
-            lp, rank = _scores(model, v.ids[rows], v.last[rows], targets, batch_size)
+            lp, rank = target_scores(model, v.ids[rows], v.last[rows], targets, batch_size)
         n_intra = len(p["intra"])
         records.append({
             **facts.loc[p["fact"]].to_dict(), "template": v.rows.at[p["pos"], "template"], "old_token": old,
@@ -319,7 +319,7 @@ def erase(model, bags: Bags, neurons: dict, n_neurons: int = 20, batch_size: int
     scope: erased | other): attribute, scope, n_neurons, n_prompts, accuracy_before, accuracy_after
     (top-1: rank 0), ppl_before, ppl_after."""
     v, _, facts = _value_bags(bags)
-    before = _scores(model, v.ids, v.last, v.targets, batch_size)  # ([Q], [Q])
+    before = target_scores(model, v.ids, v.last, v.targets, batch_size)  # ([Q], [Q])
     attribute = v.rows["attribute"].to_numpy()
     records = []
     for attr in pd.unique(facts["attribute"]):
@@ -327,7 +327,7 @@ def erase(model, bags: Bags, neurons: dict, n_neurons: int = 20, batch_size: int
         after = before
         if len(idx):
             with edited_value_slots(model, idx, torch.zeros(len(idx), value_matrix(model, 0).shape[1])):
-                after = _scores(model, v.ids, v.last, v.targets, batch_size)
+                after = target_scores(model, v.ids, v.last, v.targets, batch_size)
         for scope, where in (("erased", attribute == attr), ("other", attribute != attr)):
             records.append({"attribute": attr, "scope": scope, "n_neurons": len(idx), "n_prompts": int(where.sum()),
                             "accuracy_before": _accuracy(before[1][where]),

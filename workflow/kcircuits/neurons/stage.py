@@ -99,6 +99,7 @@ def _attribute(args, s: dict) -> None:
     from ..circuits.stage import load_checkpoint
     from ..tokenizer import load_tokenizer
     from .attribute import attribute, hidden_activations
+    from .experiments import target_scores
     from .facts import encode, prompt_rows
     from .store import save_scores
 
@@ -111,26 +112,11 @@ def _attribute(args, s: dict) -> None:
     flat = {"ig": ig.permute(1, 0, 2).reshape(Q, L * m), "baseline": act.permute(1, 0, 2).reshape(Q, L * m)}
     with io.atomic_path(args.out_scores) as tmp:
         save_scores(str(tmp), flat, n["store_threshold"], L, m)
-    rows = bags.rows.assign(**_clean_scores(model, bags, n["batch_size"]))
+    logprob, rank = target_scores(model, bags.ids, bags.last, bags.targets, n["batch_size"])  # the unmodified model
+    rows = bags.rows.assign(prob=np.exp(logprob), rank=rank)
     prov = {**io.provenance("neurons_attribute", s["seed"], s, "torch", "transformers"), "checkpoint": meta}
     io.write_parquet(io.with_leading_columns(rows, meta), args.out_prompts, prov)
     log.info("%s: %d prompts x %d neurons, %.1f s", meta["checkpoint"], Q, L * m, time.perf_counter() - started)
-
-
-def _clean_scores(model, bags, batch_size: int) -> dict[str, np.ndarray]:
-    """P(target) and its rank for every prompt of the bags (the unmodified model), batched."""
-    import torch
-
-    from ..evaluate.metrics import target_rank
-
-    prob, rank = [], []
-    with torch.no_grad():
-        for start in range(0, len(bags), batch_size):
-            part = slice(start, start + batch_size)
-            logits = model.run(bags.ids[part], bags.last[part])  # [B, V]
-            prob.append(torch.softmax(logits.float(), -1).gather(1, bags.targets[part, None])[:, 0])
-            rank.append(target_rank(logits, bags.targets[part]))
-    return {"prob": torch.cat(prob).numpy(), "rank": torch.cat(rank).numpy()}
 
 
 def _select(args, s: dict) -> None:
