@@ -196,11 +196,7 @@ COMPONENTS_SETTINGS = narrow_settings(
     circuit_pairs=["tasks"],
     circuits=["batch_size", "max_pairs", "edge_budgets"],
 )
-# Knowledge neurons: attribution reads only how scores are computed and kept; selection and the
-# experiments read every neurons setting but no circuits setting (circuits.parquet is an input).
-NEURON_ATTRIBUTE_SETTINGS = narrow_settings(
-    "neurons", neurons=["ig_steps", "ig_points", "batch_size", "store_threshold"]
-)
+# Knowledge neurons: every neurons setting but no circuits setting (circuits.parquet is an input).
 NEURON_SETTINGS = narrow_settings("neurons", neurons=None)
 
 

@@ -1,5 +1,5 @@
 # Knowledge neurons (Dai et al. 2022) at every checkpoint, on the same facts at each: the facts' bags
-# once, then per (seed, checkpoint) attribution and selection + experiments, then a join per seed with
+# once, then per (seed, checkpoint) attribution, selection and experiments, then a join per seed with
 # the neurons' evolution across checkpoints (figures: rules/figures.smk; contract of every table:
 # workflow/kcircuits/neurons/stage.py).
 #
@@ -27,58 +27,35 @@ rule neuron_facts:
         "--out {output.bags} > {log} 2>&1"
 
 
-rule neurons_attribute:
+# Attribution, selection and experiments in one job per checkpoint: a second job would load Python,
+# torch and the model again, as long as the work itself on the default. `kcircuits neurons select`
+# re-selects from the saved scores by hand.
+rule neurons_measure:
     input:
         checkpoint=PATHS["checkpoint"],
         tokenizer=PATHS["tokenizer"],
         bags=PATHS["neuron_bags"],
+        circuits=PATHS["circuits"],
     output:
+        **{name: PATHS[f"neurons_{name}"] for name in NEURON_TABLES},
         prompts=PATHS["neuron_prompts"],
         scores=PATHS["neuron_scores"],
     params:
-        settings=NEURON_ATTRIBUTE_SETTINGS,
+        settings=NEURON_SETTINGS,
+        outputs=lambda wildcards, output: " ".join(f"--out-{name} {path}" for name, path in output.items()),
     log:
-        f"{SEED_LOGS}/neurons/{{ckpt}}_attribute.log",
+        f"{SEED_LOGS}/neurons/{{ckpt}}.log",
     benchmark:
-        f"{SEED_BENCH}/neurons/{{ckpt}}_attribute.tsv"
+        f"{SEED_BENCH}/neurons/{{ckpt}}.tsv"
     threads: job_threads("analysis")  # config compute.analysis
     resources:
         **job_resources("analysis"),
     conda:
         "../envs/evaluate.yaml"
     shell:
-        "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits neurons attribute "
+        "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits neurons measure "
         "--settings {params.settings:q} --checkpoint {input.checkpoint} --tokenizer {input.tokenizer} "
-        "--bags {input.bags} --threads {threads} --out-prompts {output.prompts} --out-scores {output.scores} "
-        "> {log} 2>&1"
-
-
-rule neurons_select:
-    input:
-        checkpoint=PATHS["checkpoint"],
-        tokenizer=PATHS["tokenizer"],
-        prompts=PATHS["neuron_prompts"],
-        scores=PATHS["neuron_scores"],
-        circuits=PATHS["circuits"],
-    output:
-        **{name: PATHS[f"neurons_{name}"] for name in NEURON_TABLES},
-    params:
-        settings=NEURON_SETTINGS,
-        outputs=lambda wildcards, output: " ".join(f"--out-{name} {output[name]}" for name in NEURON_TABLES),
-    log:
-        f"{SEED_LOGS}/neurons/{{ckpt}}_select.log",
-    benchmark:
-        f"{SEED_BENCH}/neurons/{{ckpt}}_select.tsv"
-    threads: job_threads("analysis")
-    resources:
-        **job_resources("analysis"),
-    conda:
-        "../envs/evaluate.yaml"
-    shell:
-        "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits neurons select "
-        "--settings {params.settings:q} --checkpoint {input.checkpoint} --tokenizer {input.tokenizer} "
-        "--prompts {input.prompts} --scores {input.scores} --circuits {input.circuits} --threads {threads} "
-        "{params.outputs} > {log} 2>&1"
+        "--bags {input.bags} --circuits {input.circuits} --threads {threads} {params.outputs} > {log} 2>&1"
 
 
 rule neurons_summary:

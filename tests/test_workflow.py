@@ -25,7 +25,7 @@ FIGURES = ["acquisition", "overwriting", "entity_heatmap", "circuit_hits", "circ
            "neurons_layers", "neurons_suppress", "neurons_edit", "neurons_erase", "neurons_training",
            "neurons_circuit_overlap"]
 PER_CHECKPOINT = {"evaluate", "circuit_scores", "circuit_eval", "circuit_transplant", "components_measure",
-                  "neurons_attribute", "neurons_select"}
+                  "neurons_measure"}
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from .facts import FACT_COLUMNS
 from .store import dense
 
 MIN_PROMPTS = 3
+NEURON_COLUMNS = FACT_COLUMNS + ["target_kind", "method", "index", "layer", "neuron", "score", "n_coarse", "relation"]
 
 
 def coarse(scores: np.ndarray, t: float) -> np.ndarray:
@@ -83,12 +84,10 @@ def knowledge_neurons(prompts: pd.DataFrame, sparse: dict, n_neurons: int, d_mlp
             facts.append({**head, "n_prompts": len(g), "prob": g["prob"].mean(), "p": p, "n_neurons": len(idx),
                           "n_layers": n_neurons // d_mlp,
                           "mean_layer": (idx // d_mlp).mean() if len(idx) else np.nan})
-            rows += [{**head, "index": int(i), "layer": int(i // d_mlp), "neuron": int(i % d_mlp),
-                      "score": float(scores[fact][:, i].mean()), "n_coarse": int(masks[fact][:, i].sum()),
-                      "relation": bool(np.isin(i, shared))} for i in idx]
-    neuron_columns = FACT_COLUMNS + ["target_kind", "method", "index", "layer", "neuron", "score", "n_coarse",
-                                     "relation"]
-    return pd.DataFrame(facts), pd.DataFrame(rows, columns=neuron_columns), found, relation
+            rows.append(pd.DataFrame({**head, "index": idx, "layer": idx // d_mlp, "neuron": idx % d_mlp,
+                                      "score": scores[fact][:, idx].mean(0), "n_coarse": masks[fact][:, idx].sum(0),
+                                      "relation": np.isin(idx, shared)}, columns=NEURON_COLUMNS))
+    return pd.DataFrame(facts), pd.concat(rows, ignore_index=True), found, relation
 
 
 def _groups(prompts: pd.DataFrame, thresholds: dict):

@@ -1,12 +1,14 @@
-"""The `neurons` stage: `kcircuits neurons ACTION ...`, one action per Snakemake rule.
+"""The `neurons` stage: `kcircuits neurons ACTION ...`, one action per Snakemake rule (select: by hand).
 
     facts      the sampled facts' bags (facts.py), once for every checkpoint: data/neuron_bags.parquet
-    attribute  one checkpoint: integrated-gradient scores (attribute.py) and raw activations (the
-               baseline method) of every MLP hidden neuron for every prompt of every bag, for the
-               value's first token and, for revised entities, the base-world value's
-    select     one checkpoint: knowledge neurons (select.py, IG and baseline), suppress / amplify,
-               edit and erase (experiments.py, on the loaded copy of the weights), and the overlap
-               of each cell's neurons with its circuits
+    measure    one checkpoint, one model load: attribution -- integrated-gradient scores
+               (attribute.py) and raw activations (the baseline method) of every MLP hidden neuron
+               for every prompt of every bag, for the value's first token and, for revised
+               entities, the base-world value's, saved -- then `select` on what was saved
+    select     one checkpoint, from saved scores: knowledge neurons (select.py, IG and baseline),
+               suppress / amplify, edit and erase (experiments.py, on the loaded copy of the
+               weights), and the overlap of each cell's neurons with its circuits; by hand, it
+               re-selects with other neurons.* thresholds without attributing again
     summary    one training seed: the per-checkpoint tables joined in training order, and their
                evolution (evolution.py): neurons per fact, layers, Jaccard to previous / final,
                survival of the base model's neurons of revised facts' original values
@@ -60,7 +62,9 @@ from ..vocabulary import with_order
 
 log = logging.getLogger("kcircuits")
 METHODS = ("ig", "baseline")
-SEED_TABLES = ("facts", "interventions", "edits", "erase", "overlap")  # joined per seed as they are
+TABLES = ("facts", "neurons", "interventions", "edits", "erase", "overlap")  # per checkpoint
+OUT_TABLES = tuple(f"out_{t}" for t in TABLES)
+SEED_TABLES = tuple(t for t in TABLES if t != "neurons")  # joined per seed as they are
 
 
 def add_parser(subparsers) -> None:
@@ -68,13 +72,12 @@ def add_parser(subparsers) -> None:
                    __doc__.split("\n")[0])
     a = command(acts, "facts", "sample the facts and their bags (once for every checkpoint)", "neurons", _facts)
     add_paths(a, "probes", "out")
-    a = command(acts, "attribute", "IG scores and activations of every MLP neuron, one checkpoint", "neurons",
-                _attribute)
-    add_paths(a, "checkpoint", "tokenizer", "bags", "out_prompts", "out_scores")
+    a = command(acts, "measure", "attribution, knowledge neurons and experiments of one checkpoint", "neurons",
+                _measure)
+    add_paths(a, "checkpoint", "tokenizer", "bags", "circuits", "out_prompts", "out_scores", *OUT_TABLES)
     add_threads_argument(a)
-    a = command(acts, "select", "knowledge neurons and experiments, one checkpoint", "neurons", _select)
-    add_paths(a, "checkpoint", "tokenizer", "prompts", "scores", "circuits",
-              *(f"out_{t}" for t in ("facts", "neurons", "interventions", "edits", "erase", "overlap")))
+    a = command(acts, "select", "knowledge neurons and experiments again, from saved scores", "neurons", _select)
+    add_paths(a, "checkpoint", "tokenizer", "prompts", "scores", "circuits", *OUT_TABLES)
     add_threads_argument(a)
     a = command(acts, "summary", "one seed's tables in training order, and their evolution", "neurons", _summary)
     add_paths(a, *SEED_TABLES, "neurons", many=True)
@@ -95,17 +98,28 @@ def _facts(args, s: dict) -> None:
     log.info("%d facts, %d prompts", bags["fact"].nunique(), len(bags))
 
 
-def _attribute(args, s: dict) -> None:
+def _measure(args, s: dict) -> None:
+    """Attribution, then selection and experiments on the same loaded model (one interpreter and
+    one model load per checkpoint: on the default, they cost as much as the work itself)."""
     from ..circuits.stage import load_checkpoint
     from ..tokenizer import load_tokenizer
+
+    model, meta = load_checkpoint(args.checkpoint)
+    tok = load_tokenizer(args.tokenizer)
+    _attribute(args, s, model, meta, tok)
+    args.prompts, args.scores = args.out_prompts, args.out_scores  # selection reads what was just saved
+    _select(args, s, model, meta, tok)
+
+
+def _attribute(args, s: dict, model, meta: dict, tok) -> None:
+    """Scores of every MLP neuron for every prompt of every bag: IG and raw activations (the baseline)."""
     from .attribute import attribute, hidden_activations
     from .experiments import target_scores
     from .facts import encode, prompt_rows
     from .store import save_scores
 
     started, n = time.perf_counter(), s["neurons"]
-    model, meta = load_checkpoint(args.checkpoint)
-    bags = encode(load_tokenizer(args.tokenizer), prompt_rows(pd.read_parquet(args.bags)))
+    bags = encode(tok, prompt_rows(pd.read_parquet(args.bags)))
     ig = attribute(model, bags.ids, bags.last, bags.targets, n["ig_steps"], n["ig_points"], n["batch_size"])
     act = hidden_activations(model, bags.ids, bags.last)  # [L, Q, m]: the baseline method's scores
     L, Q, m = ig.shape
@@ -116,17 +130,23 @@ def _attribute(args, s: dict) -> None:
     rows = bags.rows.assign(prob=np.exp(logprob), rank=rank)
     prov = {**io.provenance("neurons_attribute", s["seed"], s, "torch", "transformers"), "checkpoint": meta}
     io.write_parquet(io.with_leading_columns(rows, meta), args.out_prompts, prov)
-    log.info("%s: %d prompts x %d neurons, %.1f s", meta["checkpoint"], Q, L * m, time.perf_counter() - started)
+    log.info("%s: %d prompts x %d neurons attributed, %.1f s", meta["checkpoint"], Q, L * m,
+             time.perf_counter() - started)
 
 
-def _select(args, s: dict) -> None:
-    from ..circuits.stage import load_checkpoint
-    from ..tokenizer import load_tokenizer
+def _select(args, s: dict, model=None, meta: dict | None = None, tok=None) -> None:
+    """Knowledge neurons from saved scores, the experiments, the overlap with circuits (by hand: the
+    model is loaded here)."""
     from .experiments import edits, erase, interventions
     from .facts import encode
     from .select import circuit_overlap, knowledge_neurons
     from .store import load_scores
 
+    if model is None:
+        from ..circuits.stage import load_checkpoint
+        from ..tokenizer import load_tokenizer
+
+        (model, meta), tok = load_checkpoint(args.checkpoint), load_tokenizer(args.tokenizer)
     started, n = time.perf_counter(), s["neurons"]
     prompts = pd.read_parquet(args.prompts)
     sparse, shape = load_scores(args.scores)
@@ -136,8 +156,7 @@ def _select(args, s: dict) -> None:
     thresholds = {"ig": n["threshold"], "baseline": n["baseline_threshold"]}
     facts, neurons, found, relation = knowledge_neurons(prompts, sparse, shape["n_layers"] * shape["d_mlp"],
                                                         shape["d_mlp"], n, thresholds)
-    model, meta = load_checkpoint(args.checkpoint)
-    bags = encode(load_tokenizer(args.tokenizer), prompts[prompts["target_kind"] == "value"])
+    bags = encode(tok, prompts[prompts["target_kind"] == "value"])
     rng, batch = stage_rng(s["seed"], "neuron_experiments"), n["batch_size"]
     tables = {
         "facts": facts,
@@ -152,7 +171,7 @@ def _select(args, s: dict) -> None:
     prov = {**io.provenance("neurons_select", s["seed"], s, "torch", "transformers"), "checkpoint": meta}
     for name, table in tables.items():
         io.write_parquet(io.with_leading_columns(table, meta), getattr(args, f"out_{name}"), prov)
-    log.info("%s: %d facts, %d IG neurons, %.1f s", meta["checkpoint"], facts["fact"].nunique(),
+    log.info("%s: %d facts, %d IG neurons, experiments, %.1f s", meta["checkpoint"], facts["fact"].nunique(),
              int((neurons["method"] == "ig").sum()), time.perf_counter() - started)
 
 
