@@ -305,6 +305,11 @@ def figure_outputs(name, label, category):
     }
 
 
+def output_options(wildcards, output):
+    """A param: one --out-KEY PATH option per output (underscores as dashes)."""
+    return " ".join(f"--out-{key.replace('_', '-')} {shlex.quote(output[key])}" for key in output.keys())
+
+
 def input_options(wildcards, input):
     """A param: one option per input (--KEY PATH..., underscores as dashes), for figures and joins
     with many inputs."""

@@ -42,7 +42,7 @@ rule neurons_measure:
         scores=PATHS["neuron_scores"],
     params:
         settings=NEURON_SETTINGS,
-        outputs=lambda wildcards, output: " ".join(f"--out-{name} {path}" for name, path in output.items()),
+        outputs=output_options,
     log:
         f"{SEED_LOGS}/neurons/{{ckpt}}.log",
     benchmark:
@@ -68,7 +68,7 @@ rule neurons_summary:
     params:
         settings=NEURON_SETTINGS,
         inputs=input_options,
-        outputs=lambda wildcards, output: " ".join(f"--out-{name} {path}" for name, path in output.items()),
+        outputs=output_options,
     log:
         f"{SEED_LOGS}/neurons/summary.log",
     conda:

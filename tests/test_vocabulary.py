@@ -54,3 +54,20 @@ def test_budget_labels_and_the_budget_filter():
     with pytest.raises(ValueError, match=r"edge budget '0.25'; budgets present: \['0.1', '30'\]"):
         v.at_budget(table, "0.25")
     assert v.at_budget(table, "0.25", required=False).empty
+
+
+def test_order_and_last_checkpoint_per_seed():
+    """with_order numbers each seed's checkpoints in training order (a step checkpoint inside epoch 1
+    comes before epoch-001); last_checkpoint keeps each seed's last, with or without `order`."""
+    rows = [("epoch-000", 0.0, 0), ("epoch-001", 1.0, 50), ("step-000020", 0.4, 20)]
+    table = pd.DataFrame([{"seed": s, "checkpoint": c, "epoch": e, "global_step": g, "x": i}
+                          for s in (0, 1) for i, (c, e, g) in enumerate(rows[: 3 - s])])  # seed 1: no step
+    ordered = v.with_order(table[table["seed"] == 0])
+    assert ordered["checkpoint"].tolist() == ["epoch-000", "step-000020", "epoch-001"]
+    assert ordered["order"].tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="several training seeds"):
+        v.with_order(table)
+    expected = {(0, "epoch-001"), (1, "epoch-001")}
+    assert set(zip(*v.last_checkpoint(table)[["seed", "checkpoint"]].values.T)) == expected
+    with_order = pd.concat([v.with_order(part) for _, part in table.groupby("seed")])
+    assert set(zip(*v.last_checkpoint(with_order)[["seed", "checkpoint"]].values.T)) == expected

@@ -67,6 +67,16 @@ def with_order(table):
     return table.sort_values("order", kind="stable").reset_index(drop=True)
 
 
+def last_checkpoint(table):
+    """The rows of each training seed's last checkpoint in training order: the highest `order`
+    (with_order's), or by training_key where the table has no `order` column."""
+    if "order" in table.columns:
+        return table[table["order"] == table.groupby("seed")["order"].transform("max")]
+    last = {seed: in_training_order(part[["checkpoint", "epoch", "global_step"]].drop_duplicates()
+                                    .itertuples(index=False))[-1] for seed, part in table.groupby("seed")}
+    return table[table["checkpoint"] == table["seed"].map(last)]
+
+
 def cell_key(task: str, etype: str, freq_group: str) -> str:
     return f"{task}/{etype}/{freq_group}"
 

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..vocabulary import CELL, budget_label
+from .findings import CONDITIONS
 
 KEYS = ["seed", "checkpoint", "order", "epoch", *CELL, "budget"]
 CKPT_CELL = ["seed", "checkpoint", *CELL]  # one cell of one checkpoint of one training seed
@@ -114,8 +115,7 @@ NEURON_EVOLUTION = {"value": {"neurons_per_fact": "neurons_per_fact", "mean_laye
                     "original": {"share_of_first": "neurons_original_share_of_first",
                                  "share_in_value": "neurons_original_share_in_value"}}
 # (neurons, prompts) of neuron_interventions -> the condition in neurons_{operation}_{condition}_{method}
-NEURON_CONDITIONS = {("knowledge", "own"): "own", ("random", "own"): "random", ("knowledge", "unrelated"): "unrelated",
-                     ("random", "unrelated"): "random_unrelated"}
+NEURON_CONDITIONS = {**CONDITIONS, ("random", "unrelated"): "random_unrelated"}
 
 
 def _wide(long: pd.DataFrame, index: list[str]) -> pd.DataFrame:

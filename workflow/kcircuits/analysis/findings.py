@@ -19,7 +19,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from ..vocabulary import in_training_order
+from ..vocabulary import last_checkpoint
 
 LEARNING_METRIC = "query_top1"  # first answer token of the training-template query, greedy top-1
 
@@ -111,19 +111,6 @@ NEURON_FINDING = ("suppressing a fact's knowledge neurons lowers the probability
                   "suppressing random neurons, and more than other facts' values")
 
 
-def _last_checkpoint(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each seed's last checkpoint in training order (`order`; without it, training_key)."""
-    parts = []
-    for _, part in table.groupby("seed", sort=True):
-        if "order" in part.columns:
-            last = part["checkpoint"][part["order"] == part["order"].max()].iloc[0]
-        else:
-            progress = part[["checkpoint", "epoch", "global_step"]].drop_duplicates()
-            last = in_training_order(progress.itertuples(index=False))[-1]
-        parts.append(part[part["checkpoint"] == last])
-    return pd.concat(parts, ignore_index=True) if parts else table.iloc[:0]
-
-
 def intervention_facts(table: pd.DataFrame, method: str, operation: str) -> pd.DataFrame:
     """Row per (seed, fact) with knowledge neurons: freq_group and the relative change of P(value) per
     condition (own / random / unrelated, NaN where missing) and per contrast (CONTRASTS, paired)."""
@@ -198,7 +185,7 @@ def neuron_finding(interventions: list[pd.DataFrame], n_bootstrap: int = 2000, s
         own_minus_unrelated (each {mean, interval_95, n_facts}; None where no fact has it), holds, verdict.
     """
     tables = [t for t in interventions if len(t)]
-    last = _last_checkpoint(pd.concat(tables, ignore_index=True)) if tables else pd.DataFrame(
+    last = last_checkpoint(pd.concat(tables, ignore_index=True)) if tables else pd.DataFrame(
         columns=["seed", "checkpoint", "fact", "freq_group", "method", "neurons", "operation", "prompts",
                  "n_neurons", "change"])
     own_ig = last[(last["method"] == "ig") & (last["neurons"] == "knowledge") & (last["prompts"] == "own")]

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import TYPES
 from ..config import ConfigError
+from ..vocabulary import last_checkpoint
 from .seeds import read_seed_tables
 
 CHECKPOINT = ["order", "checkpoint", "epoch"]
@@ -86,11 +87,6 @@ def read_tables(paths, option: str) -> pd.DataFrame:
     for path in paths:
         _check(path, option)
     return read_seed_tables(paths)
-
-
-def last_checkpoint(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each seed's last checkpoint (highest `order`)."""
-    return table[table["order"] == table.groupby("seed")["order"].transform("max")]
 
 
 def _probed(table: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
