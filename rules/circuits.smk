@@ -26,6 +26,7 @@ rule circuit_scores:
         scores=PATHS["scores"],
         report=PATHS["scores_report"],
     params:
+        device=job_device("circuits"),
         settings=settings("circuits"),
     log:
         f"{SEED_LOGS}/circuits/{{ckpt}}/scores.log",
@@ -39,7 +40,7 @@ rule circuit_scores:
     shell:
         "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits circuits scores "
         "--settings {params.settings:q} --checkpoint {input.checkpoint} --pairs {input.pairs} "
-        "--tokenizer {input.tokenizer} --threads {threads} --out {output.scores} --report {output.report} "
+        "--tokenizer {input.tokenizer} --threads {threads} --device {params.device} --out {output.scores} --report {output.report} "
         "> {log} 2>&1"
 
 
@@ -55,6 +56,7 @@ rule circuit_eval:
         stats=PATHS["stats"],
         hits=PATHS["hits"],
     params:
+        device=job_device("circuits"),
         settings=settings("circuits"),
     log:
         f"{SEED_LOGS}/circuits/{{ckpt}}/eval.log",
@@ -68,7 +70,7 @@ rule circuit_eval:
     shell:
         "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits circuits eval "
         "--settings {params.settings:q} --checkpoint {input.checkpoint} --scores {input.scores} "
-        "--pairs {input.pairs} --probes {input.probes} --tokenizer {input.tokenizer} --threads {threads} "
+        "--pairs {input.pairs} --probes {input.probes} --tokenizer {input.tokenizer} --threads {threads} --device {params.device} "
         "--out-circuits {output.circuits} --out-stats {output.stats} --out-hits {output.hits} > {log} 2>&1"
 
 
@@ -81,6 +83,7 @@ rule circuit_transplant:
     output:
         transplant=PATHS["transplant"],
     params:
+        device=job_device("circuits"),
         settings=settings("circuits"),
         sources=" ".join(TRANSPLANT_SOURCES),
     log:
@@ -94,7 +97,7 @@ rule circuit_transplant:
         "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits circuits transplant "
         "--settings {params.settings:q} --checkpoint {input.checkpoint} --circuits {input.circuits} "
         "--source-names {params.sources} --probes {input.probes} --tokenizer {input.tokenizer} "
-        "--threads {threads} --out {output.transplant} > {log} 2>&1"
+        "--threads {threads} --device {params.device} --out {output.transplant} > {log} 2>&1"
 
 
 rule circuit_drawings:

@@ -194,10 +194,11 @@ COMPONENTS_SETTINGS = narrow_settings(
     "analysis",
     analysis=["heads"],
     circuit_pairs=["tasks"],
-    circuits=["batch_size", "max_pairs", "edge_budgets"],
+    circuits=["batch_size", "max_pairs", "edge_budgets", "prepend_bos"],
 )
-# Knowledge neurons: every neurons setting but no circuits setting (circuits.parquet is an input).
-NEURON_SETTINGS = narrow_settings("neurons", neurons=None)
+# Knowledge neurons: every neurons setting; of the circuits, only how prompts are encoded
+# (circuits.parquet, an input, reruns it when circuits change).
+NEURON_SETTINGS = narrow_settings("neurons", neurons=None, circuits=["prepend_bos"])
 
 
 def parent_dir(key):
@@ -206,12 +207,13 @@ def parent_dir(key):
 
 
 # --- Compute: what each heavy job asks of the executor, from config `compute:` (portable) ---------
-# Heavy rules use `threads: job_threads(kind)` and `resources: **job_resources(kind)`; kind is one of
-# train / evaluate / circuits / analysis. Locally, threads above --cores are capped by Snakemake and
-# gpu/mem_mb only bound what runs at once (with --resources); the SLURM plugin turns them into
-# --cpus-per-task, --mem, -t and --gpus. Partition, account and GPU model live in profiles/slurm.
-# Not params: changing where or how wide a job runs reruns nothing. Light rules (file copies, joins,
-# figures) run on the submitting machine: LOCAL_RULES in the Snakefile.
+# Heavy rules use `threads: job_threads(kind)`, `resources: **job_resources(kind)` and pass
+# `--device {params.device}` (job_device(kind)); kind is one of train / evaluate / circuits /
+# analysis / neurons. Locally, threads above --cores are capped by Snakemake and gpu/mem_mb only
+# bound what runs at once (with --resources); the SLURM plugin turns them into --cpus-per-task,
+# --mem, -t and --gpus. Partition, account and GPU model live in profiles/slurm. Not params:
+# changing where or how wide a job runs reruns nothing. Light rules (file copies, joins, figures)
+# run on the submitting machine: LOCAL_RULES in the Snakefile.
 
 
 def job_threads(kind):
@@ -228,19 +230,23 @@ def job_threads(kind):
 
 
 def job_resources(kind):
-    """mem_mb, runtime (minutes) and gpu of compute.{kind}. A training job on train.device cuda asks for
-    at least one GPU, so a cluster never schedules it on a CPU-only allocation."""
+    """mem_mb (times the attempt: a job retried after an out-of-memory kill asks for more), runtime
+    (minutes) and gpu of compute.{kind}. A job on device cuda asks for at least one GPU, so a cluster
+    never schedules it on a CPU-only allocation."""
     spec = config["compute"][kind]
-    gpu = spec["gpu"]
-    if kind == "train" and config["train"]["device"] == "cuda":
-        gpu = max(gpu, 1)
-    return {"mem_mb": spec["mem_mb"], "runtime": spec["runtime"], "gpu": gpu}
+    gpu = max(spec["gpu"], 1) if spec["device"] == "cuda" else spec["gpu"]
+    return {"mem_mb": lambda wildcards, attempt: spec["mem_mb"] * attempt, "runtime": spec["runtime"], "gpu": gpu}
+
+
+def job_device(kind):
+    """A param: compute.{kind}.device (auto | cpu | cuda), untracked (moving a job reruns nothing)."""
+    return untracked(config["compute"][kind]["device"])
 
 
 # --- Training (rules/train.smk) -------------------------------------------------------------------
 TRAIN_SETTINGS = stage_settings(config, "train")
 # Device, DeepSpeed config and save interval: untracked, so changing where a job runs retrains nothing.
-TRAIN_EXECUTION = json.dumps(execution_settings(TRAIN_SETTINGS) | {"deepspeed": DEEPSPEED_CONFIG}, sort_keys=True)
+TRAIN_EXECUTION = json.dumps(execution_settings(config) | {"deepspeed": DEEPSPEED_CONFIG}, sort_keys=True)
 # Training jobs use every core they are given (torch.set_num_threads from --threads); the progress
 # bar in the log refreshes every few seconds rather than every step. glibc malloc otherwise mmaps
 # and returns the large activation buffers to the OS on every step: page faults that cost a

@@ -23,6 +23,7 @@ rule components_measure:
         layers=PATHS["head_layers"],
         lens=PATHS["logit_lens"],
     params:
+        device=job_device("analysis"),
         settings=COMPONENTS_SETTINGS,
     log:
         f"{SEED_LOGS}/components/{{ckpt}}.log",
@@ -36,7 +37,7 @@ rule components_measure:
     shell:
         "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits components measure "
         "--settings {params.settings:q} --checkpoint {input.checkpoint} --pairs {input.pairs} "
-        "--tokenizer {input.tokenizer} --circuits {input.circuits} --threads {threads} "
+        "--tokenizer {input.tokenizer} --circuits {input.circuits} --threads {threads} --device {params.device} "
         "--out-heads {output.heads} --out-roles {output.roles} --out-layers {output.layers} "
         "--out-lens {output.lens} > {log} 2>&1"
 

@@ -16,6 +16,7 @@ rule evaluate:
         cells=PATHS["eval"],
         entities=PATHS["eval_entities"],
     params:
+        device=job_device("evaluate"),
         settings=settings("evaluate"),
     log:
         f"{SEED_LOGS}/eval/{{ckpt}}.log",
@@ -31,7 +32,7 @@ rule evaluate:
         "--settings {params.settings:q} --checkpoint {input.checkpoint} "
         "--tokenizer {input.tokenizer} --entities {input.entities} --probes {input.probes} "
         "--paraphrase {input.paraphrase} --bios-val {input.bios_val} --base-val {input.base_val} "
-        "--mc {input.mc} --tf {input.tf} --threads {threads} "
+        "--mc {input.mc} --tf {input.tf} --threads {threads} --device {params.device} "
         "--out {output.cells} --out-entities {output.entities} > {log} 2>&1"
 
 

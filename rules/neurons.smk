@@ -41,21 +41,22 @@ rule neurons_measure:
         prompts=PATHS["neuron_prompts"],
         scores=PATHS["neuron_scores"],
     params:
+        device=job_device("neurons"),
         settings=NEURON_SETTINGS,
         outputs=output_options,
     log:
         f"{SEED_LOGS}/neurons/{{ckpt}}.log",
     benchmark:
         f"{SEED_BENCH}/neurons/{{ckpt}}.tsv"
-    threads: job_threads("analysis")  # config compute.analysis
+    threads: job_threads("neurons")  # config compute.neurons
     resources:
-        **job_resources("analysis"),
+        **job_resources("neurons"),
     conda:
         "../envs/evaluate.yaml"
     shell:
         "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits neurons measure "
         "--settings {params.settings:q} --checkpoint {input.checkpoint} --tokenizer {input.tokenizer} "
-        "--bags {input.bags} --circuits {input.circuits} --threads {threads} {params.outputs} > {log} 2>&1"
+        "--bags {input.bags} --circuits {input.circuits} --threads {threads} --device {params.device} {params.outputs} > {log} 2>&1"
 
 
 rule neurons_summary:

@@ -277,7 +277,7 @@ def test_components_stage_by_hand(tokenizer, tmp_path):
     lens = pd.read_parquet(outs[1]["lens"])
     model = CircuitModel(load_model(tmp_path / "epoch-001"))
     part = pd.DataFrame(rows).query("task == 'city' and type == 'new' and freq_group == 'low'")
-    batch = prompt_batches(part, tasks["city"], tok, 8)[0]
+    batch = prompt_batches(part, tasks["city"], tok, 8, prepend_bos=True)[0]  # as the default config encodes them
     own = hit_at_k(model, None, [ProbeBatch(batch.ids, batch.last, batch.label)])
     got = lens.query("task == 'city' and type == 'new' and freq_group == 'low' and layer == 1")
     assert float(got["rank"].iloc[0]) == pytest.approx(own["mean_rank"] + 1)

@@ -124,14 +124,33 @@ def _check_headers(files: list[Path]) -> None:
                                   f"truncated or damaged? {REEXPORT}") from err
 
 
+class DeviceError(CheckpointError):
+    """The device a job asks for is not there (the CLI reports it in one line, like a bad checkpoint)."""
+
+
+def resolve_device(device: str, key: str = "--device") -> str:
+    """auto | cpu | cuda -> the torch device a job computes on: auto = cuda when torch sees a GPU in
+    this job (CUDA_VISIBLE_DEVICES, a SLURM allocation), else cpu. `key` names the setting in errors."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"{key} is 'cuda' but torch sees no CUDA device in this job")
+    if device not in ("cpu", "cuda"):
+        raise DeviceError(f"{key}: unknown device {device!r} (auto, cpu or cuda)")
+    return device
+
+
 def load_model(path: str | Path, device: str = "cpu", fused_gelu: bool = True):
-    """A causal LM from a local model folder, checked and in eval mode on `device` (never unpickles,
-    never reaches a hub).
+    """A causal LM from a local model folder, checked and in eval mode on `device` (auto | cpu | cuda,
+    resolve_device; never unpickles, never reaches a hub).
 
     fused_gelu: swap transformers' Python tanh-GELU for torch's fused kernel (`fuse_tanh_gelu`), as
     every analysis does; training passes False and keeps the modules it was trained with.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    device = resolve_device(device)  # before reading anything: a job on the wrong node fails at once
     path = Path(path)
     read_model_config(path)
     _check_headers(weight_files(path))

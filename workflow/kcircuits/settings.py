@@ -1,4 +1,5 @@
-"""Command-line pieces every stage shares: where its settings come from, its path options, threads.
+"""Command-line pieces every stage shares: where its settings come from, its path options, threads
+and device.
 
 A stage takes its settings either as JSON (`--settings`, what the rules pass: the config sections the
 stage reads plus the seed) or from config files (`--config config.yaml [more.yaml]`, merged and
@@ -46,8 +47,11 @@ def add_paths(p: argparse.ArgumentParser, *names: str, many: bool = False, requi
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, required=required, nargs="+" if many else None)
 
 
-def add_threads_argument(p: argparse.ArgumentParser) -> None:
+def add_job_arguments(p: argparse.ArgumentParser) -> None:
+    """Where a model-running job computes: torch CPU threads and the device (config compute.KIND)."""
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto: cuda when torch sees a GPU, else cpu (kcircuits.checkpoint.resolve_device)")
 
 
 def set_threads(threads: int | None) -> None:
@@ -87,5 +91,5 @@ def _config_root(args) -> Path:
     return Path(args.config[0]).resolve().parent
 
 
-__all__ = ["add_settings_arguments", "actions", "command", "add_paths", "add_threads_argument", "set_threads",
+__all__ = ["add_settings_arguments", "actions", "command", "add_paths", "add_job_arguments", "set_threads",
            "read_settings", "run_handler", "resource_path"]

@@ -44,6 +44,18 @@ def load_tokenizer(path: str | Path):
     return tok
 
 
+def bos_prefix(tok, prepend_bos: bool) -> list[int]:
+    """What goes before a prompt's tokens where the model is attributed or ablated: [BOS] when
+    prepend_bos (circuits.prepend_bos; TransformerLens prepends it, so the original study's circuits
+    saw it; for GPT-2 and the trained BPE it is <|endoftext|>, which also starts every training
+    paragraph), else nothing. Positions read from a prompt's own tokens shift by its length."""
+    if not prepend_bos:
+        return []
+    if tok.bos_token_id is None:
+        raise ValueError("circuits.prepend_bos is true but the tokenizer has no BOS token; set it to false")
+    return [tok.bos_token_id]
+
+
 def first_answer_token(tok, prompt: str, answer: str) -> int:
     """Id of the first token of ' answer' as it is tokenized after `prompt`.
 

@@ -23,7 +23,7 @@ import time
 import pandas as pd
 
 from .. import io
-from ..settings import actions, add_paths, add_threads_argument, command, run_handler, set_threads
+from ..settings import actions, add_paths, add_job_arguments, command, run_handler, set_threads
 from ..vocabulary import CELL, budget_label, with_order
 
 log = logging.getLogger("kcircuits")
@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
                    run, __doc__.split("\n")[0])
     a = command(acts, "measure", "head roles and logit lens of one checkpoint", "analysis", _measure)
     add_paths(a, "checkpoint", "tokenizer", "pairs", "circuits", *(f"out_{t}" for t in TABLES))
-    add_threads_argument(a)
+    add_job_arguments(a)
     a = command(acts, "summary", "one seed's per-checkpoint tables, in training order", "analysis", _summary)
     add_paths(a, *TABLES, many=True)
     add_paths(a, *(f"out_{t}" for t in TABLES))
@@ -55,15 +55,15 @@ def _measure(args, s: dict) -> None:
     started = time.perf_counter()
     c, h = s["circuits"], s["analysis"]["heads"]
     tasks = s["circuit_pairs"]["tasks"]
-    model, meta = load_checkpoint(args.checkpoint)
+    model, meta = load_checkpoint(args.checkpoint, args.device)
     tok = load_tokenizer(args.tokenizer)
     heads, lenses, n_prompts = [], [], 0
     for (task, etype, group), part in pd.read_parquet(args.pairs).groupby(CELL, sort=True):
         if task not in tasks:
             raise SystemExit(f"circuit pairs of task {task!r}, which circuit_pairs.tasks does not name")
         part = part.head(c["max_pairs"]) if c["max_pairs"] else part  # the prompts circuits were found on
-        head_sums, lens_sums = HeadSums(model.n_layers, model.n_heads), LensSums()
-        for batch in prompt_batches(part, tasks[task], tok, c["batch_size"]):
+        head_sums, lens_sums = HeadSums(model.n_layers, model.n_heads, model.device), LensSums()
+        for batch in prompt_batches(part, tasks[task], tok, c["batch_size"], model.device, c["prepend_bos"]):
             tr = trace(model, batch.ids, batch.last)  # the one forward pass of this batch
             head_sums.add(model, tr, batch)
             lens_sums.add(model, tr, batch)

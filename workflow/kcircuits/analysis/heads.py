@@ -42,6 +42,7 @@ import torch
 from ..circuits.attribute import pad_right
 from ..circuits.graph import Circuit, Graph
 from ..circuits.model import CircuitModel
+from ..tokenizer import bos_prefix
 from ..vocabulary import CELL
 
 ROLES = ("mover", "relation", "mixture")
@@ -79,14 +80,17 @@ def subject_positions(tokenizer, prompt: str, template: str) -> tuple[list[int],
     return list(enc["input_ids"]), positions
 
 
-def prompt_batches(pairs: pd.DataFrame, template: str, tokenizer, batch_size: int) -> list[PromptBatch]:
-    """Clean prompts of one cell of circuit_pairs.parquet -> batches (shortest first, less padding)."""
+def prompt_batches(pairs: pd.DataFrame, template: str, tokenizer, batch_size: int, device="cpu",
+                   prepend_bos: bool = False) -> list[PromptBatch]:
+    """Clean prompts of one cell of circuit_pairs.parquet -> batches on `device` (shortest first, less
+    padding); prepend_bos: BOS first (kcircuits.tokenizer.bos_prefix), subject positions shifted."""
+    bos = bos_prefix(tokenizer, prepend_bos)
     rows = []
     for prompt, n_tokens, label in zip(pairs["clean_prompt"], pairs["n_tokens"], pairs["clean_label_token"]):
         ids, subject = subject_positions(tokenizer, prompt, template)
         if len(ids) != n_tokens:
             raise ValueError(f"{prompt!r}: {len(ids)} tokens, circuit_pairs says {n_tokens}; wrong tokenizer?")
-        rows.append((ids, subject, int(label)))
+        rows.append((bos + ids, [len(bos) + i for i in subject], int(label)))
     rows.sort(key=lambda r: len(r[0]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out = []
@@ -96,7 +100,8 @@ def prompt_batches(pairs: pd.DataFrame, template: str, tokenizer, batch_size: in
         subject = torch.zeros(ids.shape, dtype=torch.bool)
         for b, r in enumerate(chunk):
             subject[b, r[1]] = True
-        out.append(PromptBatch(ids, last, torch.tensor([r[2] for r in chunk]), subject))
+        label = torch.tensor([r[2] for r in chunk])
+        out.append(PromptBatch(*(t.to(device) for t in (ids, last, label, subject))))
     return out
 
 
@@ -144,7 +149,7 @@ def source_contributions(model: CircuitModel, tr: Trace, u: torch.Tensor) -> tor
 
 def split_by_source(contrib: torch.Tensor, subject: torch.Tensor, last: torch.Tensor):
     """contrib [L, B, H, T] -> (subject, relation) parts [L, B, H] each; padding carries no weight."""
-    real = torch.arange(subject.shape[1])[None, :] <= last[:, None]  # [B, T]
+    real = torch.arange(subject.shape[1], device=last.device)[None, :] <= last[:, None]  # [B, T]
     subj = subject & real
     rel = real & ~subject
     return (contrib * subj[None, :, None]).sum(-1), (contrib * rel[None, :, None]).sum(-1)
@@ -172,14 +177,14 @@ def classify(ratio, mover_ratio: float, relation_ratio: float) -> np.ndarray:
 class HeadSums:
     """Running per-head sums over a cell's prompts (float64, so batching does not matter)."""
 
-    def __init__(self, n_layers: int, n_heads: int):
-        self.subject = torch.zeros(n_layers, n_heads, dtype=torch.float64)
+    def __init__(self, n_layers: int, n_heads: int, device="cpu"):
+        self.subject = torch.zeros(n_layers, n_heads, dtype=torch.float64, device=device)
         self.relation = torch.zeros_like(self.subject)
         self.attention = torch.zeros_like(self.subject)  # attention mass on the subject
         self.n = 0
 
     def add(self, model: CircuitModel, tr: Trace, batch: PromptBatch) -> None:
-        u = target_direction(model, tr.stream[-1, torch.arange(len(batch)), batch.last], batch.label)  # [B, d]
+        u = target_direction(model, tr.stream[-1, torch.arange(len(batch), device=batch.last.device), batch.last], batch.label)  # [B, d]
         subj, rel = split_by_source(source_contributions(model, tr, u), batch.subject, batch.last)  # [L, B, H]
         self.subject += subj.sum(1).double()
         self.relation += rel.sum(1).double()
@@ -189,15 +194,15 @@ class HeadSums:
     def frame(self, mover_ratio: float, relation_ratio: float) -> pd.DataFrame:
         """One row per head: layer, head, node name, mean subject / relation parts, ratio, role."""
         L, H = self.subject.shape
-        subject = (self.subject / max(self.n, 1)).flatten().numpy()
-        relation = (self.relation / max(self.n, 1)).flatten().numpy()
+        subject = (self.subject / max(self.n, 1)).flatten().cpu().numpy()
+        relation = (self.relation / max(self.n, 1)).flatten().cpu().numpy()
         ratio = head_ratio(subject, relation)
         layer, head = np.divmod(np.arange(L * H), H)
         return pd.DataFrame({
             "layer": layer, "head": head, "node": [Graph.head_name(l, h) for l, h in zip(layer, head)],
             "subject": subject, "relation": relation, "total": subject + relation, "ratio": ratio,
             "role": classify(ratio, mover_ratio, relation_ratio),
-            "subject_attention": (self.attention / max(self.n, 1)).flatten().numpy(), "n_prompts": self.n})
+            "subject_attention": (self.attention / max(self.n, 1)).flatten().cpu().numpy(), "n_prompts": self.n})
 
 
 # ---- roles inside circuits -----------------------------------------------------------------------------

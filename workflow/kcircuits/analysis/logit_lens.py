@@ -26,9 +26,10 @@ from .heads import PromptBatch, Trace
 def lens(model: CircuitModel, tr: Trace, batch: PromptBatch) -> dict[str, torch.Tensor]:
     """rank, prob (last position) and rank_at_subject, each [L + 1, B] (row 0: the embeddings)."""
     B, T = batch.ids.shape
-    is_last = torch.arange(T)[None, :] == batch.last[:, None]  # [B, T]
-    read = is_last | (batch.subject & (torch.arange(T)[None, :] <= batch.last[:, None]))  # [B, T]
-    item = torch.arange(B)[:, None].expand(B, T)[read]  # [N]: which prompt each read position is
+    position = torch.arange(T, device=batch.ids.device)[None, :]  # [1, T]
+    is_last = position == batch.last[:, None]  # [B, T]
+    read = is_last | (batch.subject & (position <= batch.last[:, None]))  # [B, T]
+    item = torch.arange(B, device=batch.ids.device)[:, None].expand(B, T)[read]  # [N]: which prompt each read position is
     at_last = is_last[read]  # [N]
     labels = batch.label[item]  # [N]
     out = {"rank": [], "prob": [], "rank_at_subject": []}
@@ -40,7 +41,7 @@ def lens(model: CircuitModel, tr: Trace, batch: PromptBatch) -> dict[str, torch.
         out["rank"].append(rank[at_last][order])
         out["prob"].append(prob[at_last][order])
         subject = ~at_last | batch.subject[item, batch.last[item]]  # the last token may be the subject's
-        best = torch.full((B,), torch.iinfo(rank.dtype).max, dtype=rank.dtype)
+        best = torch.full((B,), torch.iinfo(rank.dtype).max, dtype=rank.dtype, device=rank.device)
         out["rank_at_subject"].append(best.scatter_reduce(0, item[subject], rank[subject], "amin"))
     return {k: torch.stack(v) for k, v in out.items()}
 
@@ -57,7 +58,7 @@ class LensSums:
 
     def frame(self) -> pd.DataFrame:
         """One row per layer (-1 = embeddings): mean / median rank, mean probability, rank at subject."""
-        rank, prob, subj = (torch.cat(self.parts[k], dim=1).double().numpy()
+        rank, prob, subj = (torch.cat(self.parts[k], dim=1).double().cpu().numpy()
                             for k in ("rank", "prob", "rank_at_subject"))  # each [L + 1, N]
         return pd.DataFrame({
             "layer": np.arange(rank.shape[0]) - 1, "rank": rank.mean(1), "median_rank": np.median(rank, axis=1),

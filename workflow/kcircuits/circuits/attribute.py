@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..tokenizer import bos_prefix
 from .metrics import logit_difference
 from .model import CircuitModel
 
@@ -57,8 +58,11 @@ def pad_right(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return ids, torch.tensor([len(s) - 1 for s in seqs], dtype=torch.long)
 
 
-def pair_batches(pairs, tokenizer, batch_size: int) -> list[PairBatch]:
-    """Rows of circuit_pairs.parquet (one task x type x group cell) -> batches, shortest prompts first."""
+def pair_batches(pairs, tokenizer, batch_size: int, device="cpu", prepend_bos: bool = False) -> list[PairBatch]:
+    """Rows of circuit_pairs.parquet (one task x type x group cell) -> batches on `device` (the
+    model's), shortest prompts first; prepend_bos: BOS first (kcircuits.tokenizer.bos_prefix)."""
+    bos = bos_prefix(tokenizer, prepend_bos)
+
     def encode(text):
         return tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -68,7 +72,7 @@ def pair_batches(pairs, tokenizer, batch_size: int) -> list[PairBatch]:
         if not len(clean) == len(corrupted) == r.n_tokens:
             raise ValueError(f"pair {r.clean_prompt!r} / {r.corrupted_prompt!r}: token lengths {len(clean)}, "
                              f"{len(corrupted)} differ from n_tokens {r.n_tokens}; wrong tokenizer?")
-        rows.append((clean, corrupted, r.clean_label_token, r.corrupted_label_token))
+        rows.append((bos + clean, bos + corrupted, r.clean_label_token, r.corrupted_label_token))
     rows.sort(key=lambda row: len(row[0]))  # less padding; scores do not depend on order
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     batches = []
@@ -76,8 +80,8 @@ def pair_batches(pairs, tokenizer, batch_size: int) -> list[PairBatch]:
         chunk = rows[i:i + batch_size]
         clean_ids, last = pad_right([c[0] for c in chunk], pad)
         corrupted_ids, _ = pad_right([c[1] for c in chunk], pad)
-        batches.append(PairBatch(clean_ids, corrupted_ids, last, torch.tensor([c[2] for c in chunk]),
-                                 torch.tensor([c[3] for c in chunk])))
+        labels = torch.tensor([c[2:] for c in chunk]).T  # [2, B]: clean, corrupted
+        batches.append(PairBatch(*(t.to(device) for t in (clean_ids, corrupted_ids, last, *labels))))
     return batches
 
 
@@ -98,7 +102,7 @@ def contract(model: CircuitModel, delta: torch.Tensor, grads: torch.Tensor) -> t
     delta [n_fwd, B, T, d], grads [n_bwd, B, T, d]; one matmul per slot group, over its upstream prefix.
     """
     g = model.graph
-    out = torch.zeros(g.n_forward, g.n_backward, dtype=torch.float64)
+    out = torch.zeros(g.n_forward, g.n_backward, dtype=torch.float64, device=delta.device)
     flat_delta = delta.reshape(g.n_forward, -1)  # [n_fwd, B*T*d]
     flat_grads = grads.reshape(g.n_backward, -1)  # [n_bwd, B*T*d]
     for start, end, n_up in g.groups:
@@ -113,7 +117,7 @@ def attribute_batch(model: CircuitModel, batch: PairBatch, steps: int = 5, point
         _, corrupted = model.run(batch.corrupted_ids, batch.last, record=True)  # [n_fwd, B, T, d]
         delta = clean.sub_(corrupted)  # clean - corrupted, in place: the clean run is not needed again
     corrupted_embeds = corrupted[0].clone()  # [B, T, d]; a copy, so the full buffer can be freed
-    grads = torch.zeros(model.graph.n_backward, *corrupted_embeds.shape)  # [n_bwd, B, T, d]
+    grads = corrupted_embeds.new_zeros(model.graph.n_backward, *corrupted_embeds.shape)  # [n_bwd, B, T, d]
     del corrupted
     for alpha in ig_alphas(steps, points):
         embeds = (corrupted_embeds + alpha * delta[0]).requires_grad_(True)  # a point on the input line
@@ -124,28 +128,29 @@ def attribute_batch(model: CircuitModel, batch: PairBatch, steps: int = 5, point
 
 def attribute(model: CircuitModel, batches: list[PairBatch], method: str = "eap-ig", steps: int = 5,
               points: str = "right") -> torch.Tensor:
-    """Edge scores [n_fwd, n_bwd] (float32; 0 where no edge), averaged over all items of `batches`."""
+    """Edge scores [n_fwd, n_bwd] (float32, on the CPU; 0 where no edge), averaged over all items of
+    `batches` (on the model's device)."""
     if method == "exact":
         return exact_patching(model, batches)
     if method == "eap":
         steps, points = 1, "right"  # the gradient at the clean input
     elif method != "eap-ig":
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    total = torch.zeros(model.graph.n_forward, model.graph.n_backward, dtype=torch.float64)
+    total = torch.zeros(model.graph.n_forward, model.graph.n_backward, dtype=torch.float64, device=model.device)
     n_items = 0
     for batch in batches:
         total += attribute_batch(model, batch, steps, points)
         n_items += len(batch)
     if n_items == 0:
         raise ValueError("no items to attribute")
-    return (total / (n_items * steps)).float()
+    return (total / (n_items * steps)).float().cpu()
 
 
 def exact_patching(model: CircuitModel, batches: list[PairBatch]) -> torch.Tensor:
     """For every edge: mean over items of LD(clean) - LD(clean with only that edge patched from the
     corrupted run). The quantity EAP and EAP-IG approximate; one forward per edge, for tiny models."""
     g = model.graph
-    total = torch.zeros(g.n_forward, g.n_backward, dtype=torch.float64)
+    total = torch.zeros(g.n_forward, g.n_backward, dtype=torch.float64, device=model.device)
     edges = g.valid.nonzero().tolist()
     n_items = 0
     with torch.no_grad():
@@ -153,12 +158,12 @@ def exact_patching(model: CircuitModel, batches: list[PairBatch]) -> torch.Tenso
             logits, _ = model.run(batch.clean_ids, batch.last, record=True)
             clean_ld = logit_difference(logits, batch.clean_label, batch.corrupted_label)  # [B]
             _, corrupted = model.run(batch.corrupted_ids, batch.last, record=True)
-            mask = g.valid.float()
+            mask = g.valid.to(model.device, torch.float32)
             for u, v in edges:
                 mask[u, v] = 0.0
                 logits = model.run(batch.clean_ids, batch.last, mask=mask, reference=corrupted)
                 mask[u, v] = 1.0
                 patched_ld = logit_difference(logits, batch.clean_label, batch.corrupted_label)
-                total[u, v] += float((clean_ld - patched_ld).sum())
+                total[u, v] += (clean_ld - patched_ld).sum()
             n_items += len(batch)
-    return (total / n_items).float()
+    return (total / n_items).float().cpu()

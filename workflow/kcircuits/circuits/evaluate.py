@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ..evaluate.metrics import target_rank
-from ..tokenizer import first_answer_token
+from ..tokenizer import bos_prefix, first_answer_token
 from .attribute import PairBatch, pad_right
 from .graph import Circuit
 from .metrics import logit_difference
@@ -38,16 +38,18 @@ class ProbeBatch:
         return self.ids.shape[0]
 
 
-def probe_batches(probes, tokenizer, batch_size: int) -> list[ProbeBatch]:
-    """Rows with `prompt` and `answer` (probes.parquet, one attribute) -> batches, shortest first."""
-    rows = sorted(((tokenizer(p, add_special_tokens=False)["input_ids"], first_answer_token(tokenizer, p, a))
+def probe_batches(probes, tokenizer, batch_size: int, device="cpu", prepend_bos: bool = False) -> list[ProbeBatch]:
+    """Rows with `prompt` and `answer` (probes.parquet, one attribute) -> batches on `device`, shortest
+    first; prepend_bos: BOS first (kcircuits.tokenizer.bos_prefix)."""
+    bos = bos_prefix(tokenizer, prepend_bos)
+    rows = sorted(((bos + tokenizer(p, add_special_tokens=False)["input_ids"], first_answer_token(tokenizer, p, a))
                    for p, a in zip(probes["prompt"], probes["answer"])), key=lambda r: len(r[0]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out = []
     for i in range(0, len(rows), batch_size):
         chunk = rows[i:i + batch_size]
         ids, last = pad_right([r[0] for r in chunk], pad)
-        out.append(ProbeBatch(ids, last, torch.tensor([r[1] for r in chunk])))
+        out.append(ProbeBatch(ids.to(device), last.to(device), torch.tensor([r[1] for r in chunk], device=device)))
     return out
 
 
@@ -60,17 +62,17 @@ def _check(model: CircuitModel, circuit: Circuit | None) -> None:
 def faithfulness(model: CircuitModel, circuit: Circuit, batches: list[PairBatch]) -> dict:
     """Mean logit differences (clean, corrupted, circuit) and the faithfulness ratio."""
     _check(model, circuit)
-    mask = circuit.edges.float()
-    sums = {"clean": 0.0, "corrupted": 0.0, "circuit": 0.0}
+    mask = circuit.edges.to(model.device, torch.float32)
+    sums = {"clean": 0.0, "corrupted": 0.0, "circuit": 0.0}  # tensors on the model's device once added to
     n = 0
     for b in batches:
         clean_logits = model.run(b.clean_ids, b.last)
         corrupted_logits, corrupted = model.run(b.corrupted_ids, b.last, record=True)
         circuit_logits = model.run(b.clean_ids, b.last, mask=mask, reference=corrupted)
         for key, logits in (("clean", clean_logits), ("corrupted", corrupted_logits), ("circuit", circuit_logits)):
-            sums[key] += float(logit_difference(logits, b.clean_label, b.corrupted_label).sum())
+            sums[key] += logit_difference(logits, b.clean_label, b.corrupted_label).double().sum()
         n += len(b)
-    ld = {f"ld_{k}": v / n for k, v in sums.items()}
+    ld = {f"ld_{k}": float(v) / n for k, v in sums.items()}
     gap = ld["ld_clean"] - ld["ld_corrupted"]
     ratio = (ld["ld_circuit"] - ld["ld_corrupted"]) / gap if gap != 0 else math.nan
     return {**ld, "faithfulness": ratio, "n_pairs": n}
@@ -80,11 +82,11 @@ def faithfulness(model: CircuitModel, circuit: Circuit, batches: list[PairBatch]
 def mean_reference(model: CircuitModel, batches: list[ProbeBatch]) -> torch.Tensor:
     """Each node's mean output per position over the prompts' real tokens, [n_fwd, 1, T_max, d]."""
     width = max(b.ids.shape[1] for b in batches)
-    total = torch.zeros(model.graph.n_forward, width, model.d_model, dtype=torch.float64)
-    count = torch.zeros(width, dtype=torch.float64)
+    total = torch.zeros(model.graph.n_forward, width, model.d_model, dtype=torch.float64, device=model.device)
+    count = torch.zeros(width, dtype=torch.float64, device=model.device)
     for b in batches:
         _, outs = model.run(b.ids, b.last, record=True)  # [n_fwd, B, T, d]
-        real = (torch.arange(b.ids.shape[1])[None, :] <= b.last[:, None]).to(outs.dtype)  # [B, T]
+        real = (torch.arange(b.ids.shape[1], device=b.ids.device)[None, :] <= b.last[:, None]).to(outs.dtype)  # [B, T]
         total[:, : b.ids.shape[1]] += torch.einsum("nbtd,bt->ntd", outs, real).double()
         count[: b.ids.shape[1]] += real.sum(0).double()
     return (total / count.clamp(min=1)[None, :, None]).float()[:, None]
@@ -103,18 +105,16 @@ def hit_at_k(model: CircuitModel, circuit: Circuit | None, batches: list[ProbeBa
     _check(model, circuit)
     if circuit is not None and ablation == "mean" and reference is None:
         reference = mean_reference(model, batches)
-    hits, rank_sum, n = 0, 0.0, 0
+    mask = None if circuit is None else circuit.edges.to(model.device, torch.float32)
+    hits, rank_sum, n = 0, 0.0, 0  # hits and rank_sum: tensors on the model's device once added to
     for b in batches:
-        if circuit is None:
-            logits = model.run(b.ids, b.last)
-        else:
-            ref = None if ablation == "zero" else reference[:, :, : b.ids.shape[1]]
-            logits = model.run(b.ids, b.last, mask=circuit.edges.float(), reference=ref)
+        ref = None if circuit is None or ablation == "zero" else reference[:, :, : b.ids.shape[1]]
+        logits = model.run(b.ids, b.last, mask=mask, reference=ref)
         rank = target_rank(logits, b.label)
-        hits += int((rank < k).sum())
-        rank_sum += float(rank.double().sum())
+        hits += (rank < k).sum()
+        rank_sum += rank.double().sum()
         n += len(b)
-    return {f"hit_at_{k}": hits / n if n else math.nan, "mean_rank": rank_sum / n if n else math.nan,
+    return {f"hit_at_{k}": int(hits) / n if n else math.nan, "mean_rank": float(rank_sum) / n if n else math.nan,
             "n_prompts": n, "ablation": ablation if circuit is not None else "none"}
 
 

@@ -85,7 +85,7 @@ class CircuitModel:
         self.d_model = self.layers[0].w_o.shape[2]
         self.graph = Graph(self.n_layers, self.n_heads, self.parallel)
         # const(slot group): attention output biases summed over the layers each group reads
-        zero = torch.zeros(self.d_model)
+        zero = torch.zeros_like(self.layers[0].w_o[0, 0])  # [d], on the model's device and dtype
         b_o = [lay.b_o if lay.b_o is not None else zero for lay in self.layers]
         self.bias_before = torch.stack([zero, *b_o]).cumsum(0)  # [L + 1, d]: sum of b_o of layers < l
 
@@ -151,6 +151,17 @@ class CircuitModel:
                 b, a.o_proj.weight.t().reshape(H, dh, d), a.o_proj.bias,
                 _mlp_in(lay.mlp.up_proj, lay.mlp.act_fn, lay.mlp.gate_proj), lay.mlp.down_proj, a.scaling))
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are: every tensor a computation creates is created here."""
+        return self.layers[0].w_o.device
+
+    def precision(self, dtype: str = "float32"):
+        """Where attribution may trade exactness for speed: a context in which matrix products run in
+        `dtype` (float32: exactly as without it; bfloat16 / float16: torch.autocast on the model's
+        device). Weights stay float32 and scores are accumulated in float32 or wider."""
+        return torch.autocast(self.device.type, dtype=getattr(torch, dtype), enabled=dtype != "float32")
+
     # ---- pieces ------------------------------------------------------------------------------------
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """[B, T] token ids -> [B, T, d], the input node's output (token + learned position embeddings)."""
@@ -177,15 +188,15 @@ class CircuitModel:
         """Layer i's MLP slot input x [B, T, 1, d] -> its write [B, T, d] (see run: replace_mlp_hidden)."""
         h = layer.mlp_in(layer.norm_mlp(x))  # [B, T, 1, m]
         if i in replace:  # out of place: gradients reach what the edit puts in
-            rows = torch.arange(x.shape[0])
+            rows = torch.arange(x.shape[0], device=x.device)
             h = h.index_put((rows, last), replace[i](h[rows, last, 0])[:, None])
         if kept is not None:
-            kept.add("mlp_hidden", lambda: h[torch.arange(x.shape[0]), last, 0])  # [B, m]
+            kept.add("mlp_hidden", lambda: h[torch.arange(x.shape[0], device=x.device), last, 0])  # [B, m]
         return layer.mlp_out(h)[:, :, 0]
 
     def _logits(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """x [B, T, d] -> logits at each item's last position [B, V] (only those are ever read)."""
-        return self.unembed(self.final_norm(x[torch.arange(x.shape[0]), last]))
+        return self.unembed(self.final_norm(x[torch.arange(x.shape[0], device=x.device), last]))
 
     # ---- the forward ---------------------------------------------------------------------------------
     def run(self, ids: torch.Tensor | None, last: torch.Tensor, *, embeds: torch.Tensor | None = None,
@@ -289,7 +300,7 @@ class CircuitModel:
     def _workspace(self, *shape: int) -> torch.Tensor:
         """Scratch [2, 3H, B, T, d] for the per-slot backward, kept between calls (see hooks.py)."""
         if getattr(self, "_work", None) is None or self._work.shape[1:] != shape:
-            self._work = torch.empty(2, *shape)
+            self._work = torch.empty(2, *shape, device=self.device)
         return self._work
 
     def _rope(self, x: torch.Tensor, T: int):
@@ -312,7 +323,7 @@ class _SlotInputs:
         self.model, self.grads, self.groups = model, grads, iter(model.graph.groups)
         self.patched, self.reference, self.work = mask is not None, reference, None
         if self.patched:
-            self.mask = mask.to(x0.dtype)
+            self.mask = mask.to(x0.device, x0.dtype)  # a circuit's edges may live on the CPU
             self.ref_upto = None if reference is None else reference.cumsum(0)  # [n_fwd, B|1, T, d]: sum_{u<=i} ref_u
             self.diffs = [x0[None] if reference is None else x0[None] - reference[:1]]  # out_u - ref_u, per group
         elif grads is not None:
@@ -387,7 +398,7 @@ def _last_pattern(q: torch.Tensor, k: torch.Tensor, last: torch.Tensor, scale: f
     """q, k [B, H, T, dh] (rotated) -> attention weights from each item's last position [B, H, T]."""
     B, _, T, _ = q.shape
     future = torch.arange(T, device=q.device)[None, :] > last[:, None]  # [B, T]: padding after the last token
-    scores = torch.einsum("bhe,bhte->bht", q[torch.arange(B), :, last], k) * scale  # [B, H, T]
+    scores = torch.einsum("bhe,bhte->bht", q[torch.arange(B, device=q.device), :, last], k) * scale  # [B, H, T]
     return scores.masked_fill(future[:, None, :], -math.inf).softmax(-1)
 
 

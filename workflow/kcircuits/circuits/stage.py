@@ -18,7 +18,7 @@ import logging
 import pandas as pd
 
 from .. import io
-from ..settings import actions, add_paths, add_threads_argument, command, run_handler, set_threads
+from ..settings import actions, add_paths, add_job_arguments, command, run_handler, set_threads
 from ..vocabulary import CELL, at_budget, budget_label, budget_value, cell_key, parse_cell_key
 
 log = logging.getLogger("kcircuits")
@@ -29,15 +29,15 @@ def add_parser(subparsers) -> None:
                    run, __doc__.split("\n")[0])
     a = command(acts, "scores", "EAP / EAP-IG score matrices of one checkpoint", "circuits", _scores)
     add_paths(a, "checkpoint", "tokenizer", "pairs", "out", "report")
-    add_threads_argument(a)
+    add_job_arguments(a)
     a = command(acts, "eval", "select circuits; faithfulness, Hit@k, counts, entropy", "circuits", _eval)
     add_paths(a, "checkpoint", "tokenizer", "pairs", "probes", "scores", "out_circuits", "out_stats", "out_hits")
-    add_threads_argument(a)
+    add_job_arguments(a)
     a = command(acts, "transplant", "circuits of other checkpoints on this checkpoint's model", "circuits",
                 _transplant)
     add_paths(a, "checkpoint", "tokenizer", "probes", "out")
     add_paths(a, "circuits", "source_names", many=True)
-    add_threads_argument(a)
+    add_job_arguments(a)
     a = command(acts, "draw", "SVG of every cell's circuit at the first edge budget", "circuits", _draw)
     add_paths(a, "scores", "circuits", "out_dir")
     a = command(acts, "summary", "join one seed's per-checkpoint tables", "circuits", _summary)
@@ -51,12 +51,12 @@ def run(args) -> None:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
-def load_checkpoint(checkpoint: str):
-    """(CircuitModel, checkpoint metadata) of a checkpoint folder."""
+def load_checkpoint(checkpoint: str, device: str = "cpu"):
+    """(CircuitModel on `device` (auto | cpu | cuda), checkpoint metadata) of a checkpoint folder."""
     from ..checkpoint import checkpoint_metadata, load_model
     from .model import CircuitModel
 
-    return CircuitModel(load_model(checkpoint)), checkpoint_metadata(checkpoint)
+    return CircuitModel(load_model(checkpoint, device)), checkpoint_metadata(checkpoint)
 
 
 def _cells(pairs: pd.DataFrame, max_pairs: int | None):
@@ -64,8 +64,13 @@ def _cells(pairs: pd.DataFrame, max_pairs: int | None):
         yield cell_key(*cell), part.head(max_pairs) if max_pairs else part
 
 
-def _hit_prompts(probes: pd.DataFrame, tasks: dict[str, str], tokenizer, batch_size: int) -> dict:
-    """(task, type, group) -> probe batches of the task's circuit prompt for each probe entity."""
+def _on(model, c: dict) -> dict:
+    """How prompts are encoded for `model`: on its device, with BOS when circuits.prepend_bos."""
+    return {"device": model.device, "prepend_bos": c["prepend_bos"]}
+
+
+def _hit_prompts(probes: pd.DataFrame, tasks: dict[str, str], tokenizer, batch_size: int, on: dict) -> dict:
+    """(task, type, group) -> probe batches of the task's circuit prompt for each probe entity (on: _on)."""
     from .evaluate import probe_batches
 
     out = {}
@@ -74,7 +79,7 @@ def _hit_prompts(probes: pd.DataFrame, tasks: dict[str, str], tokenizer, batch_s
         for (etype, group), part in rows.groupby(["type", "freq_group"], sort=True):
             prompts = [template.format(name=n) for n in part["name"]]
             out[(task, etype, group)] = probe_batches(pd.DataFrame({"prompt": prompts, "answer": part["answer"]}),
-                                                      tokenizer, batch_size)
+                                                      tokenizer, batch_size, **on)
     return out
 
 
@@ -101,20 +106,21 @@ def _scores(args, s: dict) -> None:
     from .store import save_scores
 
     c = s["circuits"]
-    model, meta = load_checkpoint(args.checkpoint)
+    model, meta = load_checkpoint(args.checkpoint, args.device)
     tok = load_tokenizer(args.tokenizer)
     cells, report = {}, {}
     for key, part in _cells(pd.read_parquet(args.pairs), c["max_pairs"]):
-        batches = pair_batches(part, tok, c["batch_size"])
-        cells[key] = attribute(model, batches, c["method"], c["ig_steps"], c["ig_points"])
+        batches = pair_batches(part, tok, c["batch_size"], **_on(model, c))
+        with model.precision(c["dtype"]):
+            cells[key] = attribute(model, batches, c["method"], c["ig_steps"], c["ig_points"])
         with torch.no_grad():  # mean LDs: the input edges' scores should sum to about their difference
-            ld = {name: sum(float(logit_difference(model.run(getattr(b, f"{name}_ids"), b.last), b.clean_label,
-                                                   b.corrupted_label).sum()) for b in batches) / len(part)
+            ld = {name: float(sum(logit_difference(model.run(getattr(b, f"{name}_ids"), b.last), b.clean_label,
+                                                   b.corrupted_label).sum() for b in batches)) / len(part)
                   for name in ("clean", "corrupted")}
         report[key] = {"pairs": len(part), "ld_clean": ld["clean"], "ld_corrupted": ld["corrupted"],
                        "input_edges_sum": float(cells[key][0].sum())}
         log.info("%s %s: %d pairs", meta["checkpoint"], key, len(part))
-    settings = {"method": c["method"], "ig_steps": c["ig_steps"], "ig_points": c["ig_points"]}
+    settings = {k: c[k] for k in ("method", "ig_steps", "ig_points", "prepend_bos", "dtype")}
     save_scores(args.out, cells, model.graph, {**settings, "checkpoint": meta,
                                                "pairs": {k: v["pairs"] for k, v in report.items()}})
     prov = io.provenance("circuit_scores", s["seed"], s, "torch", "transformers")
@@ -131,11 +137,12 @@ def _eval(args, s: dict) -> None:
 
     c = s["circuits"]
     k = c["hit_k"]
-    model, meta = load_checkpoint(args.checkpoint)
+    model, meta = load_checkpoint(args.checkpoint, args.device)
     graph, cells, _ = load_scores(args.scores)
     tok = load_tokenizer(args.tokenizer)
     pairs = dict(_cells(pd.read_parquet(args.pairs), c["max_pairs"]))
-    prompts = _hit_prompts(pd.read_parquet(args.probes), s["circuit_pairs"]["tasks"], tok, c["batch_size"])
+    prompts = _hit_prompts(pd.read_parquet(args.probes), s["circuit_pairs"]["tasks"], tok, c["batch_size"],
+                           _on(model, c))
     full_hits = {cell: hit_at_k(model, None, batches, k)[f"hit_at_{k}"] for cell, batches in prompts.items()}
     means = _mean_references(model, prompts, c["ablations"])
     circuit_frames, stats, hits = [], [], []
@@ -146,7 +153,7 @@ def _eval(args, s: dict) -> None:
         for key, circuit in selected.items():
             row = {**dict(zip(CELL, parse_cell_key(key))), "budget": label, "n_edges": circuit.n_edges,
                    "n_nodes": circuit.n_nodes, "edge_entropy": edge_entropy(cells[key], circuit.edges)}
-            f = faithfulness(model, circuit, pair_batches(pairs[key], tok, c["batch_size"]))
+            f = faithfulness(model, circuit, pair_batches(pairs[key], tok, c["batch_size"], **_on(model, c)))
             stats.append({**row, **{n: f[n] for n in ("faithfulness", "ld_clean", "ld_corrupted", "ld_circuit")}})
             for (t_task, t_type, t_group), batches in prompts.items():
                 if t_task != row["task"]:
@@ -174,9 +181,10 @@ def _transplant(args, s: dict) -> None:
     k = c["hit_k"]
     if len(args.circuits) != len(args.source_names):
         raise SystemExit("--circuits and --source-names must pair up")
-    model, meta = load_checkpoint(args.checkpoint)
+    model, meta = load_checkpoint(args.checkpoint, args.device)
     tok = load_tokenizer(args.tokenizer)
-    prompts = _hit_prompts(pd.read_parquet(args.probes), s["circuit_pairs"]["tasks"], tok, c["batch_size"])
+    prompts = _hit_prompts(pd.read_parquet(args.probes), s["circuit_pairs"]["tasks"], tok, c["batch_size"],
+                           _on(model, c))
     means = _mean_references(model, prompts, c["ablations"])
     rows = []
     for source, path in zip(args.source_names, args.circuits):

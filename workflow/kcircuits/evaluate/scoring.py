@@ -87,6 +87,7 @@ def score_tokens(model, sequences: list[list[int]], seq_index: np.ndarray, posit
     logprob = np.full(len(seq_index), np.nan, dtype=np.float32)
     rank = np.full(len(seq_index), -1, dtype=np.int64)
     order = np.argsort(lengths, kind="stable")  # similar lengths share a batch: little padding
+    done, lp_parts, rank_parts = [], [], []  # per batch; results stay on the device until the end
     for b0 in range(0, len(order), batch_size):
         batch = order[b0:b0 + batch_size]
         width = int(lengths[batch].max())
@@ -103,10 +104,17 @@ def score_tokens(model, sequences: list[list[int]], seq_index: np.ndarray, posit
         picked = hidden[torch.as_tensor(rows, device=device), torch.as_tensor(position[queries], device=device)]  # [Qb, D]
         logits = head(picked).float()  # [Qb, V]
         tgt = torch.as_tensor(target[queries], device=device)  # [Qb]
+        done.append(queries)
         if want_logprob:
-            logprob[queries] = target_logprob(logits, tgt).cpu().numpy()
+            lp_parts.append(target_logprob(logits, tgt))
         if want_rank:
-            rank[queries] = target_rank(logits, tgt).cpu().numpy()
+            rank_parts.append(target_rank(logits, tgt))
+    if done:
+        queries = np.concatenate(done)
+        if want_logprob:
+            logprob[queries] = torch.cat(lp_parts).cpu().numpy()
+        if want_rank:
+            rank[queries] = torch.cat(rank_parts).cpu().numpy()
     return logprob, rank
 
 

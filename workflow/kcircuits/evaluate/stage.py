@@ -7,7 +7,7 @@ import logging
 import pandas as pd
 
 from .. import io
-from ..settings import add_paths, add_threads_argument, command, run_handler, set_threads
+from ..settings import add_paths, add_job_arguments, command, run_handler, set_threads
 
 log = logging.getLogger("kcircuits")
 
@@ -22,7 +22,7 @@ def _evaluate(args, s: dict) -> None:
     set_threads(args.threads)
     inputs = load_inputs(args.entities, args.probes, args.paraphrase, args.bios_val, args.base_val, args.mc, args.tf)
     meta = checkpoint_metadata(args.checkpoint)
-    model = load_model(args.checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(args.checkpoint, args.device)
     cells, entity_table = evaluate_checkpoint(model, load_tokenizer(args.tokenizer), inputs, s)
     prov = {**io.provenance("evaluate", s["seed"], s, "torch", "transformers"), "checkpoint": meta}
     io.write_parquet(io.with_leading_columns(cells, meta), args.out, prov)
@@ -42,7 +42,7 @@ def add_parser(subparsers) -> None:
     p = command(subparsers, "evaluate", "knowledge metrics of one checkpoint", "evaluate", _evaluate)
     add_paths(p, "checkpoint", "tokenizer", "entities", "probes", "paraphrase", "bios_val", "base_val", "mc", "tf",
               "out", "out_entities")
-    add_threads_argument(p)
+    add_job_arguments(p)
     p.set_defaults(run=run)
     p = command(subparsers, "eval-summary", "join per-checkpoint evaluations", "evaluate", _eval_summary)
     add_paths(p, "evals", "entity_evals", many=True)

@@ -30,14 +30,14 @@ import torch
 POINTS = ("left", "grid")
 
 
-def alphas(steps: int, points: str = "left") -> torch.Tensor:
-    """The scaling points [steps] of one integral (see the module docstring)."""
+def alphas(steps: int, points: str = "left", device="cpu") -> torch.Tensor:
+    """The scaling points [steps] of one integral on `device` (see the module docstring)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if points == "left":
-        return torch.arange(steps, dtype=torch.float32) / steps
+        return torch.arange(steps, dtype=torch.float32, device=device) / steps
     if points == "grid":
-        return torch.linspace(0.0, 1.0, steps) if steps > 1 else torch.ones(1)
+        return torch.linspace(0.0, 1.0, steps, device=device) if steps > 1 else torch.ones(1, device=device)
     raise ValueError(f"points must be one of {POINTS}, got {points!r}")
 
 
@@ -75,7 +75,7 @@ def attribute_layers(model, clean: dict, last: torch.Tensor, targets: torch.Tens
         logits = model.run_last(entries, last, clean["keys"], clean["values"])  # [G*P*S, V], as entries
         prob = torch.softmax(logits.float(), -1).gather(1, targets[prompt].repeat(len(layers))[:, None])
         (grad,) = torch.autograd.grad(prob.sum(), scaled)  # rows are independent: one backward
-    return hidden * grad.reshape(len(layers), P, S, -1).mean(dim=2)  # [G, P, m]
+    return hidden.float() * grad.float().reshape(len(layers), P, S, -1).mean(dim=2)  # [G, P, m]
 
 
 def attribute(model, ids: torch.Tensor, last: torch.Tensor, targets: torch.Tensor, steps: int = 20,
@@ -85,14 +85,14 @@ def attribute(model, ids: torch.Tensor, last: torch.Tensor, targets: torch.Tenso
     tokens targets [P]. batch_size caps the rows of one forward (prompts x steps x layers: as many
     layers per forward as fit, whole prompts and layers). Scores do not depend on batch_size, on
     the number of layers per forward or on the order of the prompts."""
-    alpha = alphas(steps, points).to(ids.device)
+    alpha = alphas(steps, points, ids.device)
     layers = sorted(range(model.n_layers) if layers is None else layers)
     per_chunk = max(1, batch_size // steps)  # prompts per forward
     out = []
     for start in range(0, ids.shape[0], per_chunk):
         part = slice(start, start + per_chunk)
         clean = clean_run(model, ids[part], last[part])
-        scores = torch.zeros_like(clean["mlp_hidden"])  # [L, n, m]
+        scores = torch.zeros_like(clean["mlp_hidden"], dtype=torch.float32)  # [L, n, m]
         per_forward = max(1, batch_size // (len(ids[part]) * steps))  # layers per forward
         for k in range(0, len(layers), per_forward):
             group = layers[k:k + per_forward]

@@ -69,7 +69,7 @@ def value_slots(model, index) -> torch.Tensor:
     """Copies of the value slots of neurons index [k] (flat): [k, d]."""
     m, rows = d_mlp(model), [int(i) for i in np.asarray(index, dtype=np.int64)]
     if not rows:
-        return torch.empty(0, value_matrix(model, 0).shape[1])
+        return value_matrix(model, 0).new_empty(0, value_matrix(model, 0).shape[1])
     return torch.stack([value_matrix(model, i // m)[i % m].detach().clone() for i in rows])
 
 
@@ -110,32 +110,29 @@ def target_scores(model, ids: torch.Tensor, last: torch.Tensor, targets: torch.T
             edits: Callable[[slice], dict] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """log P(target) [Q] (float64) and target rank [Q] (int64) for prompts ids [Q, T]; edits(rows)
     gives a batch's replace_mlp_hidden (None: the model as it is)."""
-    device = model.unembed.weight.device
-    logprob, rank = [], []
+    logprob, rank = [], []  # per batch, on the model's device; to the CPU once, at the end
     for start in range(0, len(ids), batch_size):
         part = slice(start, start + batch_size)
-        tgt = targets[part].to(device)
-        logits = model.run(ids[part].to(device), last[part].to(device),
-                           replace_mlp_hidden=edits(part) if edits else None)  # [B, V]
-        logprob.append(target_logprob(logits, tgt).double().cpu())
-        rank.append(target_rank(logits, tgt).cpu())
+        logits = model.run(ids[part], last[part], replace_mlp_hidden=edits(part) if edits else None)  # [B, V]
+        logprob.append(target_logprob(logits, targets[part]).double())
+        rank.append(target_rank(logits, targets[part]))
     if not logprob:
         return np.zeros(0), np.zeros(0, dtype=np.int64)
-    return torch.cat(logprob).numpy(), torch.cat(rank).numpy()
+    return torch.cat(logprob).cpu().numpy(), torch.cat(rank).cpu().numpy()
 
 
-def scale_edits(neurons_per_row: list, n_layers: int, m: int, factor: float) -> dict:
+def scale_edits(neurons_per_row: list, n_layers: int, m: int, factor: float, device="cpu") -> dict:
     """replace_mlp_hidden edits for a batch: row b's neurons neurons_per_row[b] (flat indices)
-    multiplied by factor, one edit per touched layer (a mask [B, m])."""
+    multiplied by factor, one edit per touched layer (a mask [B, m] on `device`, the model's)."""
     counts = [len(n) for n in neurons_per_row]
     if not sum(counts):
         return {}
     flat = np.concatenate([np.asarray(n, dtype=np.int64) for n in neurons_per_row])  # [n]
     row = np.repeat(np.arange(len(neurons_per_row)), counts)  # [n]
     layer, unit = flat // m, flat % m
-    scale = torch.ones(n_layers, len(neurons_per_row), m)  # [L, B, m]
-    scale[layer, row, unit] = factor
-    return {int(lay): (lambda h, s=scale[lay]: h * s.to(h)) for lay in np.unique(layer)}
+    scale = torch.ones(n_layers, len(neurons_per_row), m, device=device)  # [L, B, m]
+    scale[tuple(torch.as_tensor(i, device=device) for i in (layer, row, unit))] = factor
+    return {int(lay): (lambda h, s=scale[lay]: h * s) for lay in np.unique(layer)}
 
 
 def scaled_neurons_prob(model, ids: torch.Tensor, last: torch.Tensor, targets: torch.Tensor,
@@ -149,7 +146,7 @@ def scaled_neurons_prob(model, ids: torch.Tensor, last: torch.Tensor, targets: t
     L, m = model.n_layers, d_mlp(model)
 
     def batch_edits(part: slice) -> dict:
-        return scale_edits(neurons_per_row[part], L, m, factor)
+        return scale_edits(neurons_per_row[part], L, m, factor, ids.device)
 
     modified = neurons_per_row is not None and factor != 1.0
     return np.exp(target_scores(model, ids, last, targets, batch_size, batch_edits if modified else None)[0])
@@ -207,7 +204,7 @@ def interventions(model, bags: Bags, neurons: dict, rng: np.random.Generator, ba
             groups += [(fact, kind, label, pos, idx) for label, pos in sets.items()]
     if not groups:
         return pd.DataFrame(columns=FACT_COLUMNS + INTERVENTION_COLUMNS)
-    pos = torch.as_tensor(np.concatenate([g[3] for g in groups]))  # [R]: every group's prompts
+    pos = torch.as_tensor(np.concatenate([g[3] for g in groups]), device=v.ids.device)  # [R]: every group's prompts
     per_row = [g[4] for g in groups for _ in g[3]]
     ends = np.cumsum([len(g[3]) for g in groups])[:-1]
     clean = scaled_neurons_prob(model, v.ids, v.last, v.targets, batch_size=batch_size)  # [Q]
@@ -275,15 +272,16 @@ def edits(model, bags: Bags, neurons: dict, relation: dict, candidates: pd.DataF
                       ppl_facts, rng)
     if not plan:
         return pd.DataFrame(columns=FACT_COLUMNS + EDIT_COLUMNS)
-    at = torch.as_tensor([p["pos"] for p in plan])
-    new_tokens = torch.as_tensor([p["new_token"] for p in plan])
+    at = torch.as_tensor([p["pos"] for p in plan], device=v.ids.device)
+    new_tokens = torch.as_tensor([p["new_token"] for p in plan], device=v.ids.device)
     new_lp, new_rank = target_scores(model, v.ids[at], v.last[at], new_tokens, batch_size)  # [E]: new token, unedited
     embed = model.unembed.weight.detach()  # [V, d]
     records = []
     for e, p in enumerate(plan):
         old = int(v.targets[p["pos"]])
         slots = value_slots(model, p["neurons"]).to(embed)  # [k, d]
-        rows = torch.as_tensor(np.concatenate([[p["pos"], p["pos"]], p["intra"], p["inter"]]).astype(np.int64))
+        rows = torch.as_tensor(np.concatenate([[p["pos"], p["pos"]], p["intra"], p["inter"]]).astype(np.int64),
+                               device=v.ids.device)
         targets = v.targets[rows].clone()
         targets[0] = p["new_token"]  # row 0: the new token; row 1: the old one; then the PPL prompts' gold
         with edited_value_slots(model, p["neurons"], edit_rule(slots, embed[old], embed[p["new_token"]],
@@ -326,7 +324,7 @@ def erase(model, bags: Bags, neurons: dict, n_neurons: int = 20, batch_size: int
         idx = frequent_neurons({f: neurons.get(f, ()) for f in facts.index[facts["attribute"] == attr]}, n_neurons)
         after = before
         if len(idx):
-            with edited_value_slots(model, idx, torch.zeros(len(idx), value_matrix(model, 0).shape[1])):
+            with edited_value_slots(model, idx, value_matrix(model, 0).new_zeros(len(idx), value_matrix(model, 0).shape[1])):
                 after = target_scores(model, v.ids, v.last, v.targets, batch_size)
         for scope, where in (("erased", attribute == attr), ("other", attribute != attr)):
             records.append({"attribute": attr, "scope": scope, "n_neurons": len(idx), "n_prompts": int(where.sum()),

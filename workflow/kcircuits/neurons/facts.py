@@ -18,7 +18,9 @@ import pandas as pd
 import torch
 
 from .. import ATTRIBUTES
+from ..circuits.attribute import pad_right
 from ..evaluate.scoring import answer_token_ids
+from ..tokenizer import bos_prefix
 
 FACT_COLUMNS = ["fact", "entity_id", "name", "type", "freq_group", "frequency", "attribute"]
 TARGET_KINDS = {"value": "answer", "original": "orig_answer"}  # target kind -> the probe column it scores
@@ -52,8 +54,9 @@ class Bags:
 
     def select(self, mask) -> "Bags":
         """The bags' prompts where mask [Q] holds (same encoding)."""
-        keep = torch.as_tensor(np.flatnonzero(np.asarray(mask)))
-        return Bags(self.ids[keep], self.last[keep], self.targets[keep], self.rows.iloc[keep.numpy()].reset_index(drop=True))
+        keep = np.flatnonzero(np.asarray(mask))
+        index = torch.as_tensor(keep, device=self.ids.device)
+        return Bags(self.ids[index], self.last[index], self.targets[index], self.rows.iloc[keep].reset_index(drop=True))
 
 
 def prompt_rows(bags: pd.DataFrame, kinds=tuple(TARGET_KINDS)) -> pd.DataFrame:
@@ -64,12 +67,11 @@ def prompt_rows(bags: pd.DataFrame, kinds=tuple(TARGET_KINDS)) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[FACT_COLUMNS + ["target_kind", "template", "prompt", "answer"]]
 
 
-def encode(tok, rows: pd.DataFrame) -> Bags:
-    """Prompt rows (prompt_rows, or prompts.parquet) encoded for one model; rows gain `target`."""
+def encode(tok, rows: pd.DataFrame, device="cpu", prepend_bos: bool = False) -> Bags:
+    """Prompt rows (prompt_rows, or prompts.parquet) encoded for one model on its `device`; rows gain
+    `target`. prepend_bos: BOS first (kcircuits.tokenizer.bos_prefix), as the circuits read them."""
     prompt_ids, _, first = answer_token_ids(tok, rows["prompt"].tolist(), rows["answer"].tolist())
-    T = max(len(p) for p in prompt_ids)
-    ids = torch.full((len(rows), T), tok.pad_token_id, dtype=torch.long)  # [Q, T], right-padded
-    for i, p in enumerate(prompt_ids):
-        ids[i, : len(p)] = torch.tensor(p)
-    last = torch.tensor([len(p) - 1 for p in prompt_ids])  # [Q]
-    return Bags(ids, last, torch.from_numpy(first), rows.reset_index(drop=True).assign(target=first))
+    bos = bos_prefix(tok, prepend_bos)
+    ids, last = pad_right([bos + p for p in prompt_ids], tok.pad_token_id)  # [Q, T] right-padded, [Q]
+    return Bags(ids.to(device), last.to(device), torch.from_numpy(first).to(device),
+                rows.reset_index(drop=True).assign(target=first))

@@ -57,7 +57,7 @@ import pandas as pd
 
 from .. import io
 from ..config import stage_rng
-from ..settings import actions, add_paths, add_threads_argument, command, run_handler, set_threads
+from ..settings import actions, add_paths, add_job_arguments, command, run_handler, set_threads
 from ..vocabulary import with_order
 
 log = logging.getLogger("kcircuits")
@@ -75,10 +75,10 @@ def add_parser(subparsers) -> None:
     a = command(acts, "measure", "attribution, knowledge neurons and experiments of one checkpoint", "neurons",
                 _measure)
     add_paths(a, "checkpoint", "tokenizer", "bags", "circuits", "out_prompts", "out_scores", *OUT_TABLES)
-    add_threads_argument(a)
+    add_job_arguments(a)
     a = command(acts, "select", "knowledge neurons and experiments again, from saved scores", "neurons", _select)
     add_paths(a, "checkpoint", "tokenizer", "prompts", "scores", "circuits", *OUT_TABLES)
-    add_threads_argument(a)
+    add_job_arguments(a)
     a = command(acts, "summary", "one seed's tables in training order, and their evolution", "neurons", _summary)
     add_paths(a, *SEED_TABLES, "neurons", many=True)
     add_paths(a, *(f"out_{t}" for t in SEED_TABLES), "out_evolution", "out_layers")
@@ -104,7 +104,7 @@ def _measure(args, s: dict) -> None:
     from ..circuits.stage import load_checkpoint
     from ..tokenizer import load_tokenizer
 
-    model, meta = load_checkpoint(args.checkpoint)
+    model, meta = load_checkpoint(args.checkpoint, args.device)
     tok = load_tokenizer(args.tokenizer)
     _attribute(args, s, model, meta, tok)
     args.prompts, args.scores = args.out_prompts, args.out_scores  # selection reads what was just saved
@@ -119,8 +119,9 @@ def _attribute(args, s: dict, model, meta: dict, tok) -> None:
     from .store import save_scores
 
     started, n = time.perf_counter(), s["neurons"]
-    bags = encode(tok, prompt_rows(pd.read_parquet(args.bags)))
-    ig = attribute(model, bags.ids, bags.last, bags.targets, n["ig_steps"], n["ig_points"], n["batch_size"])
+    bags = encode(tok, prompt_rows(pd.read_parquet(args.bags)), model.device, s["circuits"]["prepend_bos"])
+    with model.precision(n["dtype"]):
+        ig = attribute(model, bags.ids, bags.last, bags.targets, n["ig_steps"], n["ig_points"], n["batch_size"])
     act = hidden_activations(model, bags.ids, bags.last)  # [L, Q, m]: the baseline method's scores
     L, Q, m = ig.shape
     flat = {"ig": ig.permute(1, 0, 2).reshape(Q, L * m), "baseline": act.permute(1, 0, 2).reshape(Q, L * m)}
@@ -146,7 +147,7 @@ def _select(args, s: dict, model=None, meta: dict | None = None, tok=None) -> No
         from ..circuits.stage import load_checkpoint
         from ..tokenizer import load_tokenizer
 
-        (model, meta), tok = load_checkpoint(args.checkpoint), load_tokenizer(args.tokenizer)
+        (model, meta), tok = load_checkpoint(args.checkpoint, args.device), load_tokenizer(args.tokenizer)
     started, n = time.perf_counter(), s["neurons"]
     prompts = pd.read_parquet(args.prompts)
     sparse, shape = load_scores(args.scores)
@@ -156,7 +157,7 @@ def _select(args, s: dict, model=None, meta: dict | None = None, tok=None) -> No
     thresholds = {"ig": n["threshold"], "baseline": n["baseline_threshold"]}
     facts, neurons, found, relation = knowledge_neurons(prompts, sparse, shape["n_layers"] * shape["d_mlp"],
                                                         shape["d_mlp"], n, thresholds)
-    bags = encode(tok, prompts[prompts["target_kind"] == "value"])
+    bags = encode(tok, prompts[prompts["target_kind"] == "value"], model.device, s["circuits"]["prepend_bos"])
     rng, batch = stage_rng(s["seed"], "neuron_experiments"), n["batch_size"]
     tables = {
         "facts": facts,

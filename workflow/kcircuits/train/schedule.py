@@ -19,9 +19,10 @@ from ..vocabulary import epoch_name, in_training_order, parse_checkpoint, step_n
 
 # Train keys every phase's numerics depend on. The rest of `train:` is either one phase's own
 # section, the checkpoint schedule (adding checkpoints must not retrain anything), or execution
-# detail (device, deepspeed, save_steps: where and how often a job saves, not what it computes).
+# detail (deepspeed, save_steps: how often a job saves, not what it computes; where it runs is
+# compute.train.device).
 _SHARED = ("block_size", "batch_size", "grad_accum", "weight_decay", "adam_betas", "adam_epsilon", "max_grad_norm")
-EXECUTION_KEYS = ("device", "deepspeed", "save_steps")
+EXECUTION_KEYS = ("deepspeed", "save_steps")
 
 
 def checkpoint_epochs(cfg: dict) -> list[int]:
@@ -98,7 +99,7 @@ def phase_settings(settings: dict, phase: str, seed: int | None = None) -> dict:
     raise ValueError(f"unknown training phase {phase!r}")
 
 
-def execution_settings(settings: dict) -> dict:
-    """Where and how often a job saves; passed outside the params so changing them retrains nothing."""
-    train = settings["train"]
-    return {k: train.get(k) for k in EXECUTION_KEYS}
+def execution_settings(cfg: dict) -> dict:
+    """Where a job runs (compute.train.device) and how often it saves; passed outside the params so
+    changing them retrains nothing."""
+    return {"device": cfg["compute"]["train"]["device"], **{k: cfg["train"].get(k) for k in EXECUTION_KEYS}}

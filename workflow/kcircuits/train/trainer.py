@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 
 from .. import io
+from ..checkpoint import resolve_device
 from .corpus import steps_per_epoch
 from .launch import per_device_batch_size, threads_per_process
 
@@ -36,21 +37,11 @@ FINGERPRINT = "job.json"
 LOGGING_STEPS = 10  # constant: a resumed state's logging interval must match the Trainer's args
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but torch sees no CUDA device")
-    return device
-
-
 def trainer_kwargs(settings: dict, execution: dict, output_dir: str | Path, lr: float, *,
                    epochs: int | None = None, max_steps: int | None = None) -> dict:
     """TrainingArguments keywords: AdamW (config betas, epsilon, weight decay), clipping, constant LR."""
     t = settings["train"]
-    device = resolve_device(execution.get("device") or "auto")
+    device = resolve_device(execution.get("device") or "auto", "compute.train.device")
     report_to = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
     return dict(
         output_dir=str(output_dir),
