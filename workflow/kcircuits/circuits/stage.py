@@ -18,7 +18,7 @@ import logging
 import pandas as pd
 
 from .. import io
-from ..settings import actions, add_paths, add_job_arguments, command, run_handler, set_threads
+from ..settings import actions, add_job_arguments, add_paths, command, run_handler, set_threads
 from ..vocabulary import CELL, at_budget, budget_label, budget_value, cell_key, parse_cell_key
 
 log = logging.getLogger("kcircuits")

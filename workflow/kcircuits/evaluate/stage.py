@@ -7,14 +7,12 @@ import logging
 import pandas as pd
 
 from .. import io
-from ..settings import add_paths, add_job_arguments, command, run_handler, set_threads
+from ..settings import add_job_arguments, add_paths, command, run_handler, set_threads
 
 log = logging.getLogger("kcircuits")
 
 
 def _evaluate(args, s: dict) -> None:
-    import torch
-
     from ..checkpoint import checkpoint_metadata, load_model
     from ..tokenizer import load_tokenizer
     from .knowledge import evaluate_checkpoint, load_inputs

@@ -57,7 +57,7 @@ import pandas as pd
 
 from .. import io
 from ..config import stage_rng
-from ..settings import actions, add_paths, add_job_arguments, command, run_handler, set_threads
+from ..settings import actions, add_job_arguments, add_paths, command, run_handler, set_threads
 from ..vocabulary import with_order
 
 log = logging.getLogger("kcircuits")
