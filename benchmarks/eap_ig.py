@@ -8,6 +8,7 @@ interleaved repeats (the machine is shared), one thread by default.
     python benchmarks/eap_ig.py            # tiny (4 layers, d=128) and GPT-2-small-shaped (vocab 8k)
     python benchmarks/eap_ig.py --quick    # fewer pairs and repeats for the GPT-2-small shape
     python benchmarks/eap_ig.py --memory   # also: peak memory at m = 2 vs m = 20 (must not grow)
+    python benchmarks/eap_ig.py --device cuda [--dtype bfloat16]   # on a GPU: pairs/s, peak memory
 
 For scale, a widely used reference implementation took ~3.3 s for 64 pairs on the tiny shape and
 ~200 s on the GPT-2-small shape on this machine (one thread, weights frozen).
@@ -19,40 +20,28 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from shapes import SHAPES, VOCAB, build, peak_memory_mb, timed  # noqa: E402
 
 from kcircuits.circuits.attribute import PairBatch, attribute  # noqa: E402
 from kcircuits.circuits.metrics import logit_difference  # noqa: E402
 from kcircuits.circuits.model import CircuitModel  # noqa: E402
 
-SHAPES = {
-    "tiny": dict(n_layer=4, n_embd=128, n_head=4),
-    "gpt2-small": dict(n_layer=12, n_embd=768, n_head=12),
-}
-VOCAB = 8192
-
-
-def build(shape: str):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=VOCAB, n_positions=128, bos_token_id=0, eos_token_id=0, **SHAPES[shape])
-    return GPT2LMHeadModel(cfg).eval()
-
-
-def make_batch(n_pairs: int, seq_len: int) -> PairBatch:
-    """Pairs that differ in a 2-token 'subject', like the circuit pairs (same length, other labels)."""
+def make_batch(n_pairs: int, seq_len: int, device: str = "cpu") -> PairBatch:
+    """Pairs that differ in a 2-token 'subject', like the circuit pairs (same length, other labels),
+    on `device`."""
     g = torch.Generator().manual_seed(1)
     clean = torch.randint(0, VOCAB, (n_pairs, seq_len), generator=g)
     corrupted = clean.clone()
     corrupted[:, :2] = torch.randint(0, VOCAB, (n_pairs, 2), generator=g)
     labels = torch.randint(0, VOCAB, (2, n_pairs), generator=g)
-    return PairBatch(clean, corrupted, torch.full((n_pairs,), seq_len - 1), labels[0], labels[1])
+    batch = clean, corrupted, torch.full((n_pairs,), seq_len - 1), labels[0], labels[1]
+    return PairBatch(*(t.to(device) for t in batch))
 
 
 def floor_pass(hf, batch: PairBatch, steps: int) -> None:
@@ -70,28 +59,28 @@ def floor_pass(hf, batch: PairBatch, steps: int) -> None:
         logit_difference(logits, batch.clean_label, batch.corrupted_label).sum().backward(inputs=[x])
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def bench(shape: str, n_pairs: int, seq_len: int, steps: int, repeats: int) -> dict:
-    hf = build(shape)
+def bench(shape: str, n_pairs: int, seq_len: int, steps: int, repeats: int, device: str = "cpu",
+          dtype: str = "float32") -> dict:
+    hf = build(shape, device)
     model = CircuitModel(hf)
-    batch = make_batch(n_pairs, seq_len)
-    run_eap_ig = lambda: attribute(model, [batch], "eap-ig", steps=steps)  # noqa: E731
+    batch = make_batch(n_pairs, seq_len, device)
+    def run_eap_ig():
+        with model.precision(dtype):  # circuits.dtype
+            return attribute(model, [batch], "eap-ig", steps=steps)
+
     run_floor = lambda: floor_pass(hf, batch, steps)  # noqa: E731
     run_eap_ig(), run_floor()  # warm-up (allocator, kernels)
     eap_ig, floor = [], []
     for _ in range(repeats):  # interleaved, so load changes hit both alike
-        eap_ig.append(timed(run_eap_ig))
-        floor.append(timed(run_floor))
+        eap_ig.append(timed(run_eap_ig, device)[0])
+        floor.append(timed(run_floor, device)[0])
     t_eap_ig, t_floor = min(eap_ig), min(floor)
     return {"shape": shape, **SHAPES[shape], "vocab": VOCAB, "pairs": n_pairs, "seq_len": seq_len, "steps": steps,
             "edges": model.graph.n_edges, "eap_ig_s": round(t_eap_ig, 4), "floor_s": round(t_floor, 4),
             "eap_ig_ms_per_pair": round(1000 * t_eap_ig / n_pairs, 3),
-            "floor_ms_per_pair": round(1000 * t_floor / n_pairs, 3), "ratio": round(t_eap_ig / t_floor, 3)}
+            "floor_ms_per_pair": round(1000 * t_floor / n_pairs, 3), "ratio": round(t_eap_ig / t_floor, 3),
+            "pairs_per_s": round(n_pairs / t_eap_ig, 2), "device": device, "dtype": dtype,
+            "peak_memory_mb": round(peak_memory_mb(device))}
 
 
 def peak_memory_child(shape: str, n_pairs: int, seq_len: int, steps: int) -> None:
@@ -117,6 +106,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                        help="attribution matmuls (circuits.dtype)")
     parser.add_argument("--memory", action="store_true", help="peak RSS at m = 2 and m = 20 (each shape)")
     parser.add_argument("--child-memory", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -127,7 +119,8 @@ def main() -> None:
     results = []
     for shape in args.shapes:
         quick = args.quick and shape == "gpt2-small"
-        res = bench(shape, 16 if quick else args.pairs, args.seq_len, args.steps, 2 if quick else args.repeats)
+        res = bench(shape, 16 if quick else args.pairs, args.seq_len, args.steps, 2 if quick else args.repeats,
+                    args.device, args.dtype)
         print(json.dumps(res), flush=True)
         results.append(res)
     if args.memory:  # fresh processes, so each peak is that run's own

@@ -20,48 +20,34 @@ batched >= 5x faster than the reference.
     python benchmarks/neurons.py                    # GPT-2-small shape (12 x 768, 3072 neurons, vocab 8k)
     python benchmarks/neurons.py --quick            # 3 of the 12 layers, one timed repeat
     python benchmarks/neurons.py --shape tiny       # 4 layers, d = 128: seconds
+    python benchmarks/neurons.py --device cuda      # on a GPU: facts/s, peak memory
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
-import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 import torch  # noqa: E402
+from shapes import SHAPES, VOCAB, build, peak_memory_mb, timed  # noqa: E402
 
 from kcircuits.circuits.model import CircuitModel  # noqa: E402
 from kcircuits.neurons.attribute import alphas, attribute  # noqa: E402
 
-SHAPES = {
-    "tiny": dict(n_layer=4, n_embd=128, n_head=4),
-    "gpt2-small": dict(n_layer=12, n_embd=768, n_head=12),  # n_inner None: 4 * 768 = 3072 neurons
-}
-VOCAB = 8192
 LENGTHS = (9, 10, 11, 10)  # the bag: 4 prompts of ~10 tokens (right-padded for the batched run)
 
 
-def build(shape: str):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=VOCAB, n_positions=128, bos_token_id=0, eos_token_id=0, **SHAPES[shape])
-    return GPT2LMHeadModel(cfg).eval()
-
-
-def make_bag(lengths=LENGTHS):
-    """ids [P, T] right-padded with 0, last [P], targets [P] (fixed seed)."""
+def make_bag(lengths=LENGTHS, device: str = "cpu"):
+    """ids [P, T] right-padded with 0, last [P], targets [P] (fixed seed), on `device`."""
     g = torch.Generator().manual_seed(1)
     ids = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
     for p, n in enumerate(lengths):
         ids[p, :n] = torch.randint(1, VOCAB, (n,), generator=g)
-    return ids, torch.tensor(lengths) - 1, torch.randint(1, VOCAB, (len(lengths),), generator=g)
+    bag = ids, torch.tensor(lengths) - 1, torch.randint(1, VOCAB, (len(lengths),), generator=g)
+    return tuple(t.to(device) for t in bag)
 
 
 def down_proj(hf, layer: int) -> torch.nn.Module:
@@ -97,25 +83,20 @@ def reference(hf, ids, last, targets, steps: int, layers: list[int]) -> torch.Te
     return out
 
 
-def timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
-
-def bench(shape: str, steps: int, batch_size: int, repeats: int, layers: list[int] | None) -> dict:
-    hf = build(shape)
+def bench(shape: str, steps: int, batch_size: int, repeats: int, layers: list[int] | None,
+          device: str = "cpu") -> dict:
+    hf = build(shape, device)
     model = CircuitModel(hf)  # freezes hf's weights too: the reference runs on the same frozen model
-    ids, last, targets = make_bag()
+    ids, last, targets = make_bag(device=device)
     layers = list(range(model.n_layers)) if layers is None else layers
     run_ref = lambda: reference(hf, ids, last, targets, steps, layers)  # noqa: E731
     run_batched = lambda: attribute(model, ids, last, targets, steps=steps, points="grid",  # noqa: E731
                                     batch_size=batch_size, layers=layers)
     t_ref, t_batched = [], []
     for i in range(repeats + 1):  # interleaved, so load changes hit both alike; round 0 is the warm-up
-        t, ref = timed(run_ref)
+        t, ref = timed(run_ref, device)
         t_ref.append(t)
-        t, scores = timed(run_batched)
+        t, scores = timed(run_batched, device)
         t_batched.append(t)
         if i == 0:
             scale = ref.abs().max().item()
@@ -126,7 +107,8 @@ def bench(shape: str, steps: int, batch_size: int, repeats: int, layers: list[in
             "steps": steps, "layers": layers if len(layers) < model.n_layers else "all", "batch_size": batch_size,
             "threads": torch.get_num_threads(), "repeats": repeats, "max_abs_score": scale,
             "max_err_over_tolerance": round(err, 4), "reference_s_per_fact": round(ref_s, 3),
-            "batched_s_per_fact": round(batched_s, 3), "speedup": round(ref_s / batched_s, 2)}
+            "batched_s_per_fact": round(batched_s, 3), "speedup": round(ref_s / batched_s, 2),
+            "facts_per_s": round(1 / batched_s, 3), "device": device, "peak_memory_mb": round(peak_memory_mb(device))}
 
 
 def main() -> None:
@@ -137,11 +119,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512, help="rows per forward of the batched run")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds after one warm-up round")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     n_layer = SHAPES[args.shape]["n_layer"]
     layers = sorted({0, n_layer // 2, n_layer - 1}) if args.quick else None
-    res = bench(args.shape, args.steps, args.batch_size, 1 if args.quick else args.repeats, layers)
+    res = bench(args.shape, args.steps, args.batch_size, 1 if args.quick else args.repeats, layers, args.device)
     print(json.dumps(res), flush=True)
     print(f"\n{'':10} {'s / fact':>10}\nreference  {res['reference_s_per_fact']:>10.3f}\n"
           f"batched    {res['batched_s_per_fact']:>10.3f}\nspeedup    {res['speedup']:>10.2f}x (goal >= 5x)")

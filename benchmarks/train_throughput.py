@@ -39,19 +39,10 @@ class VocabOnly:
         return self.size
 
 
-def peak_memory_mb(device: str) -> float:
-    import resource
-
-    import torch
-
-    if device == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
 def measure(mode: str, cfg: dict, vocab: int, steps: int, warmup: int, threads: int, device: str) -> dict:
     """Time `steps` optimiser steps after `warmup` ones; returns tokens/s and peak memory."""
     import torch
+    from shapes import peak_memory_mb
 
     from kcircuits.train.corpus import BlockDataset
     from kcircuits.train.model import build_model
