@@ -2,6 +2,8 @@
 Test modules import from here, never from each other or from conftest."""
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,16 +31,24 @@ def allow_snakemake(allowed: bool) -> None:
 
 
 # ---- Snakemake -----------------------------------------------------------------------------------------
-def snakemake(workdir: Path, *args: str, configfiles=(TINY,), check: bool = True,
-              cores: int | None = 2) -> subprocess.CompletedProcess:
-    """Run the project's Snakefile in `workdir` (outputs land there); returns the finished process.
-    cores=None: no --cores, as users type `snakemake --report` or `snakemake -n`."""
+def snakemake_command(workdir: Path, *args: str, configfiles=(TINY,), cores: int | None = 2,
+                      lock: bool = False) -> list[str]:
+    """The command line of snakemake(); lock=True: without --nolock, as users run it."""
     if not _snakemake_allowed:
         raise AssertionError("this test runs Snakemake: mark it @pytest.mark.slow (or its module: pytestmark)")
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           *(["--cores", str(cores)] if cores else []), "--nolock", *args]
+           *(["--cores", str(cores)] if cores else []), *([] if lock else ["--nolock"]), *args]
     if configfiles:  # last: --configfile takes every following word as a file
         cmd += ["--configfile", *map(str, configfiles)]
+    return cmd
+
+
+def snakemake(workdir: Path, *args: str, configfiles=(TINY,), check: bool = True,
+              cores: int | None = 2, lock: bool = False) -> subprocess.CompletedProcess:
+    """Run the project's Snakefile in `workdir` (outputs land there); returns the finished process.
+    cores=None: no --cores, as users type `snakemake --report` or `snakemake -n`. Tests share no
+    working directory, so Snakemake's lock is off unless lock=True."""
+    cmd = snakemake_command(workdir, *args, configfiles=configfiles, cores=cores, lock=lock)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
@@ -55,6 +65,47 @@ def planned_jobs(proc: subprocess.CompletedProcess | str) -> dict[str, int]:
             break
         counts[parts[0]] = int(parts[1])
     return counts
+
+
+def result_files(root: Path) -> dict[str, Path]:
+    """Every result file under root but logs, benchmarks and Snakemake's markers, by relative path."""
+    skip = {"logs", "benchmarks"}
+    return {str(p.relative_to(root)): p for p in sorted(root.rglob("*"))
+            if p.is_file() and not skip & set(p.relative_to(root).parts) and p.name != ".snakemake_timestamp"}
+
+
+def without_timings(obj):
+    """Training records minus wall-clock fields (train_runtime, *_per_second): the rest must agree."""
+    if isinstance(obj, dict):
+        return {k: without_timings(v) for k, v in obj.items() if not re.search(r"runtime|per_second", k)}
+    if isinstance(obj, list):
+        return [without_timings(v) for v in obj]
+    return obj
+
+
+def safetensors_parts(data: bytes) -> tuple[dict, bytes]:
+    """A safetensors file's header (JSON: metadata, each tensor's dtype, shape and offsets) and its
+    tensor bytes. The library writes the metadata keys in hash-map order, which changes from process
+    to process: two writes of the same tensors and metadata agree in these parts, not in bytes."""
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + n]), data[8 + n:]
+
+
+def assert_same_results(expected: Path, actual: Path) -> list[str]:
+    """Two runs' results folders hold the same files with the same bytes (training records: the same
+    but for wall-clock timings; safetensors: the same header and tensor bytes); returns the relative
+    paths compared."""
+    want, got = result_files(expected), result_files(actual)
+    assert set(got) == set(want), sorted(set(got) ^ set(want))
+    for rel, path in want.items():
+        a, b = path.read_bytes(), got[rel].read_bytes()
+        if path.name in ("training.json", "trainer_state.json"):
+            assert without_timings(json.loads(a)) == without_timings(json.loads(b)), rel
+        elif path.suffix == ".safetensors":
+            assert a == b or safetensors_parts(a) == safetensors_parts(b), rel
+        else:
+            assert a == b, rel
+    return sorted(want)
 
 
 # ---- models ----------------------------------------------------------------------------------------------

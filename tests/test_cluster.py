@@ -1,12 +1,15 @@
 """Cluster execution without a cluster: the paper-scale DAG (dry run, no data on disk), per-job
-resources from `compute:`, the light rules, the DeepSpeed and multi-process (torchrun) wiring, and a
-real two-process training run on CPU (gloo) against a single process.
+resources from `compute:`, the light rules, a retry after an out-of-memory kill (with more memory),
+the DeepSpeed and multi-process (torchrun) wiring, and a real two-process training run on CPU (gloo)
+against a single process.
 
 The run through a real SLURM is tests/test_slurm.py."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -46,7 +49,15 @@ def test_paper_config_is_gpt2_small_with_50k_entities_25_epochs_and_8000_edge_ci
     assert cfg["entities"]["n"] == 50000
     assert cfg["train"]["continual"]["epochs"] == 25 and cfg["train"]["checkpoints"]["every_epochs"] == 1
     assert cfg["circuits"]["edge_budgets"] == [8000]
-    assert cfg["compute"]["train"]["gpu"] >= 1 and cfg["train"]["device"] == "cuda"
+    # Where jobs compute is compute.KIND.device (train.device is gone): every model-running kind on a GPU.
+    assert "device" not in cfg["train"]
+    assert {kind: (spec["device"], spec["gpu"] >= 1) for kind, spec in cfg["compute"].items()} == {
+        kind: ("cuda", True) for kind in ("train", "evaluate", "circuits", "analysis", "neurons")}
+
+
+# Per-checkpoint rules -> the compute kind they ask for (config compute.KIND).
+PER_CHECKPOINT = {"evaluate": "evaluate", "circuit_scores": "circuits", "circuit_eval": "circuits",
+                  "circuit_transplant": "circuits", "components_measure": "analysis", "neurons_measure": "neurons"}
 
 
 @pytest.mark.slow
@@ -54,17 +65,27 @@ def test_paper_dry_run_counts_jobs_per_rule_without_data_on_disk(tmp_path):
     proc = snakemake(tmp_path, "-n", "-p", "--cores", "64", configfiles=(PAPER,))  # cores: no cap on threads
     assert not (tmp_path / "results").exists()
     counts = planned_jobs(proc)
-    seeds = len(load_config([REPO / "config.yaml", PAPER])["train"]["seeds"])
-    epochs, ckpts = 25, 26  # continual epochs; checkpoints = epoch-000 + one per epoch
+    cfg = load_config([REPO / "config.yaml", PAPER])
+    seeds = len(cfg["train"]["seeds"])
+    epochs, ckpts = 25, 26  # continual epochs; checkpoints = epoch-000 + one per epoch (no step checkpoints)
+    # Every figure has its caption report/NAME.rst; findings.rst captions the findings report, not a figure.
+    figures = sorted(p.stem for p in (REPO / "report").glob("*.rst") if p.stem != "findings")
     expected = {
-        "entities": 1, "biographies": 1, "probes": 1, "qa": 1, "tokenizer": 1, "circuit_pairs": 1,
-        "train_base": seeds, "continual_corpus": seeds, "train_continual": epochs * seeds,  # no step checkpoints
+        # data, once: the six data stages and the knowledge-neuron facts
+        **dict.fromkeys(("entities", "biographies", "probes", "qa", "tokenizer", "circuit_pairs", "neuron_facts"), 1),
+        # training, per seed: one job per continual epoch, one export per checkpoint
+        "train_base": seeds, "continual_corpus": seeds, "train_continual": epochs * seeds,
         "export_start_checkpoint": seeds, "export_checkpoint": epochs * seeds,
-        "evaluate": ckpts * seeds, "eval_summary": seeds,
-        "circuit_scores": ckpts * seeds, "circuit_eval": ckpts * seeds, "circuit_transplant": ckpts * seeds,
-        "circuit_summary": seeds, "all": 1,
+        # one job per checkpoint and seed (circuits.draw is off: no drawings) ...
+        **dict.fromkeys(PER_CHECKPOINT, ckpts * seeds),
+        # ... joined per seed across checkpoints ...
+        **dict.fromkeys(("eval_summary", "circuit_summary", "components_summary", "neurons_summary",
+                         "topology_tables"), seeds),
+        # ... and across seeds: topology tests, the results table, findings, every figure
+        **dict.fromkeys(("topology_phase_shift", "topology_depth_trend", "results_table", "findings", "all"), 1),
+        **{f"figure_{name}": 1 for name in figures},
     }
-    assert {rule: counts.get(rule, 0) for rule in expected} == expected
+    assert len(figures) >= 20 and counts == expected
 
     # Heavy jobs carry the paper's compute section: what sbatch will be asked for.
     jobs = dry_run_jobs(proc.stdout)
@@ -74,8 +95,58 @@ def test_paper_dry_run_counts_jobs_per_rule_without_data_on_disk(tmp_path):
     assert {k: train[0]["resources"][k] for k in ("gpu", "mem_mb", "runtime")} == {
         "gpu": "1", "mem_mb": "32000", "runtime": "720"}
     assert "--processes 1 " in train[0]["shell"]
-    scores = next(j for j in jobs if j["rule"] == "circuit_scores")
-    assert scores["threads"] == 8 and scores["resources"]["gpu"] == "0"
+    assert json.loads(re.search(r"--execution '([^']*)'", train[0]["shell"]).group(1))["device"] == "cuda"
+    # Every per-checkpoint job: one GPU, its kind's threads, memory and time, and computes on cuda.
+    for rule, kind in PER_CHECKPOINT.items():
+        spec = cfg["compute"][kind]
+        rule_jobs = [j for j in jobs if j["rule"] == rule]
+        assert len(rule_jobs) == ckpts * seeds, rule
+        for job in rule_jobs:
+            assert job["threads"] == spec["threads"], rule
+            assert {k: job["resources"][k] for k in ("gpu", "mem_mb", "runtime")} == {
+                "gpu": "1", "mem_mb": str(spec["mem_mb"]), "runtime": str(spec["runtime"])}, rule
+            assert re.search(r" --device cuda(?: |$)", job["shell"]), (rule, job["shell"][-300:])
+
+
+# ---- retries: a job killed for memory comes back with more ---------------------------------------
+
+# `python` for the jobs of one run (first on PATH): the first `python -m kcircuits STAGE` is killed
+# with SIGKILL, as an out-of-memory killer (the kernel's, SLURM's) does: its job exits with 137.
+# Every other command runs on the test's interpreter.
+KILL_ONCE = """#!/usr/bin/env bash
+if [ "$1 $2 $3" = "-m kcircuits {stage}" ] && mkdir {marker} 2>/dev/null; then
+    kill -KILL $$
+fi
+exec {python} "$@"
+"""
+
+
+@pytest.mark.slow
+def test_a_job_killed_for_memory_is_retried_with_twice_the_memory_and_the_same_result(tmp_path, monkeypatch):
+    shims, marker = tmp_path / "bin", tmp_path / "killed-once"
+    shims.mkdir()
+    (shims / "python").write_text(KILL_ONCE.format(stage="evaluate", marker=shlex.quote(str(marker)),
+                                                   python=shlex.quote(sys.executable)))
+    (shims / "python").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")  # inherited by Snakemake's jobs
+    overlay = tmp_path / "retry.yaml"
+    overlay.write_text(yaml.safe_dump({"train": {"base": {"epochs": 1}}, "compute": {"evaluate": {"mem_mb": 1234}}}))
+    work, target = tmp_path / "work", "results/tiny/seed-0/eval/epoch-000.parquet"
+
+    proc = snakemake(work, target, "--retries", "1", configfiles=(TINY, overlay))
+    out = proc.stdout + proc.stderr
+    assert marker.is_dir()  # the first attempt was killed ...
+    assert re.search(r"^Error in rule evaluate:", out, re.MULTILINE) and "exit status 137" in out
+    assert re.search(r"^Trying to restart job \d+\.", out, re.MULTILINE)
+    # ... and the second asked for twice compute.evaluate.mem_mb (what sbatch --mem gets on a cluster)
+    attempts = [j["resources"]["mem_mb"] for j in dry_run_jobs(out) if j["rule"] == "evaluate"]
+    assert attempts == ["1234", "2468"], attempts
+    # Its outputs are those of a clean run of the same job.
+    outputs = [work / target, work / "results/tiny/seed-0/eval/entities/epoch-000.parquet"]
+    retried = [p.read_bytes() for p in outputs]
+    rerun = snakemake(work, target, "--forcerun", "evaluate", configfiles=(TINY, overlay))
+    assert planned_jobs(rerun) == {"evaluate": 1}
+    assert [p.read_bytes() for p in outputs] == retried
 
 
 # ---- compute resources, DeepSpeed, multi-process wiring ----------------------------------------
@@ -84,8 +155,8 @@ def test_paper_dry_run_counts_jobs_per_rule_without_data_on_disk(tmp_path):
 def test_compute_section_sets_threads_resources_and_training_processes(tmp_path):
     overlay = tmp_path / "multi.yaml"
     overlay.write_text(yaml.safe_dump({
-        "compute": {"train": {"threads": 6, "mem_mb": 1234, "runtime": 7, "gpu": 4},
-                    "evaluate": {"threads": 3, "mem_mb": 999, "runtime": 5, "gpu": 0}},
+        "compute": {"train": {"threads": 6, "mem_mb": 1234, "runtime": 7, "gpu": 4, "device": "cpu"},
+                    "evaluate": {"threads": 3, "mem_mb": 999, "runtime": 5, "gpu": 0, "device": "cuda"}},
         "train": {"deepspeed": "resources/deepspeed/zero2.json"}}))
     proc = snakemake(tmp_path, "-n", "-p", "--cores", "8", configfiles=(TINY, overlay))
     jobs = dry_run_jobs(proc.stdout)
@@ -96,9 +167,11 @@ def test_compute_section_sets_threads_resources_and_training_processes(tmp_path)
         assert "--threads 6 --processes 4 " in job["shell"]
         # The DeepSpeed config reaches the job as an absolute path, whatever the working directory.
         execution = json.loads(re.search(r"--execution '([^']*)'", job["shell"]).group(1))
-        assert execution["deepspeed"] == str(ZERO2)
+        assert execution["deepspeed"] == str(ZERO2) and execution["device"] == "cpu"  # compute.train.device
+    # device cuda: the job computes there and asks for a GPU even with gpu: 0 (never a CPU-only allocation)
     evaluate = next(j for j in jobs if j["rule"] == "evaluate")
     assert evaluate["threads"] == 3 and evaluate["resources"]["mem_mb"] == "999"
+    assert evaluate["resources"]["gpu"] == "1" and " --device cuda " in evaluate["shell"]
 
 
 @pytest.mark.slow
@@ -165,7 +238,7 @@ def test_two_training_processes_on_cpu_match_one(tiny_data, tmp_path):
     from kcircuits.train.model import build_model
     import torch
 
-    settings = micro_settings(train={"continual": {"epochs": 1}, "device": "cpu"})
+    settings = micro_settings(train={"continual": {"epochs": 1}})  # device: in --execution
     build_model(settings["model"], load_tokenizer(tiny_data / "tokenizer"), seed=0).save_pretrained(tmp_path / "start")
     summary = continual_corpus(settings, tiny_data / "bios_train.jsonl", tiny_data / "tokenizer",
                                tmp_path / "blocks.npz", tmp_path / "corpus.json")

@@ -53,9 +53,11 @@ def test_a_step_checkpoint_resumes_from_the_last_epoch_state_strictly_before_it(
 
 def test_adding_epochs_or_checkpoints_leaves_every_training_job_param_unchanged():
     before, after = with_schedule(5, 1, []), with_schedule(9, 2, [3, 17])
-    after = deep_merge(after, {"train": {"device": "cpu", "save_steps": 25}})  # execution detail only
+    # execution detail only: where the job runs (compute.train.device) and how often it saves
+    after = deep_merge(after, {"train": {"save_steps": 25}, "compute": {"train": {"device": "cpu"}}})
     for phase in ("base", "corpus", "continual"):
         assert schedule.phase_settings(after, phase) == schedule.phase_settings(before, phase)
+    assert schedule.execution_settings(after) == {"device": "cpu", "deepspeed": None, "save_steps": 25}
     lr_changed = deep_merge(before, {"train": {"continual": {"lr": 5e-4}}})
     assert schedule.phase_settings(lr_changed, "continual") != schedule.phase_settings(before, "continual")
     assert schedule.phase_settings(lr_changed, "base") == schedule.phase_settings(before, "base")
@@ -279,7 +281,8 @@ def test_training_rules_end_to_end_and_extending_the_schedule_only_adds_jobs(tmp
     assert "Nothing to be done" in same.stdout + same.stderr
     longer = tmp_path / "longer.yaml"
     longer.write_text("train:\n  base: {epochs: 1, lr: 3.0e-3}\n  continual: {epochs: 3, lr: 3.0e-3}\n"
-                      "  checkpoints: {every_epochs: 1, steps: [3, 7]}\n  save_steps: 5\n  device: cpu\n")
+                      "  checkpoints: {every_epochs: 1, steps: [3, 7]}\n  save_steps: 5\n"
+                      "compute:\n  train: {device: cpu}\n")
     more = targets + ["results/smoke/seed-0/checkpoints/epoch-003", "results/smoke/seed-0/checkpoints/step-000007"]
     jobs = planned_jobs(snakemake(tmp_path, "-n", *more, configfiles=(SMOKE, longer)))
     assert jobs == {"train_continual": 2, "export_checkpoint": 2}  # epoch-003 and step-000007: state and export
