@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO, TINY, TINY_DATA_TARGETS as DATA_TARGETS, planned_jobs, snakemake
-from kcircuits.io import atomic_path
+from kcircuits.io import atomic_path, read_safetensors_header
 
 DATA_RULES = {"entities", "biographies", "probes", "qa", "tokenizer", "circuit_pairs"}
 
@@ -88,6 +88,25 @@ def test_atomic_path_leaves_no_partial_file(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("new result")
     assert target.read_text() == "new result"
+
+
+def test_safetensors_files_are_byte_identical_across_processes(tmp_path):
+    """Score files of equal results are equal bytes whatever the process (its hash seed changes the
+    order in which safetensors writes several metadata keys), and their header reads back."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from kcircuits.io import write_safetensors; "
+            "write_safetensors({'b': torch.arange(6.).view(2, 3), 'a': torch.ones(2)}, sys.argv[1], "
+            "{k: {'n': i, 'names': [k] * i} for i, k in enumerate('zyxwvutsrq')})")
+    files = [tmp_path / f"{seed}.safetensors" for seed in (1, 2, 3)]
+    for seed, path in zip((1, 2, 3), files):
+        subprocess.run([sys.executable, "-c", code, str(path)], check=True,
+                       env={**os.environ, "PYTHONHASHSEED": str(seed), "PYTHONPATH": str(REPO / "workflow")})
+    assert len({hashlib.sha256(p.read_bytes()).hexdigest() for p in files}) == 1
+    header, names = read_safetensors_header(files[0])
+    assert header["x"] == {"n": 2, "names": ["x", "x"]} and names == ["a", "b"]
 
 
 @pytest.mark.slow

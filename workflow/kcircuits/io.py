@@ -59,6 +59,28 @@ def write_parquet(df: pd.DataFrame, target: str | os.PathLike, provenance: dict 
         pq.write_table(table, tmp)
 
 
+def write_safetensors(tensors: dict, target: str | os.PathLike, header: dict) -> None:
+    """Tensors (name -> torch tensor) atomically, with `header` as ONE metadata entry "kcircuits" of
+    sorted JSON: safetensors writes several metadata keys in an order that changes between
+    processes, which would make equal results differ in bytes."""
+    from safetensors.torch import save_file
+
+    with atomic_path(target) as tmp:
+        save_file({k: v.contiguous() for k, v in sorted(tensors.items())}, str(tmp),
+                  metadata={"kcircuits": json.dumps(header, sort_keys=True)})
+
+
+def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, list[str]]:
+    """The header write_safetensors stored and the tensors' names, sorted (no tensor is read)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        meta, names = fh.metadata() or {}, sorted(fh.keys())
+    if "kcircuits" not in meta:
+        raise ValueError(f"{path}: no kcircuits header; written by an older version? delete it and rerun")
+    return json.loads(meta["kcircuits"]), names
+
+
 def with_leading_columns(frame: pd.DataFrame, values: dict) -> pd.DataFrame:
     """`frame` with a constant column per item of `values` (e.g. checkpoint metadata), those first."""
     return frame.assign(**values)[list(values) + list(frame.columns)]

@@ -17,7 +17,6 @@ a parent (they only read), so they take no place.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 
 from ..circuits.graph import Circuit, Graph
 from ..circuits.metrics import edge_entropy
+from ..io import read_safetensors_header
 from ..vocabulary import CELL, cell_key, parse_cell_key, training_key
 
 CHECKPOINT_COLUMNS = ["checkpoint", "phase", "epoch", "global_step", "tokens_seen"]
@@ -51,16 +51,12 @@ def read_checkpoint(scores_path: str | Path, circuits_path: str | Path, seed: in
 
     seed: the training replicate the caller expects; refused if checkpoint.json recorded another.
     """
-    from safetensors import safe_open
-
-    with safe_open(str(scores_path), framework="pt") as fh:
-        header = fh.metadata()
-        cells = sorted(fh.keys())
-    meta = json.loads(header["meta"])["checkpoint"]
+    header, cells = read_safetensors_header(scores_path)
+    meta = header["meta"]["checkpoint"]
     if seed is not None and "seed" in meta and int(meta["seed"]) != int(seed):
         raise ValueError(f"{scores_path}: scores of training seed {meta['seed']}, expected seed {seed}")
     table = pd.read_parquet(circuits_path, columns=["budget", *CELL, "parent", "child", "score"])
-    return CheckpointCircuits({c: meta[c] for c in CHECKPOINT_COLUMNS}, Graph.from_dict(json.loads(header["graph"])),
+    return CheckpointCircuits({c: meta[c] for c in CHECKPOINT_COLUMNS}, Graph.from_dict(header["graph"]),
                               cells, table)
 
 

@@ -8,41 +8,35 @@ Circuits: one parquet table of in-circuit edges with the cell's columns, parent,
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from ..io import atomic_path, write_parquet
+from ..io import read_safetensors_header, write_parquet, write_safetensors
 from ..vocabulary import CELL, cell_key, parse_cell_key
 from .graph import Circuit, Graph
 
 
 def save_scores(path: str | Path, cells: dict[str, torch.Tensor], graph: Graph, meta: dict) -> None:
     """cells: key -> scores [n_forward, n_backward]; meta: method, steps, points, n_items per cell..."""
-    from safetensors.torch import save_file
-
     shape = (graph.n_forward, graph.n_backward)
     for key, scores in cells.items():
         if tuple(scores.shape) != shape:
             raise ValueError(f"{key}: scores {tuple(scores.shape)} do not fit the graph {shape}")
-    header = {"graph": json.dumps(graph.to_dict()), "forward_names": json.dumps(graph.forward_names),
-              "backward_names": json.dumps(graph.backward_names), "meta": json.dumps(meta, sort_keys=True)}
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().float().contiguous() for k, v in sorted(cells.items())}, str(tmp), metadata=header)
+    header = {"graph": graph.to_dict(), "forward_names": graph.forward_names,
+              "backward_names": graph.backward_names, "meta": meta}
+    write_safetensors({k: v.detach().float() for k, v in cells.items()}, path, header)
 
 
 def load_scores(path: str | Path) -> tuple[Graph, dict[str, torch.Tensor], dict]:
-    from safetensors import safe_open
+    from safetensors.torch import load_file
 
-    with safe_open(str(path), framework="pt") as fh:
-        header = fh.metadata()
-        cells = {k: fh.get_tensor(k) for k in fh.keys()}
-    graph = Graph.from_dict(json.loads(header["graph"]))
-    if json.loads(header["forward_names"]) != graph.forward_names:
+    header, _ = read_safetensors_header(path)
+    graph = Graph.from_dict(header["graph"])
+    if header["forward_names"] != graph.forward_names:
         raise ValueError(f"{path}: node names do not match the graph's")
-    return graph, cells, json.loads(header["meta"])
+    return graph, load_file(str(path)), header["meta"]
 
 
 def circuits_frame(circuits: dict[str, Circuit], scores: dict[str, torch.Tensor]) -> pd.DataFrame:

@@ -125,8 +125,7 @@ def _attribute(args, s: dict, model, meta: dict, tok) -> None:
     act = hidden_activations(model, bags.ids, bags.last)  # [L, Q, m]: the baseline method's scores
     L, Q, m = ig.shape
     flat = {"ig": ig.permute(1, 0, 2).reshape(Q, L * m), "baseline": act.permute(1, 0, 2).reshape(Q, L * m)}
-    with io.atomic_path(args.out_scores) as tmp:
-        save_scores(str(tmp), flat, n["store_threshold"], L, m)
+    save_scores(args.out_scores, flat, n["store_threshold"], L, m)
     logprob, rank = target_scores(model, bags.ids, bags.last, bags.targets, n["batch_size"])  # the unmodified model
     rows = bags.rows.assign(prob=np.exp(logprob), rank=rank)
     prov = {**io.provenance("neurons_attribute", s["seed"], s, "torch", "transformers"), "checkpoint": meta}

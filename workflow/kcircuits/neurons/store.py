@@ -9,14 +9,15 @@ method's scores are three tensors in compressed sparse rows (one row per prompt)
     {method}.index  [nnz]   int32   flat neuron index, ascending within a row
     {method}.score  [nnz]   float32 the score
 
-with the metadata n_layers, d_mlp and share (safetensors string metadata).
+with the header n_layers, d_mlp and share (kcircuits.io.write_safetensors).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-from safetensors import safe_open
+from safetensors.torch import load_file
+
+from ..io import read_safetensors_header, write_safetensors
 
 
 def top_rows(scores: torch.Tensor, share: float) -> dict[str, torch.Tensor]:
@@ -34,19 +35,18 @@ def save_scores(path: str, methods: dict[str, torch.Tensor], share: float, n_lay
     """Each method's scores [Q, n_layers * d_mlp] as its top rows (see the module docstring)."""
     tensors = {f"{method}.{key}": t.contiguous() for method, scores in methods.items()
                for key, t in top_rows(scores.cpu(), share).items()}
-    save_file(tensors, path, metadata={"n_layers": str(n_layers), "d_mlp": str(d_mlp), "share": repr(share)})
+    write_safetensors(tensors, path, {"n_layers": n_layers, "d_mlp": d_mlp, "share": share})
 
 
 def load_scores(path: str) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     """({method: {indptr, index, score}} as numpy arrays, metadata with numbers parsed)."""
-    with safe_open(path, framework="pt") as fh:
-        meta = fh.metadata()
+    meta, _ = read_safetensors_header(path)
     tensors = load_file(path)
     methods: dict[str, dict[str, np.ndarray]] = {}
     for key, t in tensors.items():
         method, part = key.rsplit(".", 1)
         methods.setdefault(method, {})[part] = t.numpy()
-    return methods, {"n_layers": int(meta["n_layers"]), "d_mlp": int(meta["d_mlp"]), "share": float(meta["share"])}
+    return methods, meta
 
 
 def dense(sparse: dict[str, np.ndarray], rows: np.ndarray, n_neurons: int) -> np.ndarray:
