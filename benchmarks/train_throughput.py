@@ -8,6 +8,7 @@ plain-loop ratio from this one run.
 
     python benchmarks/train_throughput.py                      # default config, 2 threads
     python benchmarks/train_throughput.py --config config.yaml tests/config/smoke.yaml --threads 1
+    python benchmarks/train_throughput.py --config config.yaml config.paper.yaml --device cuda --peak-tflops PEAK  # + MFU
 """
 from __future__ import annotations
 
@@ -37,6 +38,15 @@ class VocabOnly:
 
     def __len__(self):
         return self.size
+
+
+def flops_per_token(model, m: dict, block: int) -> float:
+    """Model FLOPs of one training token (PaLM, appendix B): 6 N for the matrix products of the N
+    weights a token passes through (the tied embedding counts once, as the output projection; learned
+    positions are a lookup), plus 12 L d T for attention scores and values over a context of T."""
+    positions = sum(p.numel() for n, p in model.named_parameters() if n.endswith(("wpe.weight",)))
+    n_weights = sum(p.numel() for p in model.parameters()) - positions
+    return 6 * n_weights + 12 * m["n_layer"] * m["n_embd"] * block
 
 
 def measure(mode: str, cfg: dict, vocab: int, steps: int, warmup: int, threads: int, device: str) -> dict:
@@ -97,6 +107,7 @@ def measure(mode: str, cfg: dict, vocab: int, steps: int, warmup: int, threads: 
             trainer.train()
     seconds = marks["end"] - marks["start"]
     return {"mode": mode, "tokens_per_s": steps * batch * block / seconds, "seconds": seconds,
+            "flops_per_token": flops_per_token(model, cfg["model"], block),
             "peak_memory_mb": peak_memory_mb(device), "steps": steps, "batch": batch, "block": block,
             "threads": threads, "device": device}
 
@@ -112,6 +123,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="alternating rounds of both modes")
     parser.add_argument("--mode", choices=["plain", "trainer"], help=argparse.SUPPRESS)  # one subprocess's job
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--peak-tflops", type=float,
+                        help="the device's peak dense TFLOP/s in the training precision: also report MFU")
     args = parser.parse_args()
 
     from kcircuits.config import load_config
@@ -132,13 +145,18 @@ def main() -> int:
                       "peak_memory_mb": max(r["peak_memory_mb"] for r in runs),
                       "rounds_tokens_per_s": [round(r["tokens_per_s"]) for r in runs]}
                for mode, runs in rounds.items()}
+    for r in results.values():  # model FLOPs utilisation: achieved model FLOP/s over the device's peak
+        r["model_tflops_per_s"] = r["tokens_per_s"] * r["flops_per_token"] / 1e12
+        if args.peak_tflops:
+            r["mfu"] = r["model_tflops_per_s"] / args.peak_tflops
     ratio = results["trainer"]["tokens_per_s"] / results["plain"]["tokens_per_s"]
     m = cfg["model"]
     print(f"model {m['family']} {m['n_layer']}L n_embd {m['n_embd']}, vocab {args.vocab}, batch "
           f"{cfg['train']['batch_size']} x {cfg['train']['block_size']} tokens, {args.threads} threads, {args.device}")
     for mode, r in results.items():
         print(f"{mode:8s} {r['tokens_per_s']:10,.0f} tokens/s (median of {r['rounds_tokens_per_s']})   "
-              f"peak memory {r['peak_memory_mb']:8,.0f} MB")
+              f"peak memory {r['peak_memory_mb']:8,.0f} MB   model {r['model_tflops_per_s']:.3f} TFLOP/s"
+              + (f" (MFU {r['mfu']:.1%})" if "mfu" in r else ""))
     print(f"trainer / plain throughput (medians): {ratio:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps({**results, "ratio": ratio}, indent=2) + "\n")
