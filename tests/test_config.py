@@ -26,6 +26,12 @@ def test_default_config_is_valid():
     validate_config(copy.deepcopy(DEFAULT))
 
 
+def test_depth_config_is_deeper_with_replicates_and_a_checkpoint_every_epoch():
+    cfg = validate_config(load_config([REPO / "config.yaml", REPO / "config.depth.yaml"]))
+    assert cfg["run"] == "depth" and cfg["model"]["family"] == "gpt2" and cfg["model"]["n_layer"] >= 6
+    assert len(cfg["train"]["seeds"]) >= 2 and cfg["train"]["checkpoints"]["every_epochs"] == 1
+
+
 @pytest.mark.parametrize("changes, expected", [
     ({"colour": "blue"}, "unknown key(s) 'colour'"),
     ({"entities": {"size": 10}}, "entities: unknown key(s) 'size'"),
