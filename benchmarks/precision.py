@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -34,6 +33,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from shapes import timed  # noqa: E402
 
 from kcircuits.checkpoint import load_model  # noqa: E402
 from kcircuits.circuits.attribute import attribute, pair_batches  # noqa: E402
@@ -59,11 +59,14 @@ def relative_l2(exact: torch.Tensor, low: torch.Tensor) -> float:
     return float((exact.double() - low.double()).norm() / exact.double().norm())
 
 
-def timed(model: CircuitModel, dtype: str, fn):
-    start = time.perf_counter()
-    with model.precision(dtype):
-        out = fn()
-    return out, time.perf_counter() - start
+def in_precision(model: CircuitModel, dtype: str, fn):
+    """(fn() under model.precision(dtype), its seconds on the model's device)."""
+    def run():
+        with model.precision(dtype):
+            return fn()
+
+    seconds, out = timed(run, model.device.type)
+    return out, seconds
 
 
 def circuit_rows(model, tok, pairs: pd.DataFrame, c: dict) -> list[dict]:
@@ -72,7 +75,7 @@ def circuit_rows(model, tok, pairs: pd.DataFrame, c: dict) -> list[dict]:
     batches = [pair_batches(part, tok, c["batch_size"], model.device, c["prepend_bos"]) for part in cells]
     valid, scores, seconds = model.graph.valid, {}, {}
     for dtype in DTYPES:
-        scores[dtype], seconds[dtype] = timed(model, dtype, lambda: [
+        scores[dtype], seconds[dtype] = in_precision(model, dtype, lambda: [
             attribute(model, b, c["method"], c["ig_steps"], c["ig_points"]) for b in batches])
     rows = []
     for dtype in DTYPES[1:]:
@@ -93,7 +96,7 @@ def neuron_rows(model, tok, bags: pd.DataFrame, n: dict, prepend_bos: bool) -> l
     b = encode(tok, prompt_rows(bags), model.device, prepend_bos)
     scores, seconds = {}, {}
     for dtype in DTYPES:
-        scores[dtype], seconds[dtype] = timed(model, dtype, lambda: neuron_attribute(
+        scores[dtype], seconds[dtype] = in_precision(model, dtype, lambda: neuron_attribute(
             model, b.ids, b.last, b.targets, n["ig_steps"], n["ig_points"], n["batch_size"]))
     flat = {d: s.permute(1, 0, 2).reshape(len(b), -1).cpu() for d, s in scores.items()}  # [Q, L*m]
     exact_sets = coarse(flat["float32"].numpy(), n["threshold"])

@@ -140,7 +140,8 @@ def _eval(args, s: dict) -> None:
     model, meta = load_checkpoint(args.checkpoint, args.device)
     graph, cells, _ = load_scores(args.scores)
     tok = load_tokenizer(args.tokenizer)
-    pairs = dict(_cells(pd.read_parquet(args.pairs), c["max_pairs"]))
+    pairs = {key: pair_batches(part, tok, c["batch_size"], **_on(model, c))  # once per cell, not per budget
+             for key, part in _cells(pd.read_parquet(args.pairs), c["max_pairs"])}
     prompts = _hit_prompts(pd.read_parquet(args.probes), s["circuit_pairs"]["tasks"], tok, c["batch_size"],
                            _on(model, c))
     full_hits = {cell: hit_at_k(model, None, batches, k)[f"hit_at_{k}"] for cell, batches in prompts.items()}
@@ -153,7 +154,7 @@ def _eval(args, s: dict) -> None:
         for key, circuit in selected.items():
             row = {**dict(zip(CELL, parse_cell_key(key))), "budget": label, "n_edges": circuit.n_edges,
                    "n_nodes": circuit.n_nodes, "edge_entropy": edge_entropy(cells[key], circuit.edges)}
-            f = faithfulness(model, circuit, pair_batches(pairs[key], tok, c["batch_size"], **_on(model, c)))
+            f = faithfulness(model, circuit, pairs[key])
             stats.append({**row, **{n: f[n] for n in ("faithfulness", "ld_clean", "ld_corrupted", "ld_circuit")}})
             for (t_task, t_type, t_group), batches in prompts.items():
                 if t_task != row["task"]:

@@ -69,7 +69,8 @@ def value_slots(model, index) -> torch.Tensor:
     """Copies of the value slots of neurons index [k] (flat): [k, d]."""
     m, rows = d_mlp(model), [int(i) for i in np.asarray(index, dtype=np.int64)]
     if not rows:
-        return value_matrix(model, 0).new_empty(0, value_matrix(model, 0).shape[1])
+        values = value_matrix(model, 0)
+        return values.new_empty(0, values.shape[1])
     return torch.stack([value_matrix(model, i // m)[i % m].detach().clone() for i in rows])
 
 
@@ -324,7 +325,7 @@ def erase(model, bags: Bags, neurons: dict, n_neurons: int = 20, batch_size: int
         idx = frequent_neurons({f: neurons.get(f, ()) for f in facts.index[facts["attribute"] == attr]}, n_neurons)
         after = before
         if len(idx):
-            with edited_value_slots(model, idx, value_matrix(model, 0).new_zeros(len(idx), value_matrix(model, 0).shape[1])):
+            with edited_value_slots(model, idx, torch.zeros_like(value_slots(model, idx))):
                 after = target_scores(model, v.ids, v.last, v.targets, batch_size)
         for scope, where in (("erased", attribute == attr), ("other", attribute != attr)):
             records.append({"attribute": attr, "scope": scope, "n_neurons": len(idx), "n_prompts": int(where.sum()),
