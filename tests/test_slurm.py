@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, SMOKE, assert_same_results
+from helpers import REPO, SMOKE, assert_same_results, snakemake_command
 
 SCRIPT = REPO / "scripts" / "local-slurm.sh"
 CONFIGS = [SMOKE, REPO / "tests" / "config" / "slurm.yaml"]
@@ -90,8 +90,7 @@ def local_slurm():
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--nolock", *args, "--configfile", *map(str, CONFIGS)]  # options with many values last
+    cmd = snakemake_command(workdir, *args, configfiles=CONFIGS, cores=None)  # cores: from the profile or args
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=RUN_TIMEOUT,
                               start_new_session=True)
