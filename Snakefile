@@ -21,6 +21,7 @@ include: "rules/circuits.smk"
 include: "rules/components.smk"
 include: "rules/neurons.smk"
 include: "rules/topology.smk"
+include: "rules/interplay.smk"
 include: "rules/results.smk"
 include: "rules/figures.smk"
 
@@ -35,6 +36,7 @@ rule all:
         COMPONENT_TARGETS,
         NEURON_TARGETS,
         TOPOLOGY_TARGETS,
+        INTERPLAY_TARGETS,
         RESULTS_TARGETS,
         FIGURE_TARGETS,
 
@@ -53,6 +55,8 @@ LOCAL_RULES = [
     "topology_tables",
     "topology_phase_shift",
     "topology_depth_trend",
+    "order_summary",
+    "forgetting_summary",
     "results_table",
     "findings",
     *FIGURE_RULES,

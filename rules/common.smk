@@ -11,12 +11,14 @@ REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "workflow"))
 
 from kcircuits.config import ConfigError, config_path, init_dir, resource_inputs, stage_settings, validate_config
+from kcircuits.interplay.streams import parse_stream, stream_names
 from kcircuits.train.schedule import (
     check_steps_within_training,
     checkpoint_names,
     execution_settings,
     phase_settings,
     start_epoch_for_step,
+    stream_settings,
 )
 from kcircuits.vocabulary import CHECKPOINT_WILDCARD, epoch_name, parse_checkpoint
 
@@ -111,6 +113,26 @@ PATHS = {
     "findings_json": f"{ANALYSIS}/findings.json",
     "findings_md": f"{ANALYSIS}/findings.md",
     "figure": f"{RESULTS}/figures/{{name}}.{{ext}}",  # ext: pdf, png
+    # knowledge interplay (rules/interplay.smk): the order corpus and its streams (shared by every
+    # replicate), then per seed one run per branch of a study -- order: {branch} = a stream
+    # ("random", "A-B"); forgetting: {branch} = "{corpus}-replay-{share}" -- and the summaries
+    "order_sentences": f"{DATA}/order/sentences.parquet",
+    "order_streams": f"{DATA}/order/streams.parquet",
+    "order_blocks": f"{DATA}/order/blocks/{{branch}}.npz",
+    "order_report": f"{DATA}/order/report.json",
+    "forgetting_corpus": f"{DATA}/forgetting/{{corpus}}.jsonl",
+    "forgetting_facts": f"{DATA}/forgetting/facts.parquet",
+    "forgetting_entities": f"{DATA}/forgetting/{{corpus}}.parquet",
+    "forgetting_blocks": f"{SEED_DIR}/forgetting/{{branch}}/blocks.npz",
+    "branch_checkpoints": f"{SEED_DIR}/{{study}}/{{branch}}/checkpoints",
+    "branch_scratch": f"{SEED_DIR}/{{study}}/{{branch}}/scratch",
+    **{
+        f"branch_{name}": f"{SEED_DIR}/{{study}}/{{branch}}/{name}.parquet" for name in ("accuracy", "circuits", "hits")
+    },
+    **{f"order_{name}": f"{ANALYSIS}/order/{name}.parquet" for name in ("outcome", "curves", "overlap")},
+    "order_json": f"{ANALYSIS}/order/summary.json",
+    **{f"forgetting_{name}": f"{ANALYSIS}/forgetting/{name}.parquet" for name in ("recall", "circuits")},
+    "forgetting_json": f"{ANALYSIS}/forgetting/summary.json",
 }
 
 
@@ -324,3 +346,60 @@ def input_options(wildcards, input):
         + " ".join(map(shlex.quote, [input[key]] if isinstance(input[key], str) else input[key]))
         for key in input.keys()
     )
+
+
+# --- Knowledge interplay (rules/interplay.smk) ----------------------------------------------------
+ORDER = config["order"]
+FORGETTING = config["forgetting"]
+# Every rule exists whatever the switches say (a figure stays requestable by path); `enabled` decides
+# what the default target asks for.
+ORDER_STREAMS = stream_names(ORDER["types"])
+FORGETTING_BRANCHES = {
+    f"{corpus}-replay-{share:g}": (corpus, share) for corpus in FORGETTING["corpora"] for share in FORGETTING["replay"]
+}
+STUDY_BRANCHES = {"order": ORDER_STREAMS, "forgetting": list(FORGETTING_BRANCHES)}
+STREAM_SETTINGS = stage_settings(config, "stream")
+# Where each study starts: the main study's start model (order) or its last epoch (forgetting).
+STUDY_START = {"order": CHECKPOINTS[0], "forgetting": epoch_name(config["train"]["continual"]["epochs"])}
+
+
+def stream_start(wildcards):
+    return path("checkpoint", seed=wildcards.seed, ckpt=STUDY_START[wildcards.study])
+
+
+def stream_blocks(wildcards):
+    if wildcards.study == "order":
+        return path("order_blocks", branch=wildcards.branch)
+    return path("forgetting_blocks", seed=wildcards.seed, branch=wildcards.branch)
+
+
+def stream_params(wildcards):
+    """A stream run's training settings (model, shared train keys, the study's lr and schedule) and seed."""
+    return json.dumps(stream_settings(STREAM_SETTINGS, wildcards.study, wildcards.seed), sort_keys=True)
+
+
+def branch_labels(wildcards):
+    """The leading columns of a run's measurements: its study and what distinguishes the run."""
+    if wildcards.study == "order":
+        first, second = parse_stream(wildcards.branch) or (None, None)
+        labels = {"stream": wildcards.branch, "first": first, "second": second}
+    else:
+        corpus, share = FORGETTING_BRANCHES[wildcards.branch]
+        labels = {"corpus": corpus, "replay": share}
+    return json.dumps({"study": wildcards.study, **labels})
+
+
+def measure_facts(wildcards):
+    """The facts a run is measured on: the order corpus's, or the followed learned facts."""
+    return PATHS["order_sentences" if wildcards.study == "order" else "forgetting_facts"]
+
+
+def across_branches(study, key):
+    """PATHS[key] of every run of `study`, every training replicate."""
+    return expand(PATHS[key], seed=SEEDS, study=study, branch=STUDY_BRANCHES[study])
+
+
+def interplay_findings(wildcards):
+    """The knowledge-interplay summaries findings.md reports on: those of the studies switched on."""
+    studies = [study for study in ("order", "forgetting") if config[study]["enabled"]]
+    return {study: PATHS[f"{study}_json"] for study in studies}

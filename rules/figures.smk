@@ -3,8 +3,8 @@
 # logs/figures/<name>.log and its caption report/<name>.rst in `snakemake --report`. Curves are the mean
 # and 95% interval over every training replicate's tables.
 #
-# An entry: the report category and label, the settings passed (--settings), and the inputs besides the
-# entities table that every figure reads (group order); each input key becomes an option of the
+# An entry: the report category and label, the settings passed (--settings), the inputs besides the
+# entities table that every figure reads (group order), and whether rule all asks for it (enabled); each input key becomes an option of the
 # command (--key, underscores as dashes) taking one or more paths. A new figure: an entry here, a
 # caption in report/, and its NAME in the figure command.
 # Hit@k figures use zero ablation and the first edge budget (circuits.edge_budgets[0]); by hand,
@@ -14,6 +14,7 @@ CIRCUIT = "Knowledge circuits"
 TOPOLOGY = "Circuit topology"
 COMPONENTS = "Specialised heads and logit lens"
 NEURONS_CATEGORY = "Knowledge neurons"
+INTERPLAY_CATEGORY = "Knowledge interplay"
 
 FIGURES = {
     "acquisition": dict(
@@ -142,6 +143,42 @@ FIGURES = {
         settings=settings("neurons"),
         inputs=dict(overlap=across_seeds("seed_neuron_overlap")),
     ),
+    # knowledge interplay (rules/interplay.smk): one summary across seeds and runs per study
+    "order_accuracy": dict(
+        category=INTERPLAY_CATEGORY,
+        enabled=ORDER["enabled"],
+        label="knowledge order: B's accuracy after A first",
+        settings=settings("order"),
+        inputs=dict(outcome=PATHS["order_outcome"]),
+    ),
+    "order_heatmap": dict(
+        category=INTERPLAY_CATEGORY,
+        enabled=ORDER["enabled"],
+        label="knowledge order: interference and synergy, A x B",
+        settings=settings("order"),
+        inputs=dict(outcome=PATHS["order_outcome"]),
+    ),
+    "order_circuits": dict(
+        category=INTERPLAY_CATEGORY,
+        enabled=ORDER["enabled"],
+        label="knowledge order: B's circuits with vs without A first",
+        settings=settings("order"),
+        inputs=dict(overlap=PATHS["order_overlap"]),
+    ),
+    "forgetting_recall": dict(
+        category=INTERPLAY_CATEGORY,
+        enabled=FORGETTING["enabled"],
+        label="forgetting: recall per replay share",
+        settings=settings("forgetting"),
+        inputs=dict(recall=PATHS["forgetting_recall"]),
+    ),
+    "forgetting_circuits": dict(
+        category=INTERPLAY_CATEGORY,
+        enabled=FORGETTING["enabled"],
+        label="forgetting: circuits per replay share",
+        settings=settings("forgetting"),
+        inputs=dict(circuits=PATHS["forgetting_circuits"]),
+    ),
 }
 
 for name, figure in FIGURES.items():
@@ -170,4 +207,10 @@ for name, figure in FIGURES.items():
 
 
 FIGURE_RULES = [f"figure_{name}" for name in FIGURES]
-FIGURE_TARGETS = expand(PATHS["figure"], name=FIGURES, ext=["pdf", "png"])
+# A figure of a study switched off (order.enabled, forgetting.enabled) is left out of the default
+# target but stays requestable by path.
+FIGURE_TARGETS = expand(
+    PATHS["figure"],
+    name=[name for name, figure in FIGURES.items() if figure.get("enabled", True)],
+    ext=["pdf", "png"],
+)

@@ -84,6 +84,10 @@ def test_paper_dry_run_counts_jobs_per_rule_without_data_on_disk(tmp_path):
         # ... and across seeds: topology tests, the results table, findings, every figure
         **dict.fromkeys(("topology_phase_shift", "topology_depth_trend", "results_table", "findings", "all"), 1),
         **{f"figure_{name}": 1 for name in figures},
+        # knowledge interplay: corpora once, the forgetting streams per seed, one training and one
+        # measuring job per run (20 ordered pairs + random; 2 corpora x 6 replay shares) and seed
+        "order_corpus": 1, "forgetting_corpus": 1, "forgetting_mix": seeds, "order_summary": 1,
+        "forgetting_summary": 1, "train_stream": (21 + 12) * seeds, "interplay_measure": (21 + 12) * seeds,
     }
     assert len(figures) >= 20 and counts == expected
 
@@ -96,11 +100,12 @@ def test_paper_dry_run_counts_jobs_per_rule_without_data_on_disk(tmp_path):
         "gpu": "1", "mem_mb": "32000", "runtime": "720"}
     assert "--processes 1 " in train[0]["shell"]
     assert json.loads(re.search(r"--execution '([^']*)'", train[0]["shell"]).group(1))["device"] == "cuda"
-    # Every per-checkpoint job: one GPU, its kind's threads, memory and time, and computes on cuda.
-    for rule, kind in PER_CHECKPOINT.items():
+    # Every per-checkpoint job (and every stream run's measurement): one GPU, its kind's threads,
+    # memory and time, and computes on cuda.
+    for rule, kind in {**PER_CHECKPOINT, "interplay_measure": "circuits"}.items():
         spec = cfg["compute"][kind]
         rule_jobs = [j for j in jobs if j["rule"] == rule]
-        assert len(rule_jobs) == ckpts * seeds, rule
+        assert len(rule_jobs) == counts[rule], rule
         for job in rule_jobs:
             assert job["threads"] == spec["threads"], rule
             assert {k: job["resources"][k] for k in ("gpu", "mem_mb", "runtime")} == {

@@ -156,6 +156,44 @@ def test_two_epochs_in_one_job_equal_one_plus_one_resumed(micro_start, tmp_path)
 
 
 @pytest.mark.slow
+def test_a_stream_run_writes_its_checkpoint_schedule_and_reproduces_bit_for_bit(micro_start, tmp_path):
+    import torch
+
+    from kcircuits import io
+    from kcircuits.checkpoint import checkpoint_metadata
+    from kcircuits.tokenizer import load_tokenizer
+    from kcircuits.train.corpus import tokenize_paragraphs
+    from kcircuits.train.jobs import train_stream
+    from kcircuits.vocabulary import step_name
+
+    texts = [r["text"] for r in io.read_jsonl(micro_start["corpus"])[:120]]
+    tok = load_tokenizer(micro_start["tokenizer"])
+    blocks, _ = pack_paragraphs(tokenize_paragraphs(texts, tok), 64, tok.eos_token_id, fill="eos")
+    io.save_npz(tmp_path / "blocks.npz", blocks=blocks)
+    s = schedule.stream_settings({**micro_settings(), "order": {"lr": 3e-3, "checkpoints": {"gaps": [1, 2],
+                                                                                              "every": 3}}}, "order", 0)
+    total = -(-len(blocks) // s["train"]["batch_size"])
+
+    def run(name):
+        train_stream(s, {"device": "cpu"}, "order", micro_start["start"], tmp_path / "blocks.npz",
+                     micro_start["tokenizer"], tmp_path / f"scratch-{name}", tmp_path / name, threads=1)
+        return tmp_path / name
+
+    a, b = run("a"), run("b")
+    steps = schedule.stream_steps(total, [1, 2], 3)
+    assert total > 6 and steps[:3] == [1, 3, 6] and steps[-1] == total
+    assert sorted(p.name for p in a.iterdir()) == [step_name(x) for x in steps]
+    last = checkpoint_metadata(a / step_name(total))
+    assert (last["phase"], last["global_step"], last["epoch"]) == ("order", total, 1.0)
+    assert last["tokens_seen"] == blocks.size
+    for name in (p.name for p in a.iterdir()):
+        assert_same_weights(a / name, b / name)
+    first = weights(a / step_name(1))
+    assert any(not torch.equal(first[k], v) for k, v in weights(micro_start["start"]).items())
+    assert not list(tmp_path.glob("scratch-*"))
+
+
+@pytest.mark.slow
 def test_a_killed_job_resumes_from_its_last_save_and_finishes_identically(micro_start, tmp_path):
     s = micro_settings()
     micro = micro_world(micro_start, s, tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,12 +19,28 @@ train:
   continual: {epochs: 2, lr: 3.0e-3}
 circuits:
   max_pairs: 8
+order:
+  types: {city: [city], major: [major]}
+  entities: 12
+  repeats: 16
+  checkpoints: {gaps: [1, 2], every: 0}
+  max_pairs: 4
+forgetting:
+  corpora: [conflicting, other_entities]
+  replay: [0.0, 1.0]
+  steps: 4
+  entities: 20
+  paragraphs: 2
+  entities_per_cell: 4
+  checkpoints: {gaps: [1, 2], every: 0}
+  max_pairs: 4
 """
 FIGURES = ["acquisition", "overwriting", "entity_heatmap", "circuit_hits", "circuit_cross_group",
            "circuit_cross_group_training", "circuit_transplant", "circuit_faithfulness", "topology_entropy",
            "topology_jaccard", "topology_layers", "topology_mean_layer", "head_roles", "head_layers", "logit_lens",
            "neurons_layers", "neurons_suppress", "neurons_edit", "neurons_erase", "neurons_training",
-           "neurons_circuit_overlap"]
+           "neurons_circuit_overlap", "order_accuracy", "order_heatmap", "order_circuits", "forgetting_recall",
+           "forgetting_circuits"]
 PER_CHECKPOINT = {"evaluate", "circuit_scores", "circuit_eval", "circuit_transplant", "components_measure",
                   "neurons_measure"}
 
@@ -54,9 +71,52 @@ def test_every_output_of_rule_all_exists_for_both_seeds(complete_run):
     a, b = (pd.read_parquet(run / f"seed-{s}" / "eval" / "summary.parquet") for s in (0, 1))
     assert not a["value"].equals(b["value"])
     findings = json.loads((run / "analysis" / "findings.json").read_text())
-    assert set(findings) >= {"relevance", "phase_shift", "deep_to_shallow", "knowledge_neurons"}
+    assert set(findings) >= {"relevance", "phase_shift", "deep_to_shallow", "knowledge_neurons", "order", "forgetting"}
     assert findings["relevance"]["seeds"] == [0, 1]
     assert "| 1 |" in (run / "analysis" / "findings.md").read_text()
+
+
+def test_order_runs_train_each_stream_in_its_order_and_are_compared_with_the_random_order(complete_run):
+    work, _ = complete_run
+    run = work / "results" / "smoke"
+    sentences = pd.read_parquet(run / "data" / "order" / "sentences.parquet")
+    streams = pd.read_parquet(run / "data" / "order" / "streams.parquet")
+    for name, (a, b) in {"city-major": ("city", "major"), "major-city": ("major", "city")}.items():
+        kinds = sentences.set_index("sentence").loc[streams[streams["stream"] == name]["sentence"], "knowledge"]
+        positions = np.arange(len(kinds))
+        assert positions[kinds.to_numpy() == a].max() < positions[kinds.to_numpy() == b].min()
+    for seed in (0, 1):
+        for stream in ("random", "city-major", "major-city"):
+            folder = run / f"seed-{seed}" / "order" / stream
+            steps = sorted(p.name for p in (folder / "checkpoints").iterdir())
+            assert steps[:2] == ["step-000001", "step-000003"] and len(steps) == 3
+            accuracy = pd.read_parquet(folder / "accuracy.parquet")
+            assert sorted(accuracy["step"].unique())[0] == 0 and accuracy["seed"].unique().tolist() == [seed]
+            assert set(accuracy["attribute"]) == {"city", "major"} and accuracy["entity_id"].nunique() == 12
+    outcome = pd.read_parquet(run / "analysis" / "order" / "outcome.parquet")
+    assert {(a, b) for a, b in zip(outcome["first"], outcome["second"])} == {("city", "major"), ("major", "city")}
+    assert (outcome["n_seeds"] == 2).all() and outcome["difference"].notna().all()
+    overlap = pd.read_parquet(run / "analysis" / "order" / "overlap.parquet")
+    assert overlap["jaccard"].between(0, 1).all() and len(overlap)
+
+
+def test_forgetting_runs_start_from_the_last_checkpoint_and_replay_keeps_recall(complete_run):
+    work, _ = complete_run
+    run = work / "results" / "smoke"
+    recall = pd.read_parquet(run / "analysis" / "forgetting" / "recall.parquet")
+    start = recall[(recall["step"] == 0) & (recall["type"] == "all") & (recall["freq_group"] == "all")]
+    assert start.groupby("seed")["top1"].nunique().eq(1).all()  # every run starts from the same model
+    assert len(start) == 2 * 2 * 2  # seeds x corpora x replay shares
+    mix = np.load(run / "seed-0" / "forgetting" / "conflicting-replay-0" / "blocks.npz")
+    assert not mix["is_replay"].any() and np.load(run / "seed-0" / "forgetting" / "other_entities-replay-1"
+                                                  / "blocks.npz")["is_replay"].all()
+    last = json.loads((run / "seed-0" / "forgetting" / "conflicting-replay-0" / "checkpoints" / "step-000004"
+                       / "checkpoint.json").read_text())
+    assert (last["phase"], last["global_step"]) == ("forgetting", 4)
+    circuits = pd.read_parquet(run / "analysis" / "forgetting" / "circuits.parquet")
+    assert (circuits[circuits["step"] == 0]["jaccard"] == 1).all()  # the pre-forgetting circuit itself
+    finding = json.loads((run / "analysis" / "findings.json").read_text())["forgetting"]
+    assert set(finding["corpora"]) == {"conflicting", "other_entities"}
 
 
 def test_suppressing_knowledge_neurons_hurts_a_learnt_fact_more_than_random_neurons(complete_run):

@@ -25,12 +25,13 @@ from .config import ConfigError
 from .data import stage as data_stage
 from .evaluate import stage as evaluate_stage
 from .figures import stage as figures_stage
+from .interplay import stage as interplay_stage
 from .neurons import stage as neurons_stage
 from .train import stage as train_stage
 
 # In the order of the pipeline (and of `kcircuits --help`); each imports without torch.
 STAGES = (data_stage, train_stage, evaluate_stage, circuits_stage, components_stage, neurons_stage, topology_stage,
-          report_stage, figures_stage)
+          interplay_stage, report_stage, figures_stage)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,11 +35,17 @@ STAGE_SECTIONS = {
     "tokenizer": ["tokenizer"],
     "circuit_pairs": ["circuit_pairs"],
     "train": ["model", "train"],  # each training job keeps only its slice: kcircuits.train.schedule.phase_settings
+    "stream": ["model", "train", "order", "forgetting"],  # a stream run: kcircuits.train.schedule.stream_settings
+    # knowledge interplay: corpora, streams, measures, summaries (rules narrow it to what each reads)
+    "interplay": ["order", "forgetting", "circuits", "circuit_pairs", "evaluate", "entities", "train", "analysis"],
     "evaluate": ["evaluate"],
     "figures": ["evaluate"],  # metric names (Hit@k) and which probe sets exist
     "circuits": ["circuits", "circuit_pairs"],  # task prompts: Hit@k is read on the circuit's own prompt
     "analysis": ["analysis", "circuits", "circuit_pairs"],  # edge budgets, task prompts (subject positions)
     "neurons": ["neurons", "circuits"],  # circuits: edge budgets of the neuron-circuit overlap
+    # knowledge-interplay figures: the types' order, replay tolerance, edge budgets, Hit@k
+    "order": ["order", "circuits", "circuit_pairs", "evaluate"],
+    "forgetting": ["forgetting", "circuits", "circuit_pairs", "evaluate"],
 }
 
 
@@ -171,9 +177,20 @@ def check_neurons(cfg: dict, templates) -> None:
                               f"the value); neurons.min_prompts needs {n['min_prompts']} per bag: add templates")
 
 
+def check_order(cfg: dict) -> None:
+    """Knowledge types that can be ordered (disjoint, one kind of member, names usable in paths)."""
+    from .interplay.streams import check_types
+
+    try:
+        check_types(cfg["order"]["types"], cfg["order"]["entity_types"])
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
 def check_semantics(cfg: dict, root: str | Path = REPO_ROOT) -> None:
     check_model(cfg, root)
     check_analysis(cfg)
+    check_order(cfg)
     ent = cfg["entities"]
     check_frequency_groups(ent["frequency_groups"])
     if ent["birth_years"]["min"] > ent["birth_years"]["max"]:

@@ -59,6 +59,15 @@ def write_parquet(df: pd.DataFrame, target: str | os.PathLike, provenance: dict 
         pq.write_table(table, tmp)
 
 
+def save_npz(target: str | os.PathLike, **arrays) -> None:
+    """Numeric arrays as a plain .npz (no pickle: np.load(allow_pickle=False) reads it), atomically."""
+    import numpy as np
+
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
 def write_safetensors(tensors: dict, target: str | os.PathLike, header: dict) -> None:
     """Tensors (name -> torch tensor) atomically, with `header` as ONE metadata entry "kcircuits" of
     sorted JSON: safetensors writes several metadata keys in an order that changes between

@@ -4,7 +4,9 @@
     findings  evaluation + phase-shift + depth-trend summaries (+ knowledge-neuron interventions)
               -> findings.json + findings.md; findings.json keys: relevance, phase_shift,
               deep_to_shallow, knowledge_neurons (analysis.findings.neuron_finding; null without
-              --neuron-interventions), provenance
+              --neuron-interventions), provenance; with --order / --forgetting (the knowledge-interplay
+              summary.json files, analysis.interplay.order_finding / forgetting_finding) also the keys
+              order / forgetting and their findings.md sections
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import pandas as pd
 
 from .. import io
 from ..settings import actions, add_paths, command, run_handler
+from .interplay import forgetting_markdown, order_markdown
 
 log = logging.getLogger("kcircuits.results")
 
@@ -31,6 +34,7 @@ def add_parser(subparsers) -> None:
     add_paths(a, "entity_evals", many=True)
     add_paths(a, "neuron_interventions", many=True, required=False)
     add_paths(a, "phase_shift", "depth_trend", "out_json", "out_md")
+    add_paths(a, "order", "forgetting", required=False)
 
 
 def run(args) -> None:
@@ -69,6 +73,10 @@ def _findings(args, s: dict) -> None:
                               if args.neuron_interventions else None),
         "provenance": io.provenance("findings", s["seed"], s),
     }
+    for key in ("order", "forgetting"):  # knowledge interplay: only when its summary is given
+        if getattr(args, key, None):
+            with open(getattr(args, key), encoding="utf-8") as fh:
+                summary[key] = json.load(fh)
     io.write_json(summary, args.out_json)
     with io.atomic_path(args.out_md) as tmp:
         tmp.write_text(findings_markdown(summary), encoding="utf-8")
@@ -169,4 +177,8 @@ def findings_markdown(summary: dict) -> str:
         "## 3. Deep-to-shallow", "", f"Verdict: {dp['verdict']} (edge budget {dp['budget']}).", "",
         *neuron_markdown(kn),
     ]
+    if "order" in summary:
+        lines += order_markdown(summary["order"])
+    if "forgetting" in summary:
+        lines += forgetting_markdown(summary["forgetting"])
     return "\n".join(lines)

@@ -50,7 +50,7 @@ def run(args) -> None:
     run_handler(args)
 
 
-# ---- helpers ---------------------------------------------------------------------------------------
+# ---- helpers (also used by the knowledge-interplay measurements) ------------------------------------
 def load_checkpoint(checkpoint: str, device: str = "cpu"):
     """(CircuitModel on `device` (auto | cpu | cuda), checkpoint metadata) of a checkpoint folder."""
     from ..checkpoint import checkpoint_metadata, load_model
@@ -59,17 +59,17 @@ def load_checkpoint(checkpoint: str, device: str = "cpu"):
     return CircuitModel(load_model(checkpoint, device)), checkpoint_metadata(checkpoint)
 
 
-def _cells(pairs: pd.DataFrame, max_pairs: int | None):
+def pair_cells(pairs: pd.DataFrame, max_pairs: int | None):
     for cell, part in pairs.groupby(CELL, sort=True):
         yield cell_key(*cell), part.head(max_pairs) if max_pairs else part
 
 
-def _on(model, c: dict) -> dict:
+def encoding(model, c: dict) -> dict:
     """How prompts are encoded for `model`: on its device, with BOS when circuits.prepend_bos."""
     return {"device": model.device, "prepend_bos": c["prepend_bos"]}
 
 
-def _hit_prompts(probes: pd.DataFrame, tasks: dict[str, str], tokenizer, batch_size: int, on: dict) -> dict:
+def hit_prompts(probes: pd.DataFrame, tasks: dict[str, str], tokenizer, batch_size: int, on: dict) -> dict:
     """(task, type, group) -> probe batches of the task's circuit prompt for each probe entity (on: _on)."""
     from .evaluate import probe_batches
 
@@ -83,14 +83,14 @@ def _hit_prompts(probes: pd.DataFrame, tasks: dict[str, str], tokenizer, batch_s
     return out
 
 
-def _mean_references(model, prompts: dict, ablations: list[str]) -> dict:
+def mean_references(model, prompts: dict, ablations: list[str]) -> dict:
     """Per probe cell, the mean activations that mean ablation patches in (only if it is asked for)."""
     from .evaluate import mean_reference
 
     return {cell: mean_reference(model, batches) for cell, batches in prompts.items()} if "mean" in ablations else {}
 
 
-def _select(scores, graph, budget, how: str):
+def select_circuit(scores, graph, budget, how: str):
     from .graph import select_greedy, select_top_n
 
     return (select_greedy if how == "greedy" else select_top_n)(scores, graph, budget)
@@ -109,8 +109,8 @@ def _scores(args, s: dict) -> None:
     model, meta = load_checkpoint(args.checkpoint, args.device)
     tok = load_tokenizer(args.tokenizer)
     cells, report = {}, {}
-    for key, part in _cells(pd.read_parquet(args.pairs), c["max_pairs"]):
-        batches = pair_batches(part, tok, c["batch_size"], **_on(model, c))
+    for key, part in pair_cells(pd.read_parquet(args.pairs), c["max_pairs"]):
+        batches = pair_batches(part, tok, c["batch_size"], **encoding(model, c))
         with model.precision(c["dtype"]):
             cells[key] = attribute(model, batches, c["method"], c["ig_steps"], c["ig_points"])
         with torch.no_grad():  # mean LDs: the input edges' scores should sum to about their difference
@@ -140,16 +140,16 @@ def _eval(args, s: dict) -> None:
     model, meta = load_checkpoint(args.checkpoint, args.device)
     graph, cells, _ = load_scores(args.scores)
     tok = load_tokenizer(args.tokenizer)
-    pairs = {key: pair_batches(part, tok, c["batch_size"], **_on(model, c))  # once per cell, not per budget
-             for key, part in _cells(pd.read_parquet(args.pairs), c["max_pairs"])}
-    prompts = _hit_prompts(pd.read_parquet(args.probes), s["circuit_pairs"]["tasks"], tok, c["batch_size"],
-                           _on(model, c))
+    pairs = {key: pair_batches(part, tok, c["batch_size"], **encoding(model, c))  # once per cell, not per budget
+             for key, part in pair_cells(pd.read_parquet(args.pairs), c["max_pairs"])}
+    prompts = hit_prompts(pd.read_parquet(args.probes), s["circuit_pairs"]["tasks"], tok, c["batch_size"],
+                           encoding(model, c))
     full_hits = {cell: hit_at_k(model, None, batches, k)[f"hit_at_{k}"] for cell, batches in prompts.items()}
-    means = _mean_references(model, prompts, c["ablations"])
+    means = mean_references(model, prompts, c["ablations"])
     circuit_frames, stats, hits = [], [], []
     for budget in map(budget_value, c["edge_budgets"]):
         label = budget_label(budget)
-        selected = {key: _select(cells[key], graph, budget, c["selection"]) for key in cells}
+        selected = {key: select_circuit(cells[key], graph, budget, c["selection"]) for key in cells}
         circuit_frames.append(circuits_frame(selected, cells).assign(budget=label))
         for key, circuit in selected.items():
             row = {**dict(zip(CELL, parse_cell_key(key))), "budget": label, "n_edges": circuit.n_edges,
@@ -184,9 +184,9 @@ def _transplant(args, s: dict) -> None:
         raise SystemExit("--circuits and --source-names must pair up")
     model, meta = load_checkpoint(args.checkpoint, args.device)
     tok = load_tokenizer(args.tokenizer)
-    prompts = _hit_prompts(pd.read_parquet(args.probes), s["circuit_pairs"]["tasks"], tok, c["batch_size"],
-                           _on(model, c))
-    means = _mean_references(model, prompts, c["ablations"])
+    prompts = hit_prompts(pd.read_parquet(args.probes), s["circuit_pairs"]["tasks"], tok, c["batch_size"],
+                           encoding(model, c))
+    means = mean_references(model, prompts, c["ablations"])
     rows = []
     for source, path in zip(args.source_names, args.circuits):
         table = pd.read_parquet(path)
@@ -235,4 +235,5 @@ def transplant_sources(names: list[str], checkpoints: list[str]) -> list[str]:
     return resolved
 
 
-__all__ = ["add_parser", "run", "load_checkpoint", "transplant_sources"]
+__all__ = ["add_parser", "run", "load_checkpoint", "pair_cells", "encoding", "hit_prompts", "mean_references",
+           "select_circuit", "transplant_sources"]

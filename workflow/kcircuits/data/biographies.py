@@ -20,6 +20,17 @@ def entity_values(row: pd.Series, prefix: str = "") -> dict[str, str]:
     return {attr: row[f"{prefix}{attr}"] for attr in ATTRIBUTES}
 
 
+def fill_sentence(template: str, name: str, attr: str, value: str) -> tuple[str, tuple[int, int]]:
+    """A template filled with name and value; returns the sentence and the value's (start, end) in it.
+
+    The template is split at the value placeholder and located before {name} is filled, so the span
+    is exact even when a name happens to contain the value as a word.
+    """
+    head, tail = template.split("{" + attr + "}")
+    head = head.format(name=name)
+    return head + value + tail.format(name=name), (len(head), len(head) + len(value))
+
+
 def compose_paragraph(rng: np.random.Generator, name: str, values: dict[str, str],
                       templates: dict[str, list[str]]) -> dict:
     """One paragraph; returns its text, value spans and the (order, template ids) that made it."""
@@ -27,16 +38,11 @@ def compose_paragraph(rng: np.random.Generator, name: str, values: dict[str, str
     choice = {attr: int(rng.integers(len(templates[attr]))) for attr in ATTRIBUTES}
     text, spans = "", {}
     for attr in order:
-        sentence = templates[attr][choice[attr]]
         if text:
             text += " "
-        # Fill the value first and locate it before filling {name}, so the span is exact even when
-        # a name happens to contain the value as a word.
-        head, tail = sentence.split("{" + attr + "}")
-        head = head.format(name=name)
-        start = len(text) + len(head)
-        spans[attr] = [start, start + len(values[attr])]
-        text += head + values[attr] + tail.format(name=name)
+        sentence, (start, end) = fill_sentence(templates[attr][choice[attr]], name, attr, values[attr])
+        spans[attr] = [len(text) + start, len(text) + end]
+        text += sentence
     return {"text": text, "spans": spans, "layout": [[a, choice[a]] for a in order]}
 
 

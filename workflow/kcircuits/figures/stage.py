@@ -217,6 +217,39 @@ def _neurons_circuit_overlap(args, s: dict) -> None:
     _neuron_figure(args, "overlap", "plot_circuit_overlap", s["circuits"]["edge_budgets"])
 
 
+# ---- knowledge interplay (settings: order / forgetting) ---------------------------------------------------
+def _order_accuracy(args, s: dict) -> None:
+    from .interplay import plot_order_accuracy
+
+    plot_order_accuracy(read_parquets(args.outcome), list(s["order"]["types"]), args.pdf, args.png)
+
+
+def _order_heatmap(args, s: dict) -> None:
+    from .interplay import plot_order_heatmap
+
+    plot_order_heatmap(read_parquets(args.outcome), list(s["order"]["types"]), args.pdf, args.png)
+
+
+def _order_circuits(args, s: dict) -> None:
+    from .interplay import plot_order_circuits
+
+    plot_order_circuits(read_parquets(args.overlap), list(s["order"]["types"]), _first_budget(s), args.pdf, args.png)
+
+
+def _forgetting_recall(args, s: dict) -> None:
+    from .interplay import plot_forgetting_recall
+
+    f = s["forgetting"]
+    plot_forgetting_recall(read_parquets(args.recall), _groups(args), f["corpora"], f["tolerance"], args.pdf, args.png)
+
+
+def _forgetting_circuits(args, s: dict) -> None:
+    from .interplay import plot_forgetting_circuits
+
+    plot_forgetting_circuits(read_parquets(args.circuits), s["forgetting"]["corpora"], _first_budget(s),
+                             s["circuits"]["hit_k"], args.pdf, args.png)
+
+
 FIGURES = {
     "acquisition": Figure("figures", ("table",), _acquisition, "accuracy across training (eval summary per seed)"),
     "overwriting": Figure("figures", ("table",), _overwriting, "revised facts: new vs original values"),
@@ -248,6 +281,15 @@ FIGURES = {
                                "knowledge neurons across training: count, layer, Jaccard, survival"),
     "neurons_circuit_overlap": Figure("neurons", ("overlap",), _neurons_circuit_overlap,
                                       "knowledge neurons inside circuits across training"),
+    "order_accuracy": Figure("order", ("outcome",), _order_accuracy,
+                             "knowledge order: B's final accuracy after A first vs random order"),
+    "order_heatmap": Figure("order", ("outcome",), _order_heatmap, "knowledge order: A x B accuracy difference"),
+    "order_circuits": Figure("order", ("overlap",), _order_circuits,
+                             "knowledge order: Jaccard of B's circuits with vs without A first"),
+    "forgetting_recall": Figure("forgetting", ("recall",), _forgetting_recall,
+                                "forgetting: recall of learned facts per replay share"),
+    "forgetting_circuits": Figure("forgetting", ("circuits",), _forgetting_circuits,
+                                  "forgetting: circuit Hit@k and Jaccard to before, per replay share"),
 }
 
 

@@ -29,13 +29,16 @@ from .. import io
 from ..config import stage_rng
 
 
-def pack_paragraphs(paragraphs: list[list[int]], block_size: int, eos_id: int) -> tuple[np.ndarray, np.ndarray]:
+def pack_paragraphs(paragraphs: list[list[int]], block_size: int, eos_id: int,
+                    fill: str = "wrap") -> tuple[np.ndarray, np.ndarray]:
     """Pack token-id paragraphs into blocks.
 
     Returns blocks int64 [n_blocks, block_size] and segments int64 [n_blocks, max_whole]: the
     lengths (with end-of-text) of the whole paragraphs each block starts with, 0-padded; whatever
     follows them (a cut head, the corpus-start fill) is not a segment. A paragraph longer than a
     block is split into block-sized pieces (not segments); study paragraphs are far shorter.
+    fill: how the last block is completed -- "wrap" with the corpus's first paragraphs, "eos" with
+    end-of-text tokens (an ordered stream: nothing from its start may reappear at its end).
     """
     blocks: list[list[int]] = []
     segments: list[list[int]] = []
@@ -61,8 +64,8 @@ def pack_paragraphs(paragraphs: list[list[int]], block_size: int, eos_id: int) -
         if len(current) == block_size:
             emit()
             current, whole = [], []
-    if current:  # complete the last block from the start of the corpus instead of padding it
-        stream = [t for para in paragraphs for t in [*para, eos_id]]
+    if current:  # complete the last block from the start of the corpus (or end-of-text) instead of padding it
+        stream = [eos_id] if fill == "eos" else [t for para in paragraphs for t in [*para, eos_id]]
         while len(current) < block_size:
             current += stream[: block_size - len(current)]
         emit()
@@ -119,15 +122,15 @@ def corpus_summary(blocks: np.ndarray, batch_size: int, grad_accum: int, paragra
 def save_blocks(blocks: np.ndarray, segments: np.ndarray, summary: dict, blocks_path: str | Path,
                 summary_path: str | Path) -> None:
     """Blocks and segments as a plain .npz (no pickle), summary as JSON; both written atomically."""
-    with io.atomic_path(blocks_path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, blocks=blocks.astype(np.int32), segments=segments.astype(np.int32))
+    io.save_npz(blocks_path, blocks=blocks.astype(np.int32), segments=segments.astype(np.int32))
     io.write_json(summary, summary_path)
 
 
-def load_blocks(blocks_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def load_blocks(blocks_path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """(blocks [n_blocks, block_size], segments or None: a stream's blocks have none, nothing reorders them)."""
     with np.load(blocks_path, allow_pickle=False) as npz:
-        return npz["blocks"].astype(np.int64), npz["segments"].astype(np.int64)
+        segments = npz["segments"].astype(np.int64) if "segments" in npz.files else None
+        return npz["blocks"].astype(np.int64), segments
 
 
 def load_summary(summary_path: str | Path) -> dict:

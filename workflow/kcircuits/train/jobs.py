@@ -4,6 +4,8 @@
 - `continual_corpus`: continual blocks + steps per epoch -> results/{run}/train/continual/corpus.json
 - `train_continual`: continual pre-training up to an epoch or a step -> state/{epoch-EEE,step-SSSSSS}/
 - `export_epoch` (any continual state) / `export_start`: model-only checkpoint folders, by copying files
+- `train_stream`: one pass over an ordered stream of blocks (knowledge order, forgetting) from a
+  checkpoint -> a folder of model-only checkpoints step-SSSSSS on the study's schedule
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from . import corpus as corpus_mod
 from .export import BASE_INFO, export_checkpoint, start_info
 from .launch import is_main_process
 from .model import build_model, check_vocabulary, parameter_count
-from .schedule import phase_settings
-from .trainer import STATE_INFO, publish, run_training, state_info
+from .schedule import phase_settings, stream_steps
+from .trainer import SNAPSHOT_INFO, STATE_INFO, publish, run_training, snapshots, state_info
 
 log = logging.getLogger("kcircuits.train")
 
@@ -134,3 +136,39 @@ def export_epoch(name: str, state: str, tokenizer_dir: str, out: str) -> dict:
 def export_start(name: str, source: str, init: bool, summary: str, tokenizer_dir: str, out: str, seed: int) -> dict:
     spe = corpus_mod.load_summary(summary)["steps_per_epoch"]
     return export_checkpoint(name, source, tokenizer_dir, out, start_info(source, init, spe, seed))
+
+
+def train_stream(settings: dict, execution: dict, study: str, start: str, blocks: str, tokenizer_dir: str,
+                 scratch: str, out: str, threads: int | None = None, tensorboard_dir: str | None = None) -> list[dict]:
+    """One pass over `blocks` in their order from the checkpoint `start`, with a fresh optimiser
+    (settings: kcircuits.train.schedule.stream_settings). Output: a folder of model-only checkpoints,
+    one per step of the study's schedule (the last step always), each with checkpoint.json
+    (phase = the study; epoch = the share of the stream trained). Returns their records."""
+    from ..vocabulary import step_name
+
+    t = settings["train"]
+    blocks_array, _ = corpus_mod.load_blocks(blocks)
+    total = corpus_mod.steps_per_epoch(len(blocks_array), t["batch_size"], t["grad_accum"])
+    steps = stream_steps(total, **settings["stream"]["checkpoints"])
+    tok = _tokenizer(tokenizer_dir, None)
+    model = load_model(start, fused_gelu=False)
+    check_vocabulary(model, tok)
+    info = {"phase": study, "steps_per_epoch": total, "seed": settings["seed"],
+            "versions": io.package_versions("torch", "transformers", "accelerate", "safetensors")}
+    folder = Path(scratch) / "snapshots"
+    _, trainer = run_training(model, corpus_mod.BlockDataset(blocks_array), settings, execution, Path(scratch),
+                              settings["stream"]["lr"], epochs=1, inputs=[start, blocks], threads=threads,
+                              tensorboard_dir=tensorboard_dir and Path(tensorboard_dir), ordered=True,
+                              callbacks=[snapshots(steps, folder, info)])
+    if not is_main_process():  # distributed training: only RANK 0 writes
+        return []
+    records = []
+    with io.atomic_path(out, is_dir=True) as tmp:
+        for step in steps:
+            snap = folder / step_name(step)
+            record = json.loads((snap / SNAPSHOT_INFO).read_text(encoding="utf-8"))
+            records.append(export_checkpoint(step_name(step), snap, tokenizer_dir, tmp / step_name(step),
+                                             {**record, "epoch": step / total}))
+    shutil.rmtree(scratch, ignore_errors=True)
+    log.info("%s stream: %d steps, checkpoints at %s", study, trainer.state.global_step, steps)
+    return records

@@ -103,3 +103,29 @@ def execution_settings(cfg: dict) -> dict:
     """Where a job runs (compute.train.device) and how often it saves; passed outside the params so
     changing them retrains nothing."""
     return {"device": cfg["compute"]["train"]["device"], **{k: cfg["train"].get(k) for k in EXECUTION_KEYS}}
+
+
+def stream_steps(total: int, gaps: list[int], every: int) -> list[int]:
+    """Checkpoint steps of a stream run (knowledge order, forgetting): dense early, as the original
+    study's forgetting callback -- after gaps of gaps[0], gaps[1], ... steps, then every `every`
+    steps, and always the last step. gaps [1, 2, 4, 8, 16], every 16: 1, 3, 7, 15, 31, 47, 63, ..."""
+    if total < 1:
+        raise ValueError(f"a stream run needs at least one step, got {total}")
+    steps, step = [], 0
+    for gap in gaps:
+        step += gap
+        steps.append(step)
+    while every and step + every < total:
+        step += every
+        steps.append(step)
+    return sorted({s for s in steps if s < total} | {total})
+
+
+def stream_settings(settings: dict, study: str, seed: int) -> dict:
+    """A stream run's training settings (its rule params): the model, the shared training keys, and
+    the study's learning rate and checkpoint schedule. settings: the stage settings of `study`
+    (kcircuits.config.STAGE_SECTIONS) with the train section."""
+    section = settings[study]
+    picked = {k: settings["train"][k] for k in _SHARED}
+    stream = {"lr": section["lr"], "checkpoints": section["checkpoints"]}
+    return {"seed": int(seed), "model": settings["model"], "train": picked, "stream": stream}

@@ -1,4 +1,5 @@
-"""The training stages: `kcircuits train-base | continual-corpus | train-continual | export-checkpoint`.
+"""The training stages: `kcircuits train-base | continual-corpus | train-continual | export-checkpoint |
+train-stream`.
 
 One command per Snakemake rule (rules/train.smk); the work is in jobs.py. Settings as for every stage
 (the `train` sections); execution detail (device, DeepSpeed config, save interval) comes from
@@ -69,6 +70,19 @@ def _train_continual(args, s: dict) -> None:
                     tensorboard_dir=args.tensorboard_dir)
 
 
+def _train_stream(args, s: dict) -> None:
+    from .jobs import train_stream
+
+    if _relaunched(args):
+        return
+    if "stream" not in s:  # by hand with --config: the study's section becomes the run's settings
+        from .schedule import stream_settings
+
+        s = stream_settings(s, args.study, s["seed"])
+    train_stream(s, _execution(args), args.study, args.start, args.blocks, args.tokenizer, args.scratch, args.out,
+                 threads=args.threads, tensorboard_dir=args.tensorboard_dir)
+
+
 def _export_checkpoint(args, s: dict) -> None:
     from .jobs import export_epoch, export_start
 
@@ -107,6 +121,11 @@ def add_parser(subparsers) -> None:
     until = p.add_mutually_exclusive_group(required=True)
     until.add_argument("--until-epoch", dest="until_epoch", type=int, help="output: resumable state after this epoch")
     until.add_argument("--until-step", dest="until_step", type=int, help="output: resumable state after this step")
+    p = command(subparsers, "train-stream", "one ordered pass over a stream of blocks, checkpoints on a schedule",
+                "stream", _train_stream)
+    p.set_defaults(run=run)
+    _add_job_options(p)
+    add_paths(p, "study", "start", "blocks", "tokenizer", "out")
     p = stage("export-checkpoint", _export_checkpoint, "write a model-only checkpoint folder")
     add_paths(p, "name", "source", "tokenizer", "out")
     p.add_argument("--summary", help="continual corpus.json (steps per epoch; needed for epoch-000)")

@@ -33,13 +33,15 @@ from .launch import per_device_batch_size, threads_per_process
 log = logging.getLogger("kcircuits.train")
 
 STATE_INFO = "kcircuits_state.json"  # written beside trainer_state.json in every continual state
+SNAPSHOT_INFO = "snapshot.json"  # written beside the weights of every stream-run snapshot
 FINGERPRINT = "job.json"
 LOGGING_STEPS = 10  # constant: a resumed state's logging interval must match the Trainer's args
 
 
 def trainer_kwargs(settings: dict, execution: dict, output_dir: str | Path, lr: float, *,
-                   epochs: int | None = None, max_steps: int | None = None) -> dict:
-    """TrainingArguments keywords: AdamW (config betas, epsilon, weight decay), clipping, constant LR."""
+                   epochs: int | None = None, max_steps: int | None = None, ordered: bool = False) -> dict:
+    """TrainingArguments keywords: AdamW (config betas, epsilon, weight decay), clipping, constant LR;
+    ordered: the blocks in dataset order (a stream), not shuffled each epoch."""
     t = settings["train"]
     device = resolve_device(execution.get("device") or "auto", "compute.train.device")
     report_to = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
@@ -60,6 +62,7 @@ def trainer_kwargs(settings: dict, execution: dict, output_dir: str | Path, lr: 
         max_steps=max_steps if max_steps is not None else -1,
         seed=settings["seed"],
         data_seed=settings["seed"],
+        train_sampling_strategy="sequential" if ordered else "random",
         save_strategy="no",  # ResumableSaves decides when to save
         save_total_limit=1,
         logging_strategy="steps",
@@ -99,6 +102,28 @@ def resumable_saves(save_steps: int):
             return control
 
     return ResumableSaves()
+
+
+def snapshots(steps: list[int], folder: Path, info: dict):
+    """Save a model-only snapshot (safetensors, + snapshot.json: step and tokens seen) after each of
+    `steps`, into folder/step-SSSSSS, atomically, on the main process. They sit in the job's scratch
+    folder, so a killed job keeps the ones it made."""
+    from transformers import TrainerCallback
+
+    from ..vocabulary import step_name
+
+    wanted = set(steps)
+
+    class Snapshots(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step in wanted and state.is_world_process_zero:
+                with io.atomic_path(folder / step_name(state.global_step), is_dir=True) as tmp:
+                    model.save_pretrained(str(tmp))
+                    io.write_json({**info, "global_step": state.global_step,
+                                   "tokens_seen": int(state.num_input_tokens_seen)}, tmp / SNAPSHOT_INFO)
+            return control
+
+    return Snapshots()
 
 
 def epoch_data(dataset, steps_per_epoch: int):
@@ -161,8 +186,10 @@ def prepare_scratch(scratch: Path, fingerprint: dict) -> Path | None:
 def run_training(model, dataset, settings: dict, execution: dict, scratch: Path, lr: float, *,
                  epochs: int | None = None, max_steps: int | None = None, resume_from: Path | None = None,
                  inputs: list[str | Path] = (), threads: int | None = None,
-                 tensorboard_dir: Path | None = None) -> tuple[Path, object]:
-    """Train to `epochs` (total, counted from step 0 of this phase) or to `max_steps`.
+                 tensorboard_dir: Path | None = None, ordered: bool = False,
+                 callbacks: list = ()) -> tuple[Path, object]:
+    """Train to `epochs` (total, counted from step 0 of this phase) or to `max_steps`; ordered: in
+    the dataset's order (stream runs); callbacks: more Trainer callbacks (e.g. `snapshots`).
 
     `resume_from` is a previous job's state (continual chain); a scratch checkpoint of this job
     takes precedence if it was made from the same settings, target and `inputs` (the files the
@@ -181,7 +208,8 @@ def run_training(model, dataset, settings: dict, execution: dict, scratch: Path,
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(tensorboard_dir)
     # Under torchrun this joins the process group; the main process readies the scratch folder
     # (wiping a stale one) before the others look for a checkpoint to resume from.
-    args = TrainingArguments(**trainer_kwargs(settings, execution, scratch, lr, epochs=epochs, max_steps=max_steps))
+    args = TrainingArguments(**trainer_kwargs(settings, execution, scratch, lr, epochs=epochs, max_steps=max_steps,
+                                              ordered=ordered))
     with args.main_process_first(local=False, desc="scratch folder"):
         if args.process_index == 0:
             scratch_resume = prepare_scratch(scratch, fingerprint)
@@ -195,7 +223,7 @@ def run_training(model, dataset, settings: dict, execution: dict, scratch: Path,
         log.info("continuing from state %s", resume_from)
     spe = steps_per_epoch(len(dataset), args.per_device_train_batch_size * args.world_size,  # the global batch
                           args.gradient_accumulation_steps)
-    callbacks = [resumable_saves(int(execution.get("save_steps") or 0))]
+    callbacks = [resumable_saves(int(execution.get("save_steps") or 0)), *callbacks]
     if hasattr(dataset, "set_epoch"):
         callbacks.append(epoch_data(dataset, spe))
     trainer = Trainer(model=model, args=args, train_dataset=dataset, callbacks=callbacks)
