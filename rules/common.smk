@@ -11,7 +11,7 @@ REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "workflow"))
 
 from kcircuits.config import ConfigError, config_path, init_dir, resource_inputs, stage_settings, validate_config
-from kcircuits.interplay.streams import parse_stream, stream_names
+from kcircuits.interplay.streams import knowledge_types, parse_stream, stream_names
 from kcircuits.train.schedule import (
     check_steps_within_training,
     checkpoint_names,
@@ -353,7 +353,7 @@ ORDER = config["order"]
 FORGETTING = config["forgetting"]
 # Every rule exists whatever the switches say (a figure stays requestable by path); `enabled` decides
 # what the default target asks for.
-ORDER_STREAMS = stream_names(ORDER["types"])
+ORDER_STREAMS = stream_names(knowledge_types(ORDER["types"]))
 FORGETTING_BRANCHES = {
     f"{corpus}-replay-{share:g}": (corpus, share) for corpus in FORGETTING["corpora"] for share in FORGETTING["replay"]
 }

@@ -98,6 +98,21 @@ def assert_same_results(expected: Path, actual: Path) -> list[str]:
 
 
 # ---- models ----------------------------------------------------------------------------------------------
+def assert_figure_drawn_twice_alike(argv: list[str], tmp_path: Path) -> None:
+    """`kcircuits` ARGV (a figure command without --pdf / --png) run twice: a PDF and a PNG of some
+    size each time, byte-identical across the two runs."""
+    from kcircuits.cli import main
+
+    outputs = []
+    for run in ("a", "b"):
+        pdf, png = tmp_path / f"{run}.pdf", tmp_path / f"{run}.png"
+        assert main([*argv, "--pdf", str(pdf), "--png", str(png)]) == 0
+        outputs.append([pdf.read_bytes(), png.read_bytes()])
+    pdf, png = outputs[0]
+    assert pdf[:5] == b"%PDF-" and len(pdf) > 1000 and png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert outputs[0] == outputs[1]  # deterministic bytes
+
+
 def micro_settings(**override) -> dict:
     """Training-stage settings of the default config with the MICRO model, deep-merged with `override`."""
     from kcircuits.config import deep_merge, load_config

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import TINY, checkpoint_meta, planned_jobs, snakemake
+from helpers import TINY, assert_figure_drawn_twice_alike, checkpoint_meta, planned_jobs, snakemake
 from kcircuits.figures import circuits as cf
 from kcircuits.figures.seeds import bootstrap_interval, draw_curve, read_seed_tables, seed_summary
 from kcircuits.figures.stage import FIGURES
@@ -222,21 +222,13 @@ def test_the_circuit_figures_are_the_five_known_ones():
 
 @pytest.mark.parametrize("name", CIRCUIT_FIGURES)
 def test_circuit_figures_are_written_and_reproducible(seed_tables, name, tmp_path):
-    from kcircuits.cli import main
-
     root, paths = seed_tables
     settings = json.dumps({"seed": 0, "circuits": {"edge_budgets": [0.1, 30], "hit_k": 10},
                            "circuit_pairs": {"tasks": {t: f"{{name}} {t}" for t in TASKS}}})
     argv = ["figure", name, "--settings", settings, "--entities", str(root / "entities.parquet")]
     for table in FIGURES[name].inputs:
         argv += [f"--{table}", *map(str, paths[table])]
-    outputs = []
-    for run in ("a", "b"):
-        assert main([*argv, "--pdf", str(tmp_path / f"{run}.pdf"), "--png", str(tmp_path / f"{run}.png")]) == 0
-        outputs.append([(tmp_path / f"{run}.{ext}").read_bytes() for ext in ("pdf", "png")])
-    pdf, png = outputs[0]
-    assert pdf[:5] == b"%PDF-" and png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    assert outputs[0] == outputs[1]  # deterministic bytes
+    assert_figure_drawn_twice_alike(argv, tmp_path)
 
 
 def test_group_order_follows_frequency(seed_tables, tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import REPO
+from helpers import REPO, assert_figure_drawn_twice_alike
 from kcircuits.analysis import interplay as ip
 from kcircuits.figures.stage import FIGURES
 
@@ -315,8 +315,6 @@ def figure_tables(tmp_path_factory, outcome):
 
 @pytest.mark.parametrize("name", INTERPLAY_FIGURES)
 def test_interplay_figures_are_written_and_reproducible(figure_tables, name, tmp_path):
-    from kcircuits.cli import main
-
     root, paths = figure_tables
     settings = json.dumps({"seed": 0, "order": {"types": TYPES},
                            "forgetting": {"tolerance": 0.05, "corpora": ["other_entities", "conflicting"]},
@@ -324,13 +322,7 @@ def test_interplay_figures_are_written_and_reproducible(figure_tables, name, tmp
     (option,) = FIGURES[name].inputs
     argv = ["figure", name, "--settings", settings, "--entities", str(root / "entities.parquet"),
             f"--{option}", str(paths[option])]
-    outputs = []
-    for run in ("a", "b"):
-        assert main([*argv, "--pdf", str(tmp_path / f"{run}.pdf"), "--png", str(tmp_path / f"{run}.png")]) == 0
-        outputs.append([(tmp_path / f"{run}.{ext}").read_bytes() for ext in ("pdf", "png")])
-    pdf, png = outputs[0]
-    assert pdf[:5] == b"%PDF-" and png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    assert outputs[0] == outputs[1]  # deterministic bytes
+    assert_figure_drawn_twice_alike(argv, tmp_path)
 
 
 def test_figure_curves_are_the_tables_means(figure_tables):

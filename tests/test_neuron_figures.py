@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import REPO, checkpoint_meta
+from helpers import REPO, assert_figure_drawn_twice_alike, checkpoint_meta
 from kcircuits.figures import neurons as nf
 from kcircuits.figures.seeds import seed_summary
 from kcircuits.figures.stage import FIGURES
@@ -184,11 +184,12 @@ def seed_tables(tmp_path_factory):
     return root, paths
 
 
-def figure_argv(root, name: str, tables: dict, pdf, png) -> list[str]:
+def figure_argv(root, name: str, tables: dict, pdf=None, png=None) -> list[str]:
+    """The figure command for `tables`, with its outputs when pdf and png are given."""
     argv = ["figure", name, "--settings", SETTINGS, "--entities", str(root / "entities.parquet")]
     for option in FIGURES[name].inputs:
         argv += [f"--{option.replace('_', '-')}", *map(str, tables[option])]
-    return [*argv, "--pdf", str(pdf), "--png", str(png)]
+    return [*argv, "--pdf", str(pdf), "--png", str(png)] if pdf else argv
 
 
 # ---- registry, rules, captions -----------------------------------------------------------------------
@@ -268,17 +269,8 @@ def test_edit_erase_evolution_and_overlap_frames():
 # ---- figures through the CLI -------------------------------------------------------------------------
 @pytest.mark.parametrize("name", NEURON_FIGURES)
 def test_neuron_figures_are_written_and_reproducible(seed_tables, name, tmp_path):
-    from kcircuits.cli import main
-
     root, paths = seed_tables
-    outputs = []
-    for run in ("a", "b"):
-        pdf, png = tmp_path / f"{run}.pdf", tmp_path / f"{run}.png"
-        assert main(figure_argv(root, name, paths, pdf, png)) == 0
-        outputs.append([pdf.read_bytes(), png.read_bytes()])
-    pdf, png = outputs[0]
-    assert pdf[:5] == b"%PDF-" and len(pdf) > 1000 and png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    assert outputs[0] == outputs[1]  # deterministic bytes
+    assert_figure_drawn_twice_alike(figure_argv(root, name, paths), tmp_path)
 
 
 def test_one_seed_draws_without_intervals(seed_tables, tmp_path):

@@ -11,7 +11,7 @@ from helpers import REPO
 from kcircuits import ATTRIBUTES
 from kcircuits.data.biographies import fill_sentence
 from kcircuits.interplay.streams import (
-    build_streams, check_types, fact_sentences, parse_stream, random_stream, reorder, stream_names,
+    build_streams, check_types, fact_sentences, knowledge_types, parse_stream, random_stream, reorder, stream_names,
     stream_texts, streams_frame, type_of_fact)
 from kcircuits.resources import load_templates
 
@@ -238,3 +238,14 @@ def test_check_types_errors_name_the_key(types, entity_types, key):
     with pytest.raises(ValueError, match="^" + re.escape(key) + ":") as err:
         check_types(types, entity_types)
     assert "\n" not in str(err.value)
+
+
+def test_knowledge_types_from_the_config_list():
+    assert knowledge_types(["city", "major"]) == {"city": ["city"], "major": ["major"]}
+    assert knowledge_types([{"place": ["city", "university"]}, "company"]) == {
+        "place": ["city", "university"], "company": ["company"]}
+    assert knowledge_types({"a": ["city"]}) == {"a": ["city"]}  # a mapping as it is
+    with pytest.raises(ValueError, match=r"^order.types\[1\]: the type name 'city' is used twice"):
+        knowledge_types(["city", {"city": ["major"]}])
+    with pytest.raises(ValueError, match=r"^order.types\[0\]: expected"):
+        knowledge_types([{"a": ["city"], "b": ["major"]}])

@@ -20,7 +20,7 @@ train:
 circuits:
   max_pairs: 8
 order:
-  types: {city: [city], major: [major]}
+  types: [city, major]
   entities: 12
   repeats: 16
   checkpoints: {gaps: [1, 2], every: 0}
@@ -85,10 +85,12 @@ def test_order_runs_train_each_stream_in_its_order_and_are_compared_with_the_ran
         kinds = sentences.set_index("sentence").loc[streams[streams["stream"] == name]["sentence"], "knowledge"]
         positions = np.arange(len(kinds))
         assert positions[kinds.to_numpy() == a].max() < positions[kinds.to_numpy() == b].min()
+    shapes = {np.load(p)["blocks"].shape for p in (run / "data" / "order" / "blocks").glob("*.npz")}
+    assert len(shapes) == 1  # every stream as long as the others: every run takes the same steps
     for seed in (0, 1):
         for stream in ("random", "city-major", "major-city"):
             folder = run / f"seed-{seed}" / "order" / stream
-            steps = sorted(p.name for p in (folder / "checkpoints").iterdir())
+            steps = sorted(p.name for p in (folder / "checkpoints").glob("step-*"))
             assert steps[:2] == ["step-000001", "step-000003"] and len(steps) == 3
             accuracy = pd.read_parquet(folder / "accuracy.parquet")
             assert sorted(accuracy["step"].unique())[0] == 0 and accuracy["seed"].unique().tolist() == [seed]

@@ -179,10 +179,10 @@ def check_neurons(cfg: dict, templates) -> None:
 
 def check_order(cfg: dict) -> None:
     """Knowledge types that can be ordered (disjoint, one kind of member, names usable in paths)."""
-    from .interplay.streams import check_types
+    from .interplay.streams import check_types, knowledge_types
 
     try:
-        check_types(cfg["order"]["types"], cfg["order"]["entity_types"])
+        check_types(knowledge_types(cfg["order"]["types"]), cfg["order"]["entity_types"])
     except ValueError as err:
         raise ConfigError(str(err)) from err
 

@@ -41,6 +41,12 @@ def _groups(args) -> list[str]:
     return group_order(pd.read_parquet(args.entities))
 
 
+def _order_types(s: dict) -> list[str]:
+    from ..interplay.streams import knowledge_types
+
+    return list(knowledge_types(s["order"]["types"]))
+
+
 def _first_budget(s: dict) -> str:
     return budget_label(s["circuits"]["edge_budgets"][0])
 
@@ -221,19 +227,19 @@ def _neurons_circuit_overlap(args, s: dict) -> None:
 def _order_accuracy(args, s: dict) -> None:
     from .interplay import plot_order_accuracy
 
-    plot_order_accuracy(read_parquets(args.outcome), list(s["order"]["types"]), args.pdf, args.png)
+    plot_order_accuracy(read_parquets(args.outcome), _order_types(s), args.pdf, args.png)
 
 
 def _order_heatmap(args, s: dict) -> None:
     from .interplay import plot_order_heatmap
 
-    plot_order_heatmap(read_parquets(args.outcome), list(s["order"]["types"]), args.pdf, args.png)
+    plot_order_heatmap(read_parquets(args.outcome), _order_types(s), args.pdf, args.png)
 
 
 def _order_circuits(args, s: dict) -> None:
     from .interplay import plot_order_circuits
 
-    plot_order_circuits(read_parquets(args.overlap), list(s["order"]["types"]), _first_budget(s), args.pdf, args.png)
+    plot_order_circuits(read_parquets(args.overlap), _order_types(s), _first_budget(s), args.pdf, args.png)
 
 
 def _forgetting_recall(args, s: dict) -> None:

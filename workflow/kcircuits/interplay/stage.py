@@ -36,25 +36,31 @@ def _order_corpus(args, s: dict) -> None:
     from ..data.probes import probe_entities
     from ..resources import load_templates
     from ..tokenizer import load_tokenizer
-    from .streams import build_streams, check_types, fact_sentences, stream_texts, streams_frame
+    from .streams import build_streams, check_types, fact_sentences, knowledge_types, stream_texts, streams_frame
 
     o = s["order"]
-    check_types(o["types"], o["entity_types"])
+    types = knowledge_types(o["types"])
+    check_types(types, o["entity_types"])
     entities = probe_entities(pd.read_parquet(args.entities), pd.read_parquet(args.probes, columns=["entity_id"]))
     entities = entities[entities["type"].isin(o["entity_types"])]
     if o["entities"] is not None and len(entities) > o["entities"]:  # a seeded sample, in entity order
         entities = entities.iloc[np.sort(stage_rng(s["seed"], "order_entities").choice(len(entities), o["entities"],
                                                                                       replace=False))]
-    sentences = fact_sentences(entities, load_templates(resource_path(args, "templates")), o["types"], o["repeats"],
+    sentences = fact_sentences(entities, load_templates(resource_path(args, "templates")), types, o["repeats"],
                                stage_rng(s["seed"], "order_corpus"))
-    streams = build_streams(sentences, o["types"], stage_rng(s["seed"], "order_streams"))
+    streams = build_streams(sentences, types, stage_rng(s["seed"], "order_streams"))
     if list(streams) != [Path(p).stem for p in args.out_blocks]:
         raise SystemExit(f"--out-blocks must name the streams in order: {list(streams)}")
-    tok, report = load_tokenizer(args.tokenizer), {}
-    for path, (name, order) in zip(args.out_blocks, streams.items()):
-        blocks = _tokenized_blocks(stream_texts(sentences, order), tok, s["train"]["block_size"], fill="eos")
-        io.save_npz(path, blocks=blocks.astype("int32"))
-        report[name] = {"blocks": int(len(blocks))}
+    tok = load_tokenizer(args.tokenizer)
+    packed = {name: _tokenized_blocks(stream_texts(sentences, order), tok, s["train"]["block_size"], fill="eos")
+              for name, order in streams.items()}
+    n_blocks, report = max(len(b) for b in packed.values()), {}
+    for path, (name, blocks) in zip(args.out_blocks, packed.items()):
+        # where a sentence is cut at a block's end differs by stream: end-of-text blocks make every
+        # stream as long as the longest, so every run takes the same steps
+        fill = np.full((n_blocks - len(blocks), blocks.shape[1]), tok.eos_token_id, dtype=blocks.dtype)
+        io.save_npz(path, blocks=np.concatenate([blocks, fill]).astype("int32"))
+        report[name] = {"blocks": int(len(blocks)), "end_of_text_blocks": int(len(fill))}
     prov = io.provenance("order_corpus", s["seed"], s, "tokenizers", "transformers")
     io.write_parquet(sentences, args.out_sentences, prov)
     io.write_parquet(streams_frame(streams), args.out_streams, prov)
@@ -124,16 +130,17 @@ def _measure(args, s: dict) -> None:
 
 def _order_summary(args, s: dict) -> None:
     from ..analysis.interplay import order_curves, order_finding, order_outcome, order_overlap
-    from .streams import check_types
+    from .streams import check_types, knowledge_types
 
     o, n_boot = s["order"], s["analysis"]["topology"]["n_bootstrap"]
-    grouping = check_types(o["types"], o["entity_types"])
+    types = knowledge_types(o["types"])
+    grouping = check_types(types, o["entity_types"])
     accuracy = io.read_parquets(args.accuracy)
-    outcome = order_outcome(accuracy, o["types"], grouping, n_boot, s["seed"])
+    outcome = order_outcome(accuracy, types, grouping, n_boot, s["seed"])
     prov = io.provenance("order_summary", s["seed"], s)
     io.write_parquet(outcome, args.out_outcome, prov)
-    io.write_parquet(order_curves(accuracy, o["types"], grouping), args.out_curves, prov)
-    overlap = order_overlap(io.read_parquets(args.circuits), io.read_parquets(args.hits), o["types"], grouping)
+    io.write_parquet(order_curves(accuracy, types, grouping), args.out_curves, prov)
+    overlap = order_overlap(io.read_parquets(args.circuits), io.read_parquets(args.hits), types, grouping)
     io.write_parquet(overlap, args.out_overlap, prov)
     io.write_json({**order_finding(outcome), "provenance": prov}, args.out_json)
 

@@ -44,6 +44,25 @@ def _check_type(name, members) -> None:
                              f"{list(ATTRIBUTES)} or entity types {list(TYPES)}")
 
 
+def knowledge_types(value: list | dict) -> dict[str, list[str]]:
+    """order.types as name -> members. The config's form is a list (so a config merged over another
+    replaces it whole): an item is a member, naming a type of its own ("city" -> {"city": ["city"]}),
+    or a one-key mapping {name: [members]}. A mapping is taken as it is."""
+    if isinstance(value, dict):
+        return {name: list(members) for name, members in value.items()}
+    out: dict[str, list[str]] = {}
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            item = {item: [item]}
+        if not isinstance(item, dict) or len(item) != 1:
+            raise ValueError(f"order.types[{i}]: expected a member name or {{name: [members]}}, got {item!r}")
+        ((name, members),) = item.items()
+        if name in out:
+            raise ValueError(f"order.types[{i}]: the type name {name!r} is used twice")
+        out[name] = list(members) if isinstance(members, list) else members
+    return out
+
+
 def check_types(types: dict[str, list[str]], entity_types: list[str]) -> str:
     """Validate the knowledge types; return their grouping, "attribute" or "entity".
 
