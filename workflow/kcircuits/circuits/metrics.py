@@ -14,7 +14,7 @@ import torch
 
 def logit_difference(logits: torch.Tensor, clean_label: torch.Tensor, corrupted_label: torch.Tensor) -> torch.Tensor:
     """logits [B, V] at the last position; labels [B] token ids -> [B]."""
-    rows = torch.arange(logits.shape[0])
+    rows = torch.arange(logits.shape[0], device=logits.device)
     return logits[rows, clean_label] - logits[rows, corrupted_label]
 
 
@@ -37,7 +37,7 @@ def _ranks(x: torch.Tensor) -> torch.Tensor:
     order = x.argsort()
     sorted_x = x[order]
     ranks = torch.empty_like(x, dtype=torch.float64)
-    ranks[order] = torch.arange(len(x), dtype=torch.float64)
+    ranks[order] = torch.arange(len(x), dtype=torch.float64, device=x.device)
     _, inverse, counts = torch.unique_consecutive(sorted_x, return_inverse=True, return_counts=True)
     ends = counts.cumsum(0).double()
     mean_rank = ends - (counts.double() + 1) / 2  # mean of the 0-based positions of each tie group

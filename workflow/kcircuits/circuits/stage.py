@@ -70,7 +70,7 @@ def encoding(model, c: dict) -> dict:
 
 
 def hit_prompts(probes: pd.DataFrame, tasks: dict[str, str], tokenizer, batch_size: int, on: dict) -> dict:
-    """(task, type, group) -> probe batches of the task's circuit prompt for each probe entity (on: _on)."""
+    """(task, type, group) -> probe batches of the task's circuit prompt for each probe entity (on: encoding)."""
     from .evaluate import probe_batches
 
     out = {}
@@ -143,7 +143,7 @@ def _eval(args, s: dict) -> None:
     pairs = {key: pair_batches(part, tok, c["batch_size"], **encoding(model, c))  # once per cell, not per budget
              for key, part in pair_cells(pd.read_parquet(args.pairs), c["max_pairs"])}
     prompts = hit_prompts(pd.read_parquet(args.probes), s["circuit_pairs"]["tasks"], tok, c["batch_size"],
-                           encoding(model, c))
+                          encoding(model, c))
     full_hits = {cell: hit_at_k(model, None, batches, k)[f"hit_at_{k}"] for cell, batches in prompts.items()}
     means = mean_references(model, prompts, c["ablations"])
     circuit_frames, stats, hits = [], [], []
@@ -185,7 +185,7 @@ def _transplant(args, s: dict) -> None:
     model, meta = load_checkpoint(args.checkpoint, args.device)
     tok = load_tokenizer(args.tokenizer)
     prompts = hit_prompts(pd.read_parquet(args.probes), s["circuit_pairs"]["tasks"], tok, c["batch_size"],
-                           encoding(model, c))
+                          encoding(model, c))
     means = mean_references(model, prompts, c["ablations"])
     rows = []
     for source, path in zip(args.source_names, args.circuits):
