@@ -359,6 +359,8 @@ FORGETTING_BRANCHES = {
 }
 STUDY_BRANCHES = {"order": ORDER_STREAMS, "forgetting": list(FORGETTING_BRANCHES)}
 STREAM_SETTINGS = stage_settings(config, "stream")
+# Where a stream run trains (compute.stream.device) and its DeepSpeed config and save interval: untracked.
+STREAM_EXECUTION = json.dumps(execution_settings(config, "stream") | {"deepspeed": DEEPSPEED_CONFIG}, sort_keys=True)
 # Where each study starts: the main study's start model (order) or its last epoch (forgetting).
 STUDY_START = {"order": CHECKPOINTS[0], "forgetting": epoch_name(config["train"]["continual"]["epochs"])}
 

@@ -111,16 +111,16 @@ rule train_stream:
         checkpoints=directory(PATHS["branch_checkpoints"]),
     params:
         settings=stream_params,
-        execution=untracked(TRAIN_EXECUTION),
+        execution=untracked(STREAM_EXECUTION),
         env=untracked(TRAIN_ENV),
         scratch=PATHS["branch_scratch"],
     log:
         f"{SEED_LOGS}/{{study}}/{{branch}}/train.log",
     benchmark:
         f"{SEED_BENCH}/{{study}}/{{branch}}/train.tsv"
-    threads: job_threads("train")
+    threads: job_threads("stream")
     resources:
-        **job_resources("train"),
+        **job_resources("stream"),
     conda:
         "../envs/train.yaml"
     shell:

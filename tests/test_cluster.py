@@ -52,7 +52,7 @@ def test_paper_config_is_gpt2_small_with_50k_entities_25_epochs_and_8000_edge_ci
     # Where jobs compute is compute.KIND.device (train.device is gone): every model-running kind on a GPU.
     assert "device" not in cfg["train"]
     assert {kind: (spec["device"], spec["gpu"] >= 1) for kind, spec in cfg["compute"].items()} == {
-        kind: ("cuda", True) for kind in ("train", "evaluate", "circuits", "analysis", "neurons")}
+        kind: ("cuda", True) for kind in ("train", "evaluate", "circuits", "analysis", "neurons", "stream")}
 
 
 # Per-checkpoint rules -> the compute kind they ask for (config compute.KIND).

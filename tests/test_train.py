@@ -57,7 +57,7 @@ def test_adding_epochs_or_checkpoints_leaves_every_training_job_param_unchanged(
     after = deep_merge(after, {"train": {"save_steps": 25}, "compute": {"train": {"device": "cpu"}}})
     for phase in ("base", "corpus", "continual"):
         assert schedule.phase_settings(after, phase) == schedule.phase_settings(before, phase)
-    assert schedule.execution_settings(after) == {"device": "cpu", "deepspeed": None, "save_steps": 25}
+    assert schedule.execution_settings(after) == {"kind": "train", "device": "cpu", "deepspeed": None, "save_steps": 25}
     lr_changed = deep_merge(before, {"train": {"continual": {"lr": 5e-4}}})
     assert schedule.phase_settings(lr_changed, "continual") != schedule.phase_settings(before, "continual")
     assert schedule.phase_settings(lr_changed, "base") == schedule.phase_settings(before, "base")

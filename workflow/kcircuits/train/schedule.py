@@ -99,10 +99,10 @@ def phase_settings(settings: dict, phase: str, seed: int | None = None) -> dict:
     raise ValueError(f"unknown training phase {phase!r}")
 
 
-def execution_settings(cfg: dict) -> dict:
-    """Where a job runs (compute.train.device) and how often it saves; passed outside the params so
-    changing them retrains nothing."""
-    return {"device": cfg["compute"]["train"]["device"], **{k: cfg["train"].get(k) for k in EXECUTION_KEYS}}
+def execution_settings(cfg: dict, kind: str = "train") -> dict:
+    """Where a job runs (compute.KIND.device; kind train, or stream for the knowledge-interplay runs)
+    and how often it saves; passed outside the params so changing them retrains nothing."""
+    return {"kind": kind, "device": cfg["compute"][kind]["device"], **{k: cfg["train"].get(k) for k in EXECUTION_KEYS}}
 
 
 def stream_steps(total: int, gaps: list[int], every: int) -> list[int]:

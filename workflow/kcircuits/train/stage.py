@@ -19,13 +19,14 @@ from ..settings import add_paths, command, run_handler
 log = logging.getLogger("kcircuits")
 
 
-def _execution(args) -> dict:
-    """Device, DeepSpeed config and save interval: from --execution, else from --config files."""
+def _execution(args, kind: str = "train") -> dict:
+    """Device, DeepSpeed config and save interval: from --execution, else from --config files
+    (compute.KIND: train, or stream for train-stream)."""
     from .schedule import execution_settings
 
     if args.execution:
         return json.loads(args.execution)
-    return execution_settings(args.cfg) if getattr(args, "cfg", None) else {}
+    return execution_settings(args.cfg, kind) if getattr(args, "cfg", None) else {}
 
 
 def _relaunched(args) -> bool:
@@ -79,7 +80,7 @@ def _train_stream(args, s: dict) -> None:
         from .schedule import stream_settings
 
         s = stream_settings(s, args.study, s["seed"])
-    train_stream(s, _execution(args), args.study, args.start, args.blocks, args.tokenizer, args.scratch, args.out,
+    train_stream(s, _execution(args, "stream"), args.study, args.start, args.blocks, args.tokenizer, args.scratch, args.out,
                  threads=args.threads, tensorboard_dir=args.tensorboard_dir)
 
 

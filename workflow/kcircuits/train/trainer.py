@@ -43,7 +43,7 @@ def trainer_kwargs(settings: dict, execution: dict, output_dir: str | Path, lr: 
     """TrainingArguments keywords: AdamW (config betas, epsilon, weight decay), clipping, constant LR;
     ordered: the blocks in dataset order (a stream), not shuffled each epoch."""
     t = settings["train"]
-    device = resolve_device(execution.get("device") or "auto", "compute.train.device")
+    device = resolve_device(execution.get("device") or "auto", f"compute.{execution.get('kind', 'train')}.device")
     report_to = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
     return dict(
         output_dir=str(output_dir),
