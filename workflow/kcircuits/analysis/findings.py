@@ -47,16 +47,26 @@ def _group_difference(means: pd.DataFrame, weights: pd.Series) -> np.ndarray:
     return np.tensordot(w / w.sum(), diffs, axes=1)
 
 
+def stratified_means(columns: np.ndarray, strata: np.ndarray, n_bootstrap: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """[n_bootstrap, k] resampled means of `columns` [n, k]: rows resampled with replacement within
+    each stratum (e.g. training seed; strata in sorted order), pooled into one mean. The columns of a
+    row are drawn together (paired)."""
+    total = np.zeros((n_bootstrap, columns.shape[1]))
+    for stratum in np.unique(strata):
+        values = columns[strata == stratum]  # [n_s, k]
+        draws = rng.integers(0, len(values), size=(n_bootstrap, len(values)))  # [B, n_s]
+        for j in range(columns.shape[1]):
+            total[:, j] += values[draws, j].sum(axis=1)
+    return total / len(columns)
+
+
 def _bootstrap_means(auc: pd.DataFrame, n_bootstrap: int, rng: np.random.Generator) -> pd.DataFrame:
     """[group x type] -> [B] resampled mean AUC: entities resampled within (seed, type, group)."""
     out: dict = {}
     for (group, etype), part in auc.groupby(["freq_group", "type"], sort=True):
-        total = np.zeros(n_bootstrap)
-        for _, stratum in part.groupby("seed", sort=True):
-            values = stratum["auc"].to_numpy()
-            draws = rng.integers(0, len(values), size=(n_bootstrap, len(values)))  # [B, n]
-            total += values[draws].sum(axis=1)
-        out.setdefault(etype, {})[group] = total / len(part)
+        boot = stratified_means(part[["auc"]].to_numpy(), part["seed"].to_numpy(), n_bootstrap, rng)
+        out.setdefault(etype, {})[group] = boot[:, 0]
     return pd.DataFrame(out)
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..interplay.streams import RANDOM, type_of_fact
 from ..vocabulary import CELL
+from .findings import stratified_means
 
 ALL = "all"
 FACT = ["entity_id", "type", "freq_group", "attribute"]
@@ -88,17 +89,6 @@ def _jaccard(cells: pd.DataFrame, left: pd.DataFrame, right: pd.DataFrame, on: l
     return (out["shared"] / union.where(union > 0)).set_axis(cells.index)
 
 
-def _bootstrap(columns: np.ndarray, seeds: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
-    """[n_bootstrap, k] resampled means of `columns` [n, k]: rows resampled within each seed, pooled."""
-    total = np.zeros((n_bootstrap, columns.shape[1]))
-    for seed in np.unique(seeds):
-        values = columns[seeds == seed]
-        draws = rng.integers(0, len(values), size=(n_bootstrap, len(values)))  # [B, n_seed]
-        for j in range(columns.shape[1]):
-            total[:, j] += values[draws, j].sum(axis=1)
-    return total / len(columns)
-
-
 def _num(x, digits: int = 4):
     """A JSON number rounded to `digits` (None for NaN / missing)."""
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), digits)
@@ -136,7 +126,7 @@ def _outcome_row(paired: pd.DataFrame, metric: str, n_bootstrap: int, rng: np.ra
     """Means, paired difference and 95% intervals of one (pair, metric, group) block."""
     columns = np.stack([paired[metric], paired[f"{metric}_random"], paired[metric] - paired[f"{metric}_random"]],
                        axis=1).astype(float)  # [n, 3]: A->B, random, difference
-    boot = _bootstrap(columns, paired["seed"].to_numpy(), n_bootstrap, rng)
+    boot = stratified_means(columns, paired["seed"].to_numpy(), n_bootstrap, rng)
     (vl, rl, low), (vh, rh, high) = np.percentile(boot, [2.5, 97.5], axis=0)
     value, rand, diff = columns.mean(axis=0)
     verdict = VERDICTS[0] if high < 0 else VERDICTS[1] if low > 0 else VERDICTS[2]

@@ -26,16 +26,11 @@ from ..settings import actions, add_job_arguments, add_paths, command, resource_
 log = logging.getLogger("kcircuits")
 
 
-def _tokenized_blocks(texts: list[str], tok, block_size: int, fill: str = "wrap"):
-    from ..train.corpus import pack_paragraphs, tokenize_paragraphs
-
-    return pack_paragraphs(tokenize_paragraphs(texts, tok), block_size, tok.eos_token_id, fill=fill)[0]
-
-
 def _order_corpus(args, s: dict) -> None:
     from ..data.probes import probe_entities
     from ..resources import load_templates
     from ..tokenizer import load_tokenizer
+    from ..train.corpus import pack_texts
     from .streams import build_streams, check_types, fact_sentences, knowledge_types, stream_texts, streams_frame
 
     o = s["order"]
@@ -52,7 +47,7 @@ def _order_corpus(args, s: dict) -> None:
     if list(streams) != [Path(p).stem for p in args.out_blocks]:
         raise SystemExit(f"--out-blocks must name the streams in order: {list(streams)}")
     tok = load_tokenizer(args.tokenizer)
-    packed = {name: _tokenized_blocks(stream_texts(sentences, order), tok, s["train"]["block_size"], fill="eos")
+    packed = {name: pack_texts(stream_texts(sentences, order), tok, s["train"]["block_size"], fill="eos")[0]
               for name, order in streams.items()}
     n_blocks, report = max(len(b) for b in packed.values()), {}
     for path, (name, blocks) in zip(args.out_blocks, packed.items()):
@@ -96,7 +91,7 @@ def _forgetting_corpus(args, s: dict) -> None:
 
 def _forgetting_mix(args, s: dict) -> None:
     from ..tokenizer import load_tokenizer
-    from ..train.corpus import load_blocks
+    from ..train.corpus import load_blocks, pack_texts
     from .forgetting import replay_mix
 
     f, t = s["forgetting"], s["train"]
@@ -104,7 +99,7 @@ def _forgetting_mix(args, s: dict) -> None:
     tok, n_examples = load_tokenizer(args.tokenizer), f["steps"] * t["batch_size"] * t["grad_accum"]
     branches = iter(args.out_blocks)
     for corpus, text in zip(f["corpora"], args.corpora):
-        new = _tokenized_blocks([r["text"] for r in io.read_jsonl(text)], tok, t["block_size"])
+        new, _ = pack_texts([r["text"] for r in io.read_jsonl(text)], tok, t["block_size"])
         for share in f["replay"]:
             rng = stage_rng(s["seed"], f"forgetting_mix_{corpus}_{share}")
             blocks, is_replay = replay_mix(new, replay, n_examples, share, rng)

@@ -95,12 +95,16 @@ def tokenize_paragraphs(texts: list[str], tokenizer) -> list[list[int]]:
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
+def pack_texts(texts: list[str], tokenizer, block_size: int, fill: str = "wrap") -> tuple[np.ndarray, np.ndarray]:
+    """Texts tokenised and packed in the order given (pack_paragraphs): blocks and segments."""
+    return pack_paragraphs(tokenize_paragraphs(texts, tokenizer), block_size, tokenizer.eos_token_id, fill=fill)
+
+
 def build_blocks(jsonl: str | Path, tokenizer, block_size: int, seed: int, phase: str) -> tuple[np.ndarray, np.ndarray]:
     """The blocks and segments of one corpus: paragraph order shuffled by (seed, phase), then packed."""
     rows = io.read_jsonl(jsonl)
     order = stage_rng(seed, f"train_{phase}").permutation(len(rows))
-    texts = [rows[i]["text"] for i in order]
-    return pack_paragraphs(tokenize_paragraphs(texts, tokenizer), block_size, tokenizer.eos_token_id)
+    return pack_texts([rows[i]["text"] for i in order], tokenizer, block_size)
 
 
 def steps_per_epoch(n_blocks: int, batch_size: int, grad_accum: int) -> int:
