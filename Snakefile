@@ -13,6 +13,7 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 include: "rules/common.smk"
+include: "rules/studies.smk"
 include: "rules/data.smk"
 include: "rules/tokenizer.smk"
 include: "rules/train.smk"
@@ -22,6 +23,7 @@ include: "rules/components.smk"
 include: "rules/neurons.smk"
 include: "rules/topology.smk"
 include: "rules/interplay.smk"
+include: "rules/reckoning.smk"
 include: "rules/results.smk"
 include: "rules/figures.smk"
 
@@ -37,6 +39,7 @@ rule all:
         NEURON_TARGETS,
         TOPOLOGY_TARGETS,
         INTERPLAY_TARGETS,
+        RECKONING_TARGETS,
         RESULTS_TARGETS,
         FIGURE_TARGETS,
 
@@ -57,6 +60,8 @@ LOCAL_RULES = [
     "topology_depth_trend",
     "order_summary",
     "forgetting_summary",
+    "companies",
+    "reckoning_summary",
     "results_table",
     "findings",
     *FIGURE_RULES,

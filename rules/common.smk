@@ -11,14 +11,12 @@ REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "workflow"))
 
 from kcircuits.config import ConfigError, config_path, init_dir, resource_inputs, stage_settings, validate_config
-from kcircuits.interplay.streams import knowledge_types, parse_stream, stream_names
 from kcircuits.train.schedule import (
     check_steps_within_training,
     checkpoint_names,
     execution_settings,
     phase_settings,
     start_epoch_for_step,
-    stream_settings,
 )
 from kcircuits.vocabulary import CHECKPOINT_WILDCARD, epoch_name, parse_checkpoint
 
@@ -133,6 +131,23 @@ PATHS = {
     "order_json": f"{ANALYSIS}/order/summary.json",
     **{f"forgetting_{name}": f"{ANALYSIS}/forgetting/{name}.parquet" for name in ("recall", "circuits")},
     "forgetting_json": f"{ANALYSIS}/forgetting/summary.json",
+    # RECKONING (rules/reckoning.smk): the companies' headquarters (a data-stage table), the task's
+    # entities, contexts and questions; per seed one folder per method (the trained model, its test
+    # answers, recitation, timing; for encoded methods the circuits of theta' and their comparison with
+    # the main study's); the summary across them
+    "companies": f"{DATA}/companies.parquet",
+    **{f"reckoning_{name}": f"{DATA}/reckoning/{name}.parquet" for name in ("entities", "contexts", "questions")},
+    "reckoning_report": f"{DATA}/reckoning/report.json",
+    "reckoning_model": f"{SEED_DIR}/reckoning/{{method}}/model",
+    **{
+        f"reckoning_{name}": f"{SEED_DIR}/reckoning/{{method}}/{name}.parquet"
+        for name in ("answers", "recitation", "timing", "circuits", "circuit_hits", "circuit_compare", "circuit_layers")
+    },
+    **{
+        f"reckoning_summary_{name}": f"{ANALYSIS}/reckoning/{name}.parquet"
+        for name in ("accuracy", "steps", "recitation", "timing", "circuit_hits", "circuit_compare", "circuit_layers")
+    },
+    "reckoning_json": f"{ANALYSIS}/reckoning/summary.json",
 }
 
 
@@ -346,62 +361,3 @@ def input_options(wildcards, input):
         + " ".join(map(shlex.quote, [input[key]] if isinstance(input[key], str) else input[key]))
         for key in input.keys()
     )
-
-
-# --- Knowledge interplay (rules/interplay.smk) ----------------------------------------------------
-ORDER = config["order"]
-FORGETTING = config["forgetting"]
-# Every rule exists whatever the switches say (a figure stays requestable by path); `enabled` decides
-# what the default target asks for.
-ORDER_STREAMS = stream_names(knowledge_types(ORDER["types"]))
-FORGETTING_BRANCHES = {
-    f"{corpus}-replay-{share:g}": (corpus, share) for corpus in FORGETTING["corpora"] for share in FORGETTING["replay"]
-}
-STUDY_BRANCHES = {"order": ORDER_STREAMS, "forgetting": list(FORGETTING_BRANCHES)}
-STREAM_SETTINGS = stage_settings(config, "stream")
-# Where a stream run trains (compute.stream.device) and its DeepSpeed config and save interval: untracked.
-STREAM_EXECUTION = json.dumps(execution_settings(config, "stream") | {"deepspeed": DEEPSPEED_CONFIG}, sort_keys=True)
-# Where each study starts: the main study's start model (order) or its last epoch (forgetting).
-STUDY_START = {"order": CHECKPOINTS[0], "forgetting": epoch_name(config["train"]["continual"]["epochs"])}
-
-
-def stream_start(wildcards):
-    return path("checkpoint", seed=wildcards.seed, ckpt=STUDY_START[wildcards.study])
-
-
-def stream_blocks(wildcards):
-    if wildcards.study == "order":
-        return path("order_blocks", branch=wildcards.branch)
-    return path("forgetting_blocks", seed=wildcards.seed, branch=wildcards.branch)
-
-
-def stream_params(wildcards):
-    """A stream run's training settings (model, shared train keys, the study's lr and schedule) and seed."""
-    return json.dumps(stream_settings(STREAM_SETTINGS, wildcards.study, wildcards.seed), sort_keys=True)
-
-
-def branch_labels(wildcards):
-    """The leading columns of a run's measurements: its study and what distinguishes the run."""
-    if wildcards.study == "order":
-        first, second = parse_stream(wildcards.branch) or (None, None)
-        labels = {"stream": wildcards.branch, "first": first, "second": second}
-    else:
-        corpus, share = FORGETTING_BRANCHES[wildcards.branch]
-        labels = {"corpus": corpus, "replay": share}
-    return json.dumps({"study": wildcards.study, **labels})
-
-
-def measure_facts(wildcards):
-    """The facts a run is measured on: the order corpus's, or the followed learned facts."""
-    return PATHS["order_sentences" if wildcards.study == "order" else "forgetting_facts"]
-
-
-def across_branches(study, key):
-    """PATHS[key] of every run of `study`, every training replicate."""
-    return expand(PATHS[key], seed=SEEDS, study=study, branch=STUDY_BRANCHES[study])
-
-
-def interplay_findings(wildcards):
-    """The knowledge-interplay summaries findings.md reports on: those of the studies switched on."""
-    studies = [study for study in ("order", "forgetting") if config[study]["enabled"]]
-    return {study: PATHS[f"{study}_json"] for study in studies}

@@ -15,6 +15,7 @@ TOPOLOGY = "Circuit topology"
 COMPONENTS = "Specialised heads and logit lens"
 NEURONS_CATEGORY = "Knowledge neurons"
 INTERPLAY_CATEGORY = "Knowledge interplay"
+RECKONING_CATEGORY = "RECKONING"
 
 FIGURES = {
     "acquisition": dict(
@@ -179,6 +180,46 @@ FIGURES = {
         settings=settings("forgetting"),
         inputs=dict(circuits=PATHS["forgetting_circuits"]),
     ),
+    # RECKONING (rules/reckoning.smk): the summary across methods and seeds
+    "reckoning_accuracy": dict(
+        category=RECKONING_CATEGORY,
+        enabled=RECKONING["enabled"],
+        label="RECKONING: label accuracy by hops and distractors",
+        settings=settings("reckoning"),
+        inputs=dict(accuracy=PATHS["reckoning_summary_accuracy"]),
+    ),
+    "reckoning_steps": dict(
+        category=RECKONING_CATEGORY,
+        enabled=RECKONING["enabled"],
+        label="RECKONING: accuracy against test-time inner steps",
+        settings=settings("reckoning"),
+        inputs=dict(steps=PATHS["reckoning_summary_steps"]),
+    ),
+    "reckoning_recitation": dict(
+        category=RECKONING_CATEGORY,
+        enabled=RECKONING["enabled"],
+        label="RECKONING: recitation of the relevant facts",
+        settings=settings("reckoning"),
+        inputs=dict(recitation=PATHS["reckoning_summary_recitation"]),
+    ),
+    "reckoning_timing": dict(
+        category=RECKONING_CATEGORY,
+        enabled=RECKONING["enabled"],
+        label="RECKONING: time to answer k questions",
+        settings=settings("reckoning"),
+        inputs=dict(timing=PATHS["reckoning_summary_timing"]),
+    ),
+    "reckoning_circuits": dict(
+        category=RECKONING_CATEGORY,
+        enabled=RECKONING["enabled"],
+        label="RECKONING: circuits of theta' against the pre-trained circuits",
+        settings=settings("reckoning"),
+        inputs=dict(
+            layers=PATHS["reckoning_summary_circuit_layers"],
+            hits=PATHS["reckoning_summary_circuit_hits"],
+            compare=PATHS["reckoning_summary_circuit_compare"],
+        ),
+    ),
 }
 
 for name, figure in FIGURES.items():
@@ -207,7 +248,7 @@ for name, figure in FIGURES.items():
 
 
 FIGURE_RULES = [f"figure_{name}" for name in FIGURES]
-# A figure of a study switched off (order.enabled, forgetting.enabled) is left out of the default
+# A figure of a study switched off (order.enabled, forgetting.enabled, reckoning.enabled) is left out of the default
 # target but stays requestable by path.
 FIGURE_TARGETS = expand(
     PATHS["figure"],

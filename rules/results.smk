@@ -1,6 +1,6 @@
 # Results across seeds and checkpoints: one tidy table with every metric, and the findings summary
 # (does each of the original study's three findings hold in this run? the knowledge-neuron claim; and,
-# when those studies are on, knowledge order and forgetting with replay).
+# when those studies are on, knowledge order, forgetting with replay and RECKONING).
 #
 # Outputs:
 #   results/{run}/analysis/table.parquet   row per (seed, checkpoint, task, type, freq_group, budget)
@@ -38,7 +38,7 @@ rule results_table:
 
 rule findings:
     input:
-        unpack(interplay_findings),
+        unpack(study_findings),
         entity_evals=across_seeds("eval_summary_entities"),
         phase_shift=PATHS["phase_shift_json"],
         depth_trend=PATHS["depth_trend_json"],
@@ -53,8 +53,8 @@ rule findings:
         ),
     params:
         settings=settings("analysis"),
-        interplay=lambda wildcards, input: " ".join(
-            f"--{study} {input[study]}" for study in ("order", "forgetting") if study in input.keys()
+        studies=lambda wildcards, input: " ".join(
+            f"--{study} {input[study]}" for study in FINDING_STUDIES if study in input.keys()
         ),
     log:
         f"{LOGS}/analysis/findings.log",
@@ -63,7 +63,7 @@ rule findings:
     shell:
         "python -m kcircuits results findings --settings {params.settings:q} --entity-evals {input.entity_evals} "
         "--phase-shift {input.phase_shift} --depth-trend {input.depth_trend} "
-        "--neuron-interventions {input.neuron_interventions} {params.interplay} "
+        "--neuron-interventions {input.neuron_interventions} {params.studies} "
         "--out-json {output.json} --out-md {output.md} > {log} 2>&1"
 
 

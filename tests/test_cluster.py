@@ -52,7 +52,7 @@ def test_paper_config_is_gpt2_small_with_50k_entities_25_epochs_and_8000_edge_ci
     # Where jobs compute is compute.KIND.device (train.device is gone): every model-running kind on a GPU.
     assert "device" not in cfg["train"]
     assert {kind: (spec["device"], spec["gpu"] >= 1) for kind, spec in cfg["compute"].items()} == {
-        kind: ("cuda", True) for kind in ("train", "evaluate", "circuits", "analysis", "neurons", "stream")}
+        kind: ("cuda", True) for kind in ("train", "evaluate", "circuits", "analysis", "neurons", "stream", "reckoning")}
 
 
 # Per-checkpoint rules -> the compute kind they ask for (config compute.KIND).
@@ -88,6 +88,10 @@ def test_paper_dry_run_counts_jobs_per_rule_without_data_on_disk(tmp_path):
         # measuring job per run (20 ordered pairs + random; 2 corpora x 6 replay shares) and seed
         "order_corpus": 1, "forgetting_corpus": 1, "forgetting_mix": seeds, "order_summary": 1,
         "forgetting_summary": 1, "train_stream": (21 + 12) * seeds, "interplay_measure": (21 + 12) * seeds,
+        # RECKONING: the company table and the task once; per seed, every method trained and evaluated,
+        # the two encoded ones' circuits; one summary
+        "companies": 1, "reckoning_tasks": 1, "reckoning_train": 5 * seeds, "reckoning_evaluate": 5 * seeds,
+        "reckoning_circuits": 2 * seeds, "reckoning_summary": 1,
     }
     assert len(figures) >= 20 and counts == expected
 
@@ -100,9 +104,10 @@ def test_paper_dry_run_counts_jobs_per_rule_without_data_on_disk(tmp_path):
         "gpu": "1", "mem_mb": "32000", "runtime": "720"}
     assert "--processes 1 " in train[0]["shell"]
     assert json.loads(re.search(r"--execution '([^']*)'", train[0]["shell"]).group(1))["device"] == "cuda"
-    # Every per-checkpoint job (and every stream run's measurement): one GPU, its kind's threads,
+    # Every per-checkpoint job (and every stream run's measurement, every RECKONING job): one GPU, its kind's threads,
     # memory and time, and computes on cuda.
-    for rule, kind in {**PER_CHECKPOINT, "interplay_measure": "circuits"}.items():
+    reckoning = dict.fromkeys(("reckoning_train", "reckoning_evaluate", "reckoning_circuits"), "reckoning")
+    for rule, kind in {**PER_CHECKPOINT, "interplay_measure": "circuits", **reckoning}.items():
         spec = cfg["compute"][kind]
         rule_jobs = [j for j in jobs if j["rule"] == rule]
         assert len(rule_jobs) == counts[rule], rule

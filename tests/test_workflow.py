@@ -34,13 +34,21 @@ forgetting:
   entities_per_cell: 4
   checkpoints: {gaps: [1, 2], every: 0}
   max_pairs: 4
+reckoning:
+  entities: {train: 8, validation: 4, test: 12}
+  distractors: [0, 2]
+  inner: {steps: 2}
+  outer: {epochs: 1}
+  evaluate: {extra_steps: 1, timing_questions: [1, 2]}
+  circuits: {entities: 8}
 """
 FIGURES = ["acquisition", "overwriting", "entity_heatmap", "circuit_hits", "circuit_cross_group",
            "circuit_cross_group_training", "circuit_transplant", "circuit_faithfulness", "topology_entropy",
            "topology_jaccard", "topology_layers", "topology_mean_layer", "head_roles", "head_layers", "logit_lens",
            "neurons_layers", "neurons_suppress", "neurons_edit", "neurons_erase", "neurons_training",
            "neurons_circuit_overlap", "order_accuracy", "order_heatmap", "order_circuits", "forgetting_recall",
-           "forgetting_circuits"]
+           "forgetting_circuits", "reckoning_accuracy", "reckoning_steps", "reckoning_recitation", "reckoning_timing",
+           "reckoning_circuits"]
 PER_CHECKPOINT = {"evaluate", "circuit_scores", "circuit_eval", "circuit_transplant", "components_measure",
                   "neurons_measure"}
 
@@ -71,7 +79,8 @@ def test_every_output_of_rule_all_exists_for_both_seeds(complete_run):
     a, b = (pd.read_parquet(run / f"seed-{s}" / "eval" / "summary.parquet") for s in (0, 1))
     assert not a["value"].equals(b["value"])
     findings = json.loads((run / "analysis" / "findings.json").read_text())
-    assert set(findings) >= {"relevance", "phase_shift", "deep_to_shallow", "knowledge_neurons", "order", "forgetting"}
+    assert set(findings) >= {"relevance", "phase_shift", "deep_to_shallow", "knowledge_neurons", "order", "forgetting",
+                             "reckoning"}
     assert findings["relevance"]["seeds"] == [0, 1]
     assert "| 1 |" in (run / "analysis" / "findings.md").read_text()
 
@@ -119,6 +128,32 @@ def test_forgetting_runs_start_from_the_last_checkpoint_and_replay_keeps_recall(
     assert (circuits[circuits["step"] == 0]["jaccard"] == 1).all()  # the pre-forgetting circuit itself
     finding = json.loads((run / "analysis" / "findings.json").read_text())["forgetting"]
     assert set(finding["corpora"]) == {"conflicting", "other_entities"}
+
+
+def test_reckoning_trains_every_method_from_the_last_checkpoint_and_tests_on_unseen_entities(complete_run):
+    work, _ = complete_run
+    run = work / "results" / "smoke"
+    contexts = pd.read_parquet(run / "data" / "reckoning" / "contexts.parquet")
+    test_names = set(contexts[contexts["split"] == "test"]["name"])
+    train_text = " ".join(f for facts in contexts[contexts["split"] == "train"]["facts"] for f in facts)
+    assert len(test_names) == 12 and not any(name in train_text for name in test_names)
+    for seed in (0, 1):
+        for method in ("reckoning", "reckoning_mt", "ft_icr", "no_facts", "random_facts"):
+            folder = run / f"seed-{seed}" / "reckoning" / method
+            record = json.loads((folder / "model" / "train.json").read_text())
+            assert record["start"].endswith("epoch-002") and record["seed"] == seed
+            answers = pd.read_parquet(folder / "answers.parquet")
+            encoded = method.startswith("reckoning")
+            assert sorted(answers["steps"].unique()) == ([0, 1, 2, 3] if encoded else [0])
+            assert set(answers["entity_id"]) == set(contexts[contexts["split"] == "test"]["entity_id"])
+            assert set(answers["hops"]) == {1, 2}
+    compare = pd.read_parquet(run / "analysis" / "reckoning" / "circuit_compare.parquet")
+    encoded = compare[compare["source"] == "encoded"]
+    assert set(encoded["method"]) == {"reckoning", "reckoning_mt"} and (encoded["jaccard_with_encoded"] == 1).all()
+    assert (compare["source"] == "continual").any()
+    finding = json.loads((run / "analysis" / "findings.json").read_text())["reckoning"]
+    assert finding["method"] == "reckoning_mt" and finding["verdict"]
+    assert "## RECKONING" in (run / "analysis" / "findings.md").read_text()
 
 
 def test_suppressing_knowledge_neurons_hurts_a_learnt_fact_more_than_random_neurons(complete_run):

@@ -46,6 +46,10 @@ STAGE_SECTIONS = {
     # knowledge-interplay figures: the types' order, replay tolerance, edge budgets, Hit@k
     "order": ["order", "circuits", "circuit_pairs", "evaluate"],
     "forgetting": ["forgetting", "circuits", "circuit_pairs", "evaluate"],
+    "companies": [],  # the companies' headquarters: pools and the seed only
+    # RECKONING: tasks (birth years of fresh entities), training, evaluation, circuits (the main
+    # study's circuit settings and tasks), summary (bootstrap), figures
+    "reckoning": ["reckoning", "entities", "circuits", "circuit_pairs", "analysis"],
 }
 
 

@@ -56,7 +56,7 @@ def _current(accuracy: pd.DataFrame) -> pd.DataFrame:
     return accuracy[accuracy["target"] == "current"]
 
 
-def _with_all(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def with_all(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """`frame` plus copies with each subset of `columns` set to ALL (pooled rows)."""
     out = [frame]
     for column in columns:
@@ -89,7 +89,7 @@ def _jaccard(cells: pd.DataFrame, left: pd.DataFrame, right: pd.DataFrame, on: l
     return (out["shared"] / union.where(union > 0)).set_axis(cells.index)
 
 
-def _num(x, digits: int = 4):
+def json_number(x, digits: int = 4):
     """A JSON number rounded to `digits` (None for NaN / missing)."""
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), digits)
 
@@ -102,7 +102,7 @@ def order_curves(accuracy: pd.DataFrame, types: dict, grouping: str) -> pd.DataF
     facts = _current(accuracy)
     facts = facts.assign(knowledge=_knowledge(facts, types, grouping)).dropna(subset=["knowledge"])
     keys = [*ORDER_RUN, "step", "knowledge", "freq_group"]
-    return _mean_top1(_with_all(facts, ["freq_group"]), keys)
+    return _mean_top1(with_all(facts, ["freq_group"]), keys)
 
 
 def fact_scores(facts: pd.DataFrame) -> pd.DataFrame:
@@ -206,8 +206,8 @@ def _order_pair(outcome: pd.DataFrame, a: str, b: str) -> dict:
                       & (outcome["freq_group"] == ALL)]
         if len(row):
             r = row.iloc[0]
-            out[metric] = {"value": _num(r["value"]), "random": _num(r["random"]), "difference": _num(r["difference"]),
-                           "interval_95": [_num(r["low"]), _num(r["high"])], "verdict": r["verdict"],
+            out[metric] = {"value": json_number(r["value"]), "random": json_number(r["random"]), "difference": json_number(r["difference"]),
+                           "interval_95": [json_number(r["low"]), json_number(r["high"])], "verdict": r["verdict"],
                            "n_facts": int(r["n_facts"]), "n_seeds": int(r["n_seeds"])}
     return out
 
@@ -260,7 +260,7 @@ def forgetting_recall(accuracy: pd.DataFrame) -> pd.DataFrame:
     seed, corpus, replay, type and group's top1 at step 0 (negative: recall lost; NaN without step 0).
     -> those columns, top1, n_facts, drop."""
     keys = [*FORGET_RUN, "step", "type", "freq_group"]
-    recall = _mean_top1(_with_all(_current(accuracy), ["type", "freq_group"]), keys)
+    recall = _mean_top1(with_all(_current(accuracy), ["type", "freq_group"]), keys)
     start = recall[recall["step"] == 0].drop(columns=["step", "n_facts"]).rename(columns={"top1": "start"})
     recall = recall.merge(start, on=[k for k in keys if k != "step"], how="left")
     recall["drop"] = recall["top1"] - recall["start"]
@@ -285,7 +285,7 @@ def _share_block(curve: pd.Series, share: float, tolerance: float) -> dict:
     """One replay share: curve = mean change from step 0 (over seeds) per step."""
     worst = curve.idxmin()
     return {"share": float(share), "within": bool(curve.min() >= -tolerance - 1e-12),
-            "worst_drop": _num(max(0.0, -float(curve.min()))), "worst_step": int(worst), "steps": int(len(curve))}
+            "worst_drop": json_number(max(0.0, -float(curve.min()))), "worst_step": int(worst), "steps": int(len(curve))}
 
 
 def _forgetting_statement(corpus: str, shares: list[dict], smallest, tolerance: float) -> str:

@@ -5,8 +5,9 @@
               -> findings.json + findings.md; findings.json keys: relevance, phase_shift,
               deep_to_shallow, knowledge_neurons (analysis.findings.neuron_finding; null without
               --neuron-interventions), provenance; with --order / --forgetting (the knowledge-interplay
-              summary.json files, analysis.interplay.order_finding / forgetting_finding) also the keys
-              order / forgetting and their findings.md sections
+              summary.json files, analysis.interplay.order_finding / forgetting_finding) and
+              --reckoning (analysis.reckoning.reckoning_finding) also the keys order / forgetting /
+              reckoning and their findings.md sections
 """
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ import pandas as pd
 from .. import io
 from ..settings import actions, add_paths, command, run_handler
 from .interplay import forgetting_markdown, order_markdown
+from .reckoning import reckoning_markdown
 
 log = logging.getLogger("kcircuits.results")
+# The studies whose summary.json findings.md restates when given, each with its markdown section.
+STUDIES = {"order": order_markdown, "forgetting": forgetting_markdown, "reckoning": reckoning_markdown}
 
 
 def add_parser(subparsers) -> None:
@@ -34,7 +38,7 @@ def add_parser(subparsers) -> None:
     add_paths(a, "entity_evals", many=True)
     add_paths(a, "neuron_interventions", many=True, required=False)
     add_paths(a, "phase_shift", "depth_trend", "out_json", "out_md")
-    add_paths(a, "order", "forgetting", required=False)
+    add_paths(a, *STUDIES, required=False)
 
 
 def run(args) -> None:
@@ -73,7 +77,7 @@ def _findings(args, s: dict) -> None:
                               if args.neuron_interventions else None),
         "provenance": io.provenance("findings", s["seed"], s),
     }
-    for key in ("order", "forgetting"):  # knowledge interplay: only when its summary is given
+    for key in STUDIES:  # only when its summary is given
         if getattr(args, key, None):
             with open(getattr(args, key), encoding="utf-8") as fh:
                 summary[key] = json.load(fh)
@@ -177,8 +181,7 @@ def findings_markdown(summary: dict) -> str:
         "## 3. Deep-to-shallow", "", f"Verdict: {dp['verdict']} (edge budget {dp['budget']}).", "",
         *neuron_markdown(kn),
     ]
-    if "order" in summary:
-        lines += order_markdown(summary["order"])
-    if "forgetting" in summary:
-        lines += forgetting_markdown(summary["forgetting"])
+    for key, markdown in STUDIES.items():
+        if key in summary:
+            lines += markdown(summary[key])
     return "\n".join(lines)

@@ -133,6 +133,13 @@ def generate_entities(settings: dict, pools: dict, rng: np.random.Generator) -> 
     return df, entities_report(df, n_combined)
 
 
+def headquarters(companies: list[str], cities: list[str], rng: np.random.Generator) -> pd.DataFrame:
+    """The company table (RECKONING's two-hop facts): each company, in pool order, gets a headquarters
+    city drawn uniformly from the city pool."""
+    picks = rng.integers(len(cities), size=len(companies))  # [n_companies]
+    return pd.DataFrame({"company": list(companies), "city": [cities[int(i)] for i in picks]})
+
+
 def group_order(entities: pd.DataFrame) -> list[str]:
     """Frequency groups in ascending order of frequency, as generate_entities assigned them."""
     probed = entities[entities["freq_group"].notna()]

@@ -256,6 +256,44 @@ def _forgetting_circuits(args, s: dict) -> None:
                              s["circuits"]["hit_k"], args.pdf, args.png)
 
 
+# ---- RECKONING (settings: reckoning) ----------------------------------------------------------------
+def _reckoning_methods(s: dict) -> list[str]:
+    return list(s["reckoning"]["methods"])
+
+
+def _reckoning_accuracy(args, s: dict) -> None:
+    from .reckoning import plot_reckoning_accuracy
+
+    plot_reckoning_accuracy(read_parquets(args.accuracy), _reckoning_methods(s), args.pdf, args.png)
+
+
+def _reckoning_steps(args, s: dict) -> None:
+    from .reckoning import plot_reckoning_steps
+
+    plot_reckoning_steps(read_parquets(args.steps), s["reckoning"]["inner"]["steps"], args.pdf, args.png)
+
+
+def _reckoning_recitation(args, s: dict) -> None:
+    from .reckoning import plot_reckoning_recitation
+
+    plot_reckoning_recitation(read_parquets(args.recitation), _reckoning_methods(s), s["reckoning"]["inner"]["steps"],
+                              args.pdf, args.png)
+
+
+def _reckoning_timing(args, s: dict) -> None:
+    from .reckoning import plot_reckoning_timing
+
+    plot_reckoning_timing(read_parquets(args.timing), _reckoning_methods(s), args.pdf, args.png)
+
+
+def _reckoning_circuits(args, s: dict) -> None:
+    from .reckoning import plot_reckoning_circuits
+
+    layers, hits, compare = (read_parquets(getattr(args, name)) for name in ("layers", "hits", "compare"))
+    plot_reckoning_circuits(layers, hits, compare, _reckoning_methods(s), list(s["circuit_pairs"]["tasks"]),
+                            _groups(args), _first_budget(s), s["circuits"]["hit_k"], args.pdf, args.png)
+
+
 FIGURES = {
     "acquisition": Figure("figures", ("table",), _acquisition, "accuracy across training (eval summary per seed)"),
     "overwriting": Figure("figures", ("table",), _overwriting, "revised facts: new vs original values"),
@@ -296,6 +334,16 @@ FIGURES = {
                                 "forgetting: recall of learned facts per replay share"),
     "forgetting_circuits": Figure("forgetting", ("circuits",), _forgetting_circuits,
                                   "forgetting: circuit Hit@k and Jaccard to before, per replay share"),
+    "reckoning_accuracy": Figure("reckoning", ("accuracy",), _reckoning_accuracy,
+                                 "RECKONING: accuracy per method, hop count and distractor count"),
+    "reckoning_steps": Figure("reckoning", ("steps",), _reckoning_steps,
+                              "RECKONING: accuracy against the inner steps at test time"),
+    "reckoning_recitation": Figure("reckoning", ("recitation",), _reckoning_recitation,
+                                   "RECKONING: facts recited exactly from the encoded weights"),
+    "reckoning_timing": Figure("reckoning", ("timing",), _reckoning_timing,
+                               "RECKONING: seconds to answer k questions, encode once vs in context"),
+    "reckoning_circuits": Figure("reckoning", ("layers", "hits", "compare"), _reckoning_circuits,
+                                 "RECKONING: circuits of theta' vs the pre-trained ones, layer profile and Hit@k"),
 }
 
 
