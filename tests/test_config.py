@@ -71,6 +71,12 @@ def test_depth_config_is_deeper_with_replicates_and_a_checkpoint_every_epoch():
     ({"neurons": {"baseline_threshold": 0.05}}, "neurons.baseline_threshold (0.05) is below"),
     ({"neurons": {"min_prompts": 5}}, "resources.templates: 'birthday' has 4 query templates"),
     ({"neurons": {"edit": {"lambda3": 1}}}, "neurons.edit: unknown key(s) 'lambda3'"),
+    ({"reckoning": {"questions": {"city": "Where does {person} live?"}}}, "reckoning.questions.city"),
+    ({"reckoning": {"questions": {"hobby": "What does {name} do?"}}}, "reckoning.questions.hobby: not an attribute"),
+    ({"reckoning": {"headquarters_fact": "{city} hosts {company}."}}, "reckoning.headquarters_fact"),
+    ({"reckoning": {"start": "the end"}}, "reckoning.start: 'the end' is neither last nor a checkpoint name"),
+    ({"reckoning": {"inner": {"optimizer": "lion"}}}, "reckoning.inner.optimizer: 'lion' is not one of"),
+    ({"reckoning": {"methods": ["maml"]}}, "reckoning.methods.0: 'maml' is not one of"),
 ])
 def test_bad_values_name_the_key(changes, expected):
     with pytest.raises(ConfigError) as err:

@@ -8,6 +8,7 @@ a usable `model.init` folder, ordered thresholds) live in `check_semantics`.
 from __future__ import annotations
 
 import copy
+import re
 import zlib
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from .checkpoint import CheckpointError, context_length, read_model_config
 from .resources import (ATTRIBUTE_POOLS, ResourceError, load_pools, load_templates, pool_files,
                         template_files)
 from .train.model import FAMILIES, check_shape
+from .vocabulary import CHECKPOINT_WILDCARD
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "schemas" / "config.schema.yaml"
@@ -191,10 +193,22 @@ def check_order(cfg: dict) -> None:
         raise ConfigError(str(err)) from err
 
 
+def check_reckoning(cfg: dict) -> None:
+    """RECKONING's question and headquarters templates, and a start checkpoint that can exist."""
+    from .reckoning.tasks import check_hq_template, check_questions
+
+    r = cfg["reckoning"]
+    check_questions(r["questions"], r["attributes"])
+    check_hq_template(r["headquarters_fact"])
+    if r["start"] != "last" and not re.fullmatch(CHECKPOINT_WILDCARD, r["start"]):
+        raise ConfigError(f"reckoning.start: {r['start']!r} is neither last nor a checkpoint name (epoch-005)")
+
+
 def check_semantics(cfg: dict, root: str | Path = REPO_ROOT) -> None:
     check_model(cfg, root)
     check_analysis(cfg)
     check_order(cfg)
+    check_reckoning(cfg)
     ent = cfg["entities"]
     check_frequency_groups(ent["frequency_groups"])
     if ent["birth_years"]["min"] > ent["birth_years"]["max"]:
