@@ -58,6 +58,7 @@ def _io(world) -> list[str]:
             str(world["questions"]), "--tokenizer", str(world["checkpoint"]), "--threads", "1", "--device", "cpu"]
 
 
+@pytest.mark.slow  # trains (one epoch of a tiny model)
 @pytest.mark.parametrize("method", ["reckoning_mt", "ft_icr"])
 def test_train_evaluate_and_circuits_by_hand(world, method):
     root = world["root"]

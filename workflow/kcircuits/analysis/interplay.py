@@ -206,7 +206,8 @@ def _order_pair(outcome: pd.DataFrame, a: str, b: str) -> dict:
                       & (outcome["freq_group"] == ALL)]
         if len(row):
             r = row.iloc[0]
-            out[metric] = {"value": json_number(r["value"]), "random": json_number(r["random"]), "difference": json_number(r["difference"]),
+            out[metric] = {"value": json_number(r["value"]), "random": json_number(r["random"]),
+                           "difference": json_number(r["difference"]),
                            "interval_95": [json_number(r["low"]), json_number(r["high"])], "verdict": r["verdict"],
                            "n_facts": int(r["n_facts"]), "n_seeds": int(r["n_seeds"])}
     return out
@@ -285,7 +286,8 @@ def _share_block(curve: pd.Series, share: float, tolerance: float) -> dict:
     """One replay share: curve = mean change from step 0 (over seeds) per step."""
     worst = curve.idxmin()
     return {"share": float(share), "within": bool(curve.min() >= -tolerance - 1e-12),
-            "worst_drop": json_number(max(0.0, -float(curve.min()))), "worst_step": int(worst), "steps": int(len(curve))}
+            "worst_drop": json_number(max(0.0, -float(curve.min()))), "worst_step": int(worst),
+            "steps": int(len(curve))}
 
 
 def _forgetting_statement(corpus: str, shares: list[dict], smallest, tolerance: float) -> str:

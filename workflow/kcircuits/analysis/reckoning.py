@@ -151,7 +151,8 @@ def reckoning_timing(timing: pd.DataFrame) -> pd.DataFrame:
 
 # ---- finding ----------------------------------------------------------------------------------------
 def _interval_block(m: dict, column: str) -> dict:
-    return {"mean": json_number(m[column]), "interval_95": [json_number(m[f"{column}_low"]), json_number(m[f"{column}_high"])]}
+    interval = [json_number(m[f"{column}_low"]), json_number(m[f"{column}_high"])]
+    return {"mean": json_number(m[column]), "interval_95": interval}
 
 
 def _paired(answers: pd.DataFrame, method: str) -> pd.DataFrame:
