@@ -225,6 +225,15 @@ def narrow_settings(stage, **sections):
     return lambda wildcards: text
 
 
+def replicate_settings(stage, **sections):
+    """narrow_settings for a per-replicate job: its seed is the job's training replicate ({seed}),
+    not the data seed."""
+    narrowed = narrow_settings(stage, **sections)
+    return lambda wildcards: json.dumps(
+        {**json.loads(narrowed(wildcards)), "seed": int(wildcards.seed)}, sort_keys=True
+    )
+
+
 # The components stage: a topology or Hit@k setting does not rerun every checkpoint's job
 # (circuits.parquet, an input, already reruns it when circuits change).
 COMPONENTS_SETTINGS = narrow_settings(

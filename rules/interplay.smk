@@ -73,7 +73,7 @@ rule forgetting_corpus:
         "--out-facts {output.facts} --out-tables {output.tables} --out-corpora {output.corpora} > {log} 2>&1"
 
 
-FORGETTING_MIX_SETTINGS = narrow_settings(
+FORGETTING_MIX_SETTINGS = replicate_settings(
     "interplay",
     forgetting=["corpora", "replay", "steps"],
     train=["block_size", "batch_size", "grad_accum"],
@@ -89,9 +89,7 @@ rule forgetting_mix:
         blocks=expand(PATHS["forgetting_blocks"], branch=FORGETTING_BRANCHES, allow_missing=True),
     params:
         # the replicate's seed: its replay blocks are its own packing of the continual corpus
-        settings=lambda wildcards: json.dumps(
-            {**json.loads(FORGETTING_MIX_SETTINGS(wildcards)), "seed": int(wildcards.seed)}
-        ),
+        settings=FORGETTING_MIX_SETTINGS,
     log:
         f"{SEED_LOGS}/forgetting/mix.log",
     conda:

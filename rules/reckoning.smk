@@ -23,6 +23,7 @@ rule reckoning_tasks:
         report=PATHS["reckoning_report"],
     params:
         settings=reckoning_settings(
+            replicate=False,
             reckoning=["entities", "attributes", "distractors", "questions", "headquarters_fact"],
             entities=["birth_years"],
         ),
@@ -152,6 +153,7 @@ rule reckoning_summary:
         json=PATHS["reckoning_json"],
     params:
         settings=reckoning_settings(
+            replicate=False,
             reckoning=["inner", "methods", "distractors"],
             analysis=["topology"],
             circuits=["edge_budgets", "hit_k"],

@@ -70,9 +70,10 @@ if RECKONING_START not in CHECKPOINTS:
     )
 
 
-def reckoning_settings(**keys):
-    """A RECKONING job's settings: the reckoning keys it reads (and other sections), as JSON."""
-    return narrow_settings("reckoning", **keys)
+def reckoning_settings(replicate=True, **keys):
+    """A RECKONING job's settings: the reckoning keys it reads (and other sections), as JSON, with
+    the job's training replicate as its seed (replicate=False: the data seed, for shared files)."""
+    return (replicate_settings if replicate else narrow_settings)("reckoning", **keys)
 
 
 def across_methods(key, encoded=False):

@@ -146,7 +146,9 @@ def test_reckoning_trains_every_method_from_the_last_checkpoint_and_tests_on_uns
             encoded = method.startswith("reckoning")
             assert sorted(answers["steps"].unique()) == ([0, 1, 2, 3] if encoded else [0])
             assert set(answers["entity_id"]) == set(contexts[contexts["split"] == "test"]["entity_id"])
-            assert set(answers["hops"]) == {1, 2}
+            assert set(answers["hops"]) == {1, 2} and answers["seed"].unique().tolist() == [seed]
+    accuracy = pd.read_parquet(run / "analysis" / "reckoning" / "accuracy.parquet")
+    assert (accuracy["n_seeds"] == 2).all()  # each replicate's answers kept apart
     compare = pd.read_parquet(run / "analysis" / "reckoning" / "circuit_compare.parquet")
     encoded = compare[compare["source"] == "encoded"]
     assert set(encoded["method"]) == {"reckoning", "reckoning_mt"} and (encoded["jaccard_with_encoded"] == 1).all()
