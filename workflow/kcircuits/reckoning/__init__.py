@@ -14,3 +14,4 @@ inner loop, then answer questions about them without the facts in context.
 # the others read their context in the prompt (fine-tuned with it: FT-ICR, and its controls).
 METHODS = ("reckoning", "reckoning_mt", "ft_icr", "no_facts", "random_facts")
 ENCODED = ("reckoning", "reckoning_mt")
+HEADQUARTERS = "headquarters"  # the two-hop question's key and the headquarters fact's kind

@@ -16,17 +16,15 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from torch.func import functional_call
 
 from . import ENCODED
 from .batches import answer_scores, relevant_facts
-from .inner import LearnedRates, encode, encode_steps
+from .inner import LearnedRates, encode, encode_steps, forward
 from .train import prompts
 
 
 def _scores(model, params: dict, batch: dict) -> tuple[np.ndarray, np.ndarray]:
-    logits = functional_call(model, params, (batch["input_ids"],), {"attention_mask": batch["attention_mask"]}).logits
-    exact, rank = answer_scores(logits, batch["labels"])
+    exact, rank = answer_scores(forward(model, params, batch), batch["labels"])
     return exact.cpu().numpy(), rank.cpu().numpy()
 
 
@@ -81,7 +79,7 @@ def time_answers(model, rates: LearnedRates, batches: dict, method: str, inner: 
                 params = encode(model, rates, batches["facts"], inner["steps"], True, inner["optimizer"]) if encoded else {}
                 for j in range(k):
                     one = _one_question(batch, j % len(batch["input_ids"]))
-                    functional_call(model, params, (one["input_ids"],), {"attention_mask": one["attention_mask"]})
+                    forward(model, params, one)
                 times.append(time.perf_counter() - start)
             rows.append({"questions": k, "mode": "encode once" if encoded else "in context",
                          "seconds": float(np.median(times))})

@@ -52,11 +52,22 @@ class LearnedRates(torch.nn.Module):
         return {name: rate[k] for name, rate in zip(self.names, self.rates)}
 
 
+def forward(model: torch.nn.Module, params: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Logits [B, T, V] of a right-padded batch with `params` in place of the model's own (the rest
+    are the model's)."""
+    return functional_call(model, params, (batch["input_ids"],), {"attention_mask": batch["attention_mask"]}).logits
+
+
+def adapted(model: torch.nn.Module, rates: "LearnedRates") -> dict[str, torch.Tensor]:
+    """theta'_0: the model's own parameters the inner loop adapts (those with learned rates)."""
+    names = set(rates.names)
+    return {name: p for name, p in model.named_parameters() if name in names}
+
+
 def lm_loss(model: torch.nn.Module, params: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean cross-entropy over the labelled tokens (labels != -100) of a right-padded batch, with
     `params` in place of the model's own (the rest are the model's)."""
-    logits = functional_call(model, params, (batch["input_ids"],),
-                             {"attention_mask": batch["attention_mask"]}).logits  # [B, T, V]
+    logits = forward(model, params, batch)  # [B, T, V]
     return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(),
                                              ignore_index=-100)
 
@@ -68,7 +79,7 @@ def encode_steps(model: torch.nn.Module, rates: LearnedRates, facts: dict[str, t
     The model's own parameters are theta'_0; with torch.no_grad() outside, nothing is kept for the
     outer loss (evaluation), else every step stays differentiable in theta and the rates.
     """
-    params = {name: p for name, p in model.named_parameters() if name in set(rates.names)}
+    params = adapted(model, rates)
     loss_grad = grad(lambda p: lm_loss(model, p, facts))
     moments = {name: (torch.zeros_like(p), torch.zeros_like(p)) for name, p in params.items()}
     for k in range(steps):
@@ -98,7 +109,7 @@ def _adam(g: dict, moments: dict, t: int) -> dict:
 def encode(model: torch.nn.Module, rates: LearnedRates, facts: dict[str, torch.Tensor], steps: int,
            first_order: bool = False, optimizer: str = "sgd") -> dict[str, torch.Tensor]:
     """theta' after `steps` inner steps (0: the model's own adapted parameters)."""
-    params = {name: p for name, p in model.named_parameters() if name in set(rates.names)}
+    params = adapted(model, rates)
     for params in encode_steps(model, rates, facts, steps, first_order, optimizer):
         pass
     return params

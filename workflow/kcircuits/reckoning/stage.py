@@ -29,7 +29,8 @@ log = logging.getLogger("kcircuits")
 
 def _tasks(args, s: dict) -> None:
     from ..resources import load_pools, load_templates
-    from .tasks import build_contexts, check_hq_template, check_questions, reckoning_entities
+    from ..config import check_hq_template, check_questions
+    from .tasks import build_contexts, reckoning_entities
 
     r = s["reckoning"]
     check_questions(r["questions"], r["attributes"])

@@ -22,13 +22,12 @@ import numpy as np
 import pandas as pd
 
 from .. import ATTRIBUTES
-from ..config import ConfigError
 from ..data.biographies import fill_sentence
 from ..interplay.forgetting import other_entities
 from ..resources import placeholders, prompt_prefix
+from . import HEADQUARTERS
 
 SPLITS = ("train", "validation", "test")
-HEADQUARTERS = "headquarters"
 CONTEXT_COLUMNS = ["context_id", "split", "entity_id", "name", "distractors", "facts", "fact_kind", "fact_entity",
                    "fact_value", "fact_start", "random_context"]
 QUESTION_COLUMNS = ["context_id", "split", "entity_id", "distractors", "attribute", "hops", "question", "answer",
@@ -169,39 +168,3 @@ def build_contexts(table: pd.DataFrame, attributes: list[str], distractor_counts
                 lead = {"context_id": cid, "split": split, "entity_id": int(row["entity_id"]), "distractors": d}
                 asked += [{**lead, **q} for q in _questions(row, facts, attributes, hq, questions)]
     return pd.DataFrame(contexts, columns=CONTEXT_COLUMNS), pd.DataFrame(asked, columns=QUESTION_COLUMNS)
-
-
-def check_questions(questions: dict, attributes: list[str]) -> None:
-    """ConfigError unless every question template uses {name} once and nothing else in braces, every
-    key is an attribute or "headquarters", and at least one question applies to `attributes`."""
-    for key, tpl in questions.items():
-        if key not in ATTRIBUTES and key != HEADQUARTERS:
-            raise ConfigError(f"reckoning.questions.{key}: not an attribute ({', '.join(ATTRIBUTES)}) "
-                              f"nor {HEADQUARTERS!r}")
-        try:
-            ok = isinstance(tpl, str) and placeholders(tpl) == ["name"]
-        except ValueError:  # unbalanced braces
-            ok = False
-        if not ok:
-            raise ConfigError(f"reckoning.questions.{key}: {tpl!r} must be text with exactly one {{name}} "
-                              f"and no other placeholder")
-    applies = [k for k in questions if k in attributes or (k == HEADQUARTERS and "company" in attributes)]
-    if not applies:
-        raise ConfigError(f"reckoning.questions: no question applies to the attributes {list(attributes)} "
-                          f"(headquarters needs company)")
-
-
-def check_hq_template(template) -> None:
-    """ConfigError unless the headquarters fact uses {company} then {city} once each (nothing else in
-    braces), {city} after a space, so its text up to the city is a prompt naming the company."""
-    try:
-        fields = placeholders(template) if isinstance(template, str) else None
-    except ValueError:  # unbalanced braces
-        fields = None
-    if fields is None or sorted(fields) != ["city", "company"]:
-        raise ConfigError(f"reckoning.headquarters_fact: {template!r} must use {{company}} and {{city}} "
-                          f"exactly once each and no other placeholder")
-    cut = template.index("{city}")
-    if cut == 0 or template[cut - 1] != " " or template.index("{company}") > cut:
-        raise ConfigError(f"reckoning.headquarters_fact: {template!r} needs {{company}} before {{city}} "
-                          f"and a space right before {{city}}")

@@ -22,7 +22,7 @@ import torch
 
 from . import ENCODED, METHODS
 from .batches import answer_scores
-from .inner import LearnedRates, adapted_names, encode, lm_loss
+from .inner import LearnedRates, adapted_names, encode, forward, lm_loss
 
 log = logging.getLogger("kcircuits.reckoning")
 
@@ -56,16 +56,13 @@ def prompts(batches: dict, method: str) -> dict:
 
 def accuracy(model, rates: LearnedRates, contexts: list[dict], method: str, inner: dict) -> float:
     """Share of questions answered exactly (greedy) after inner.steps steps, over the contexts' batches."""
-    from torch.func import functional_call
-
     right = total = 0
     with torch.no_grad():
         for batches in contexts:
             params = (encode(model, rates, batches["facts"], inner["steps"], True, inner["optimizer"])
                       if method in ENCODED else {})
             b = prompts(batches, method)
-            logits = functional_call(model, params, (b["input_ids"],), {"attention_mask": b["attention_mask"]}).logits
-            exact, _ = answer_scores(logits, b["labels"])
+            exact, _ = answer_scores(forward(model, params, b), b["labels"])
             right, total = right + int(exact.sum()), total + len(exact)
     return right / max(total, 1)
 
