@@ -24,6 +24,7 @@ include: "rules/neurons.smk"
 include: "rules/topology.smk"
 include: "rules/interplay.smk"
 include: "rules/reckoning.smk"
+include: "rules/memory.smk"
 include: "rules/results.smk"
 include: "rules/figures.smk"
 
@@ -40,6 +41,7 @@ rule all:
         TOPOLOGY_TARGETS,
         INTERPLAY_TARGETS,
         RECKONING_TARGETS,
+        MEMORY_TARGETS,
         RESULTS_TARGETS,
         FIGURE_TARGETS,
 
@@ -62,6 +64,8 @@ LOCAL_RULES = [
     "forgetting_summary",
     "companies",
     "reckoning_summary",
+    "memory_documents",
+    "memory_summary",
     "results_table",
     "findings",
     *FIGURE_RULES,

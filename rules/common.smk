@@ -11,6 +11,7 @@ REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "workflow"))
 
 from kcircuits.config import ConfigError, config_path, init_dir, resource_inputs, stage_settings, validate_config
+from kcircuits.memory.stage import MEASURES as MEMORY_MEASURES, SUMMARIES as MEMORY_SUMMARIES
 from kcircuits.train.schedule import (
     check_steps_within_training,
     checkpoint_names,
@@ -81,8 +82,10 @@ PATHS = {
     # evaluation, per seed x checkpoint, joined per seed
     "eval": f"{EVAL}/{{ckpt}}.parquet",
     "eval_entities": f"{EVAL}/entities/{{ckpt}}.parquet",
+    "eval_generations": f"{EVAL}/generations/{{ckpt}}.parquet",
     "eval_summary": f"{EVAL}/summary.parquet",
     "eval_summary_entities": f"{EVAL}/entities.parquet",
+    "eval_summary_generations": f"{EVAL}/generations.parquet",
     # circuits and components, per seed x checkpoint
     "scores": f"{CIRCUITS}/{{ckpt}}/scores.safetensors",
     "scores_report": f"{CIRCUITS}/{{ckpt}}/scores.json",
@@ -148,6 +151,19 @@ PATHS = {
         for name in ("accuracy", "steps", "recitation", "timing", "circuit_hits", "circuit_compare", "circuit_layers")
     },
     "reckoning_json": f"{ANALYSIS}/reckoning/summary.json",
+    # document memory (rules/memory.smk): {point} = layer~L/alpha~A/allocation~X, {run} = plain or a point
+    "memory_documents": f"{DATA}/memory/documents.parquet",
+    "memory_allocations": f"{DATA}/memory/allocations.parquet",
+    "memory_clusters": f"{DATA}/memory/clusters.parquet",
+    "memory_report": f"{DATA}/memory/report.json",
+    "memory_model": f"{SEED_DIR}/memory/documents~{{documents}}/{{run}}/model",
+    "memory_scratch": f"{SEED_DIR}/memory/documents~{{documents}}/{{run}}/scratch",
+    **{
+        f"memory_point_{name}": f"{SEED_DIR}/memory/documents~{{documents}}/{{point}}/{name}.parquet"
+        for name in MEMORY_MEASURES
+    },
+    **{f"memory_summary_{name}": f"{ANALYSIS}/memory/{name}.parquet" for name in MEMORY_SUMMARIES},
+    "memory_json": f"{ANALYSIS}/memory/summary.json",
 }
 
 

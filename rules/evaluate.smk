@@ -15,6 +15,7 @@ rule evaluate:
     output:
         cells=PATHS["eval"],
         entities=PATHS["eval_entities"],
+        generations=PATHS["eval_generations"],
     params:
         device=job_device("evaluate"),
         settings=settings("evaluate"),
@@ -33,16 +34,19 @@ rule evaluate:
         "--tokenizer {input.tokenizer} --entities {input.entities} --probes {input.probes} "
         "--paraphrase {input.paraphrase} --bios-val {input.bios_val} --base-val {input.base_val} "
         "--mc {input.mc} --tf {input.tf} --threads {threads} --device {params.device} "
-        "--out {output.cells} --out-entities {output.entities} > {log} 2>&1"
+        "--out {output.cells} --out-entities {output.entities} --out-generations {output.generations} "
+        "> {log} 2>&1"
 
 
 rule eval_summary:
     input:
         evals=across_checkpoints("eval"),
         entity_evals=across_checkpoints("eval_entities"),
+        generation_evals=across_checkpoints("eval_generations"),
     output:
         summary=PATHS["eval_summary"],
         entities=PATHS["eval_summary_entities"],
+        generations=PATHS["eval_summary_generations"],
     params:
         settings=settings("evaluate"),
     log:
@@ -51,7 +55,12 @@ rule eval_summary:
         "../envs/evaluate.yaml"
     shell:
         "python -m kcircuits eval-summary --settings {params.settings:q} --evals {input.evals} "
-        "--entity-evals {input.entity_evals} --out {output.summary} --out-entities {output.entities} > {log} 2>&1"
+        "--entity-evals {input.entity_evals} --generation-evals {input.generation_evals} --out {output.summary} "
+        "--out-entities {output.entities} --out-generations {output.generations} > {log} 2>&1"
 
 
-EVAL_TARGETS = [*across_seeds("eval_summary"), *across_seeds("eval_summary_entities")]
+EVAL_TARGETS = [
+    *across_seeds("eval_summary"),
+    *across_seeds("eval_summary_entities"),
+    *across_seeds("eval_summary_generations"),
+]

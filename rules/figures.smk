@@ -36,6 +36,12 @@ FIGURES = {
         settings=settings("figures"),
         inputs=dict(table=expand(PATHS["eval_summary_entities"], seed=SEEDS[0])),  # one replicate's entities
     ),
+    "generation_probe": dict(
+        category=ACQUISITION,
+        label="generation probe: new vs original value in sampled generations",
+        settings=settings("figures"),
+        inputs=dict(table=across_seeds("eval_summary_generations")),
+    ),
     "circuit_hits": dict(
         category=CIRCUIT,
         label="circuit Hit@k across training",

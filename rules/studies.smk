@@ -1,7 +1,13 @@
 # Functions the study rules call (rules/interplay.smk, rules/reckoning.smk), holding no rules itself
 # (snakemake --lint): which runs each study has, where each starts, and the settings each job reads.
 # Their paths are in PATHS (rules/common.smk), like every other path.
+import itertools
+
+import pandas as pd
+from snakemake.utils import Paramspace
+
 from kcircuits.interplay.streams import knowledge_types, parse_stream, stream_names
+from kcircuits.memory.stage import MEASURES, POINT
 from kcircuits.reckoning import ENCODED
 from kcircuits.train.schedule import stream_settings
 
@@ -82,8 +88,61 @@ def across_methods(key, encoded=False):
     return expand(PATHS[key], seed=SEEDS, method=methods)
 
 
+# --- Document memory (rules/memory.smk) -------------------------------------------------------------
+MEMORY = config["memory"]
+# The sweep's points besides the number of documents: hook layer x alpha x allocation, one Paramspace
+# whose single wildcard {point} reads "layer~L/alpha~A/allocation~X".
+MEMORY_SPACE = Paramspace(
+    pd.DataFrame(
+        itertools.product(MEMORY["layers"], map(float, MEMORY["alphas"]), MEMORY["allocations"]),
+        columns=POINT[1:],
+    ),
+    single_wildcard="point",
+)
+MEMORY_POINTS = list(MEMORY_SPACE.instance_patterns)
+# alpha = 0 trains exactly as plain training (tests/test_memory_loss.py): one "plain" run per number
+# of documents serves every layer and allocation; the other runs are named by their point.
+MEMORY_RUNS = ["plain", *[p for p in MEMORY_POINTS if MEMORY_SPACE.instance({"point": p})["alpha"] > 0]]
+MEMORY_START = {"first": CHECKPOINTS[0], "last": STUDY_START["forgetting"]}.get(MEMORY["start"], MEMORY["start"])
+if MEMORY_START not in CHECKPOINTS:
+    raise WorkflowError(f"memory.start: {MEMORY_START!r} is not a checkpoint of this run ({', '.join(CHECKPOINTS)})")
+
+
+def memory_point(documents, point):
+    """A point as plain values {documents, layer, alpha, allocation}; point "plain": alpha 0, no layer
+    or allocation."""
+    if point == "plain":
+        return {"documents": int(documents), "layer": None, "alpha": 0.0, "allocation": None}
+    p = MEMORY_SPACE.instance({"point": point})
+    return {
+        "documents": int(documents),
+        "layer": int(p["layer"]),
+        "alpha": float(p["alpha"]),
+        "allocation": str(p["allocation"]),
+    }
+
+
+def memory_run(wildcards):
+    """The training run that serves a point: "plain" at alpha 0, else the point itself."""
+    return "plain" if memory_point(wildcards.documents, wildcards.point)["alpha"] == 0 else wildcards.point
+
+
+def memory_settings(point_wildcard, **keys):
+    """A memory job's settings (the keys it reads) with its replicate's seed and its point as `run`."""
+    narrowed = replicate_settings("memory", **keys)
+    return lambda wildcards: json.dumps(
+        {**json.loads(narrowed(wildcards)), "run": memory_point(wildcards.documents, wildcards[point_wildcard])},
+        sort_keys=True,
+    )
+
+
+def across_points(key):
+    """PATHS[key] of every point, every number of documents, every training replicate."""
+    return expand(PATHS[key], seed=SEEDS, documents=MEMORY["documents"], point=MEMORY_POINTS)
+
+
 # --- Findings (rules/results.smk) ---------------------------------------------------------------------
-FINDING_STUDIES = ("order", "forgetting", "reckoning")
+FINDING_STUDIES = ("order", "forgetting", "reckoning", "memory")
 
 
 def study_findings(wildcards):

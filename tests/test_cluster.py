@@ -152,7 +152,8 @@ def test_a_job_killed_for_memory_is_retried_with_twice_the_memory_and_the_same_r
     attempts = [j["resources"]["mem_mb"] for j in dry_run_jobs(out) if j["rule"] == "evaluate"]
     assert attempts == ["1234", "2468"], attempts
     # Its outputs are those of a clean run of the same job.
-    outputs = [work / target, work / "results/tiny/seed-0/eval/entities/epoch-000.parquet"]
+    outputs = [work / target, *(work / f"results/tiny/seed-0/eval/{kind}/epoch-000.parquet"
+                                for kind in ("entities", "generations"))]
     retried = [p.read_bytes() for p in outputs]
     rerun = snakemake(work, target, "--forcerun", "evaluate", configfiles=(TINY, overlay))
     assert planned_jobs(rerun) == {"evaluate": 1}

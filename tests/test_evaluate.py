@@ -17,7 +17,9 @@ from kcircuits.cli import main as cli
 from kcircuits.evaluate import aggregate, knowledge, metrics, scoring
 from kcircuits.tokenizer import load_tokenizer
 
-SETTINGS = {"seed": 0, "evaluate": {"batch_size": 16, "hit_k": 10, "max_new_tokens": 8, "generate_templates": 1}}
+SETTINGS = {"seed": 0, "evaluate": {"batch_size": 16, "hit_k": 10, "max_new_tokens": 8, "generate_templates": 1,
+                                    "generation_probe": {"facts": 8, "samples": 3, "temperature": 1.0,
+                                                         "max_new_tokens": 6}}}
 
 
 # --- pure metrics -------------------------------------------------------------------------------
@@ -238,7 +240,8 @@ def _run_evaluate(tiny, checkpoint, out):
                 "--paraphrase", str(d / "probes_paraphrase.parquet"), "--bios-val", str(d / "bios_val.jsonl"),
                 "--base-val", str(d / "base_val.jsonl"), "--mc", str(d / "qa_multiple_choice.jsonl"),
                 "--tf", str(d / "qa_true_false.jsonl"), "--threads", "1", "--out", str(out / "cells.parquet"),
-                "--out-entities", str(out / "entities.parquet")]) == 0
+                "--out-entities", str(out / "entities.parquet"),
+                "--out-generations", str(out / "generations.parquet")]) == 0
     return pd.read_parquet(out / "cells.parquet"), pd.read_parquet(out / "entities.parquet")
 
 
@@ -374,7 +377,8 @@ def test_snakemake_evaluates_checkpoints_and_draws_figures(tiny, tmp_path):
         random_checkpoint(run / "seed-0" / "checkpoints", tiny.tok, name, epoch, seed=int(epoch))
     one_epoch = tmp_path / "one_epoch.yaml"
     one_epoch.write_text("train:\n  continual: {epochs: 1, lr: 1.0e-3}\n")
-    figures = [f"results/tiny/figures/{f}" for f in ("acquisition.pdf", "overwriting.png", "entity_heatmap.pdf")]
+    figures = [f"results/tiny/figures/{f}" for f in ("acquisition.pdf", "overwriting.png", "entity_heatmap.pdf",
+                                                     "generation_probe.png")]
     proc = snakemake(tmp_path, *figures, configfiles=(TINY, one_epoch))
     assert "rule train_" not in proc.stdout + proc.stderr  # the checkpoints were used, not retrained
     for f in figures:

@@ -42,7 +42,7 @@ reckoning:
   evaluate: {extra_steps: 1, timing_questions: [1, 2]}
   circuits: {entities: 8}
 """
-FIGURES = ["acquisition", "overwriting", "entity_heatmap", "circuit_hits", "circuit_cross_group",
+FIGURES = ["acquisition", "overwriting", "entity_heatmap", "generation_probe", "circuit_hits", "circuit_cross_group",
            "circuit_cross_group_training", "circuit_transplant", "circuit_faithfulness", "topology_entropy",
            "topology_jaccard", "topology_layers", "topology_mean_layer", "head_roles", "head_layers", "logit_lens",
            "neurons_layers", "neurons_suppress", "neurons_edit", "neurons_erase", "neurons_training",

@@ -26,13 +26,14 @@ from .data import stage as data_stage
 from .evaluate import stage as evaluate_stage
 from .figures import stage as figures_stage
 from .interplay import stage as interplay_stage
+from .memory import stage as memory_stage
 from .neurons import stage as neurons_stage
 from .reckoning import stage as reckoning_stage
 from .train import stage as train_stage
 
 # In the order of the pipeline (and of `kcircuits --help`); each imports without torch.
 STAGES = (data_stage, train_stage, evaluate_stage, circuits_stage, components_stage, neurons_stage, topology_stage,
-          interplay_stage, reckoning_stage, report_stage, figures_stage)
+          interplay_stage, reckoning_stage, memory_stage, report_stage, figures_stage)
 
 
 def build_parser() -> argparse.ArgumentParser:

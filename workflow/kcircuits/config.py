@@ -53,6 +53,9 @@ STAGE_SECTIONS = {
     # RECKONING: tasks (birth years of fresh entities), training, evaluation, circuits (the main
     # study's circuit settings and tasks), summary (bootstrap), figures
     "reckoning": ["reckoning", "entities", "circuits", "circuit_pairs", "analysis"],
+    # document memory: documents (model width for the slots), training (the train section's optimiser),
+    # measures (the main study's probes, circuits, neurons and generation probe), summary (bootstrap)
+    "memory": ["memory", "model", "train", "evaluate", "circuits", "circuit_pairs", "neurons", "analysis"],
 }
 
 
@@ -239,11 +242,39 @@ def check_reckoning(cfg: dict) -> None:
         raise ConfigError(f"reckoning.start: {r['start']!r} is neither last nor a checkpoint name (epoch-005)")
 
 
+def check_memory(cfg: dict) -> None:
+    """The memory sweep's start can be a checkpoint, a simset cluster count is whole, and (for a model
+    built from the config) its hook layers exist and every allocation's slots fit in the MLP."""
+    from .memory import n_clusters
+    from .train.model import mlp_width
+
+    mem, model = cfg["memory"], cfg["model"]
+    if mem["start"] not in ("first", "last") and not re.fullmatch(CHECKPOINT_WILDCARD, mem["start"]):
+        raise ConfigError(f"memory.start: {mem['start']!r} is neither first, last nor a checkpoint name (epoch-005)")
+    try:
+        n_clusters(mem["clusters"], max(mem["documents"]))
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    if model["init"] is not None:
+        return  # the model's shape is known once its folder is read (the jobs check it)
+    outside = [layer for layer in mem["layers"] if layer >= model["n_layer"]]
+    if outside:
+        raise ConfigError(f"memory.layers: {outside} outside the model's {model['n_layer']} layers (model.n_layer)")
+    width, n = mlp_width(model), max(mem["documents"])
+    slots = mem["slots"] or max(1, width // n)
+    blocks = {"partitioned": n, **{a: n_clusters(mem["clusters"], n) for a in mem["allocations"] if a.startswith("simset")}}
+    for allocation, count in blocks.items():
+        if allocation in mem["allocations"] and count * slots > width:
+            raise ConfigError(f"memory.slots: {allocation} needs {count} disjoint blocks of {slots} slots but the "
+                              f"hook layer has {width} MLP neurons")
+
+
 def check_semantics(cfg: dict, root: str | Path = REPO_ROOT) -> None:
     check_model(cfg, root)
     check_analysis(cfg)
     check_order(cfg)
     check_reckoning(cfg)
+    check_memory(cfg)
     ent = cfg["entities"]
     check_frequency_groups(ent["frequency_groups"])
     if ent["birth_years"]["min"] > ent["birth_years"]["max"]:

@@ -70,6 +70,12 @@ def _entity_heatmap(args, s: dict) -> None:
     plot_heatmap(read_parquets(args.table), _groups(args), args.pdf, args.png)
 
 
+def _generation_probe(args, s: dict) -> None:
+    from .generation import plot_generation_probe
+
+    plot_generation_probe(read_parquets(args.table), s["evaluate"]["generation_probe"]["samples"], args.pdf, args.png)
+
+
 # ---- circuits (settings: circuits) -----------------------------------------------------------------
 def _tasks(args, s: dict, *tables: pd.DataFrame) -> list[str]:
     """The configured tasks (settings order) that have circuits in the tables."""
@@ -298,6 +304,8 @@ FIGURES = {
     "acquisition": Figure("figures", ("table",), _acquisition, "accuracy across training (eval summary per seed)"),
     "overwriting": Figure("figures", ("table",), _overwriting, "revised facts: new vs original values"),
     "entity_heatmap": Figure("figures", ("table",), _entity_heatmap, "entity x checkpoint recall (entity tables)"),
+    "generation_probe": Figure("figures", ("table",), _generation_probe,
+                               "revised facts: new vs original value in k sampled generations"),
     "circuit_hits": Figure("circuits", ("hits",), _circuit_hits, "own-circuit Hit@k across training", True),
     "circuit_cross_group": Figure("circuits", ("hits",), _circuit_cross_group,
                                   "circuit of cell A on cell B, last checkpoint", True),

@@ -16,6 +16,11 @@ def _swiglu_width(n_embd: int) -> int:
     return -(-(8 * n_embd // 3) // 16) * 16
 
 
+def mlp_width(model_cfg: dict) -> int:
+    """Hidden neurons per MLP layer: 4 x n_embd (GPT-2, GPT-NeoX) or the SwiGLU width (Llama)."""
+    return _swiglu_width(model_cfg["n_embd"]) if model_cfg["family"] == "llama" else 4 * model_cfg["n_embd"]
+
+
 def check_shape(model_cfg: dict) -> None:
     """What the family's attention needs of the size keys (config validation calls this too):
     n_embd splits evenly into n_head heads, and Llama's rotary embedding turns pairs of a head's features."""
@@ -45,13 +50,13 @@ def model_config(model_cfg: dict, tokenizer):
                           n_positions=model_cfg["n_positions"], resid_pdrop=p, embd_pdrop=p, attn_pdrop=p, **ids)
     if family == "gpt_neox":
         return GPTNeoXConfig(num_hidden_layers=model_cfg["n_layer"], hidden_size=model_cfg["n_embd"],
-                             num_attention_heads=model_cfg["n_head"], intermediate_size=4 * model_cfg["n_embd"],
+                             num_attention_heads=model_cfg["n_head"], intermediate_size=mlp_width(model_cfg),
                              max_position_embeddings=model_cfg["n_positions"], hidden_dropout=p,
                              attention_dropout=p, **ids)
     if family == "llama":
         return LlamaConfig(num_hidden_layers=model_cfg["n_layer"], hidden_size=model_cfg["n_embd"],
                            num_attention_heads=model_cfg["n_head"],
-                           intermediate_size=_swiglu_width(model_cfg["n_embd"]),
+                           intermediate_size=mlp_width(model_cfg),
                            max_position_embeddings=model_cfg["n_positions"], attention_dropout=p, **ids)
     raise ValueError(f"model.family: unknown family {family!r}; choose one of {FAMILIES}")
 

@@ -187,9 +187,10 @@ def run_training(model, dataset, settings: dict, execution: dict, scratch: Path,
                  epochs: int | None = None, max_steps: int | None = None, resume_from: Path | None = None,
                  inputs: list[str | Path] = (), threads: int | None = None,
                  tensorboard_dir: Path | None = None, ordered: bool = False,
-                 callbacks: list = ()) -> tuple[Path, object]:
+                 callbacks: list = (), trainer_class=None) -> tuple[Path, object]:
     """Train to `epochs` (total, counted from step 0 of this phase) or to `max_steps`; ordered: in
-    the dataset's order (stream runs); callbacks: more Trainer callbacks (e.g. `snapshots`).
+    the dataset's order (stream runs); callbacks: more Trainer callbacks (e.g. `snapshots`);
+    trainer_class: a Trainer subclass with another loss (kcircuits.memory.train).
 
     `resume_from` is a previous job's state (continual chain); a scratch checkpoint of this job
     takes precedence if it was made from the same settings, target and `inputs` (the files the
@@ -226,7 +227,7 @@ def run_training(model, dataset, settings: dict, execution: dict, scratch: Path,
     callbacks = [resumable_saves(int(execution.get("save_steps") or 0)), *callbacks]
     if hasattr(dataset, "set_epoch"):
         callbacks.append(epoch_data(dataset, spe))
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, callbacks=callbacks)
+    trainer = (trainer_class or Trainer)(model=model, args=args, train_dataset=dataset, callbacks=callbacks)
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     trainer.accelerator.wait_for_everyone()  # every rank's last save is on disk before RANK 0 publishes it
     final = scratch / f"checkpoint-{trainer.state.global_step}"

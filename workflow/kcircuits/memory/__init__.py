@@ -1,0 +1,50 @@
+"""Document memory: does deciding in advance *where* each document is memorised help recall?
+
+  documents   groups of biography paragraphs: probed entities the start model does not know
+              (type "new" by default), drawn by a seeded permutation, `entities_per_document`
+              consecutive ones per document; the documents of a smaller run are the first ones of
+              a larger run (kcircuits.memory.documents.choose_documents).
+  shingles    each document as its set of word k-shingles; exact Jaccard similarity between
+              documents; average-linkage clusters on 1 - J (kcircuits.memory.documents).
+  allocation  every document gets the same number s of "slots" -- MLP hidden neurons of a hook
+              layer: random (independent draws, chance overlaps), partitioned (disjoint blocks)
+              or simset-K (one disjoint block per cluster of K-shingle-similar documents, shared
+              by its documents) (kcircuits.memory.allocate).
+  training    LM loss + alpha x an inductive loss that pushes each document's tokens to keep
+              their hook-layer activity inside its slots (kcircuits.memory.loss, .train).
+  measures    recall of the documents' facts and interference between documents, per layer,
+              allocation and number of documents.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+STRATEGIES = ("random", "partitioned", "simset")
+SHINGLE_SIZES = (1, 2)  # simset-K: K-word shingles
+ALLOCATIONS = ("random", "partitioned", *(f"simset-{k}" for k in SHINGLE_SIZES))
+
+
+def parse_allocation(name: str) -> tuple[str, int | None]:
+    """An allocation name -> (strategy, shingle size K): "random" -> ("random", None), "partitioned"
+    -> ("partitioned", None), "simset-K" (clusters of K-word shingles, K in SHINGLE_SIZES) ->
+    ("simset", K). Anything else: ValueError."""
+    if name not in ALLOCATIONS:
+        raise ValueError(f"memory.allocations: unknown allocation {name!r}; expected one of {', '.join(ALLOCATIONS)}")
+    strategy, _, k = name.partition("-")
+    return strategy, int(k) if k else None
+
+
+def n_clusters(setting: int | float, n_docs: int) -> int:
+    """simset's number of clusters for n_docs documents (config memory.clusters): an integer >= 1
+    (an int, or a float with no fraction above 1) is a count, capped at n_docs; a float in (0, 1]
+    is that share of the documents, rounded half up, at least 1. So 1 is one cluster, 1.0 every
+    document its own."""
+    if isinstance(setting, bool) or not isinstance(setting, (int, float, np.integer, np.floating)):
+        raise ValueError(f"memory.clusters: expected an integer >= 1 or a share in (0, 1], got {setting!r}")
+    if isinstance(setting, (int, np.integer)) or (setting > 1 and float(setting).is_integer()):
+        if setting < 1:
+            raise ValueError(f"memory.clusters: a count must be >= 1, got {setting}")
+        return int(min(setting, max(n_docs, 1)))
+    if not 0 < setting <= 1:
+        raise ValueError(f"memory.clusters: expected an integer >= 1 or a share in (0, 1], got {setting}")
+    return max(1, int(np.floor(setting * n_docs + 0.5)))

@@ -1,0 +1,182 @@
+"""Measure one point of the document-memory sweep: what the trained model recalls, and where.
+
+With the main study's machinery, on the documents' entities:
+- facts: top-1 and Hit@k of the first value token on each fact's query prompts (interplay.measure
+  .fact_accuracy), and for `measure.neuron_facts` sampled facts their knowledge neurons (integrated
+  gradients and the original selection, kcircuits.neurons) with how many lie in the hook layer and
+  inside the fact's document's allocated slots;
+- paragraphs: exact continuation -- given the first `measure.prefix_share` of a training paragraph's
+  tokens, is every following token the argmax (exactly when greedy decoding reproduces the rest);
+- documents: each document's sharing (slots also allocated to others) and the slot share of its
+  tokens' activation energy at the hook layer (memory.loss.slot_share), against chance s / m;
+- circuits: EAP-IG circuits of the documents' facts per cell (interplay.measure.circuit_tables), the
+  in-circuit edges leaving each layer (analysis.topology.layer_ratios) and Hit@k;
+- generations: the generation probe (evaluate.generation) on one query prompt per fact.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .loss import capture_slots, slot_count, slot_share
+
+FACT_KEYS = ["entity_id", "attribute"]
+
+
+def document_probes(probes: pd.DataFrame, documents: pd.DataFrame) -> pd.DataFrame:
+    """The query prompts of the documents' entities, each with its document (`doc`)."""
+    owners = documents[["entity_id", "doc"]].drop_duplicates()
+    return probes.merge(owners, on="entity_id").reset_index(drop=True)
+
+
+def continuation(hf, tok, documents: pd.DataFrame, prefix_share: float, batch_size: int) -> pd.DataFrame:
+    """Per paragraph: doc, paragraph, n_prefix, n_tokens, token_accuracy (share of continuation tokens
+    that are the argmax) and exact (all of them)."""
+    from ..evaluate.scoring import encode, score_tokens
+
+    sequences = encode(tok, documents["text"].tolist())
+    prefix = [min(len(s) - 1, max(1, round(prefix_share * len(s)))) for s in sequences]
+    seq = np.concatenate([np.full(len(s) - k, i) for i, (s, k) in enumerate(zip(sequences, prefix))])  # [Q]
+    position = np.concatenate([np.arange(k - 1, len(s) - 1) for s, k in zip(sequences, prefix)])  # [Q]
+    target = np.array([sequences[i][p + 1] for i, p in zip(seq, position)])
+    _, rank = score_tokens(hf, sequences, seq, position, target, batch_size, tok.pad_token_id, want_logprob=False)
+    correct = pd.Series(rank == 0).groupby(seq)
+    return pd.DataFrame({"doc": documents["doc"].to_numpy(), "paragraph": documents["paragraph"].to_numpy(),
+                         "n_prefix": prefix, "n_tokens": [len(s) for s in sequences],
+                         "token_accuracy": correct.mean().to_numpy(), "exact": correct.all().to_numpy().astype(float)})
+
+
+@torch.no_grad()
+def document_slot_share(hf, tok, documents: pd.DataFrame, layer: int, allocation: np.ndarray,
+                        batch_size: int) -> pd.Series:
+    """Per doc: the mean slot share (memory.loss.slot_share) of its paragraphs' tokens at `layer`."""
+    from ..circuits.attribute import pad_right
+    from ..evaluate.scoring import encode
+
+    device = next(hf.parameters()).device
+    mask = torch.from_numpy(allocation).to(device)  # [D, m]
+    sequences, owner = encode(tok, documents["text"].tolist()), documents["doc"].to_numpy()
+    shares, owners = [], []
+    for b0 in range(0, len(sequences), batch_size):
+        ids, last = pad_right(sequences[b0:b0 + batch_size], tok.pad_token_id)  # [B, T], [B]
+        doc = torch.as_tensor(owner[b0:b0 + batch_size])[:, None].repeat(1, ids.shape[1])  # [B, T]
+        doc[torch.arange(ids.shape[1])[None, :] > last[:, None]] = -1  # padding belongs to no document
+        with capture_slots(hf, layer) as store:
+            hf(input_ids=ids.to(device), attention_mask=(doc >= 0).long().to(device))
+        shares.append(slot_share(store["hidden"], doc.to(device), mask).cpu())
+        owners.append(doc[doc >= 0])
+    return pd.Series(torch.cat(shares).numpy()).groupby(torch.cat(owners).numpy()).mean()
+
+
+def knowledge_neurons(model, tok, probes: pd.DataFrame, n: dict, prepend_bos: bool) -> pd.DataFrame:
+    """Rows (entity_id, attribute, layer, neuron) of each fact's knowledge neurons (n: config
+    `neurons`), selected per attribute as the neuron stage does, from the probes' prompts."""
+    from ..neurons.attribute import attribute
+    from ..neurons.facts import encode
+    from ..neurons.select import coarse, select_attribute
+
+    bags = encode(tok, probes, model.device, prepend_bos)
+    with model.precision(n["dtype"]):
+        ig = attribute(model, bags.ids, bags.last, bags.targets, n["ig_steps"], n["ig_points"], n["batch_size"])
+    L, Q, m = ig.shape
+    scores = ig.permute(1, 0, 2).reshape(Q, L * m).cpu().numpy()  # [Q, L * m]
+    rows, share = [], n["share"]
+    for attr, part in bags.rows.groupby("attribute", sort=True):
+        masks = {e: coarse(scores[g.index.to_numpy()], n["threshold"]) for e, g in part.groupby("entity_id")}
+        found, _ = select_attribute(masks, share["start"], share["step"], share["rounds"], tuple(share["band"]),
+                                    n["min_prompts"])
+        rows += [(e, attr, int(i) // m, int(i) % m) for e, idx in found.items() for i in idx]
+    return pd.DataFrame(rows, columns=[*FACT_KEYS, "layer", "neuron"])
+
+
+def neuron_locality(neurons: pd.DataFrame, facts: pd.DataFrame, layer: int, allocation: np.ndarray) -> pd.DataFrame:
+    """Per sampled fact (facts: entity_id, attribute, doc): n_neurons, n_at_layer (in the hook layer),
+    n_inside (in the hook layer and in the document's allocated slots)."""
+    kn = neurons.merge(facts[[*FACT_KEYS, "doc"]], on=FACT_KEYS)
+    at = kn["layer"] == layer
+    inside = at & allocation[kn["doc"].to_numpy(), kn["neuron"].to_numpy()]
+    counts = pd.DataFrame({**{k: kn[k] for k in FACT_KEYS}, "n_neurons": 1, "n_at_layer": at.astype(int),
+                           "n_inside": inside.astype(int)}).groupby(FACT_KEYS).sum()
+    out = facts[FACT_KEYS].merge(counts, on=FACT_KEYS, how="left").fillna(0)
+    return out.astype({c: int for c in ("n_neurons", "n_at_layer", "n_inside")})
+
+
+def circuit_layers(model, tok, pairs: pd.DataFrame, probes: pd.DataFrame, tasks: dict[str, str], c: dict,
+                   max_pairs: int | None) -> pd.DataFrame:
+    """Per cell x budget x layer (-1: input): in-circuit edges leaving the layer (layer_ratios), its
+    share of the circuit's edges, and the circuit's Hit@k under each ablation as columns."""
+    from ..analysis.topology import edge_mask, layer_ratios
+    from ..interplay.measure import circuit_tables
+    from ..vocabulary import CELL
+
+    edges, hits = circuit_tables(model, tok, pairs, probes, tasks, c, max_pairs)
+    frames = []
+    for (budget, *cell), part in edges.groupby(["budget", *CELL], sort=True):
+        ratios = layer_ratios(model.graph, edge_mask(model.graph, part)[0])
+        ratios["edge_share"] = ratios["n_circuit_edges"] / max(1, ratios["n_circuit_edges"].sum())
+        frames.append(ratios.assign(budget=budget, **dict(zip(CELL, cell))))
+    if not frames:
+        return pd.DataFrame(columns=[*CELL, "budget", "layer", "n_circuit_edges", "edge_share"])
+    table = pd.concat(frames, ignore_index=True)
+    wide = hits.pivot_table(index=[*CELL, "budget"], columns="ablation", values="hit_at_k").add_prefix("hit_at_k_")
+    full = hits.groupby([*CELL, "budget"])["full_model_hit_at_k"].first()
+    table = table.merge(wide.join(full).reset_index(), on=[*CELL, "budget"], how="left")
+    return table[[*CELL, "budget", *[col for col in table.columns if col not in (*CELL, "budget")]]]
+
+
+def generations(hf, tok, probes: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    """The generation probe (evaluate.generation) on one query prompt per fact, target its value."""
+    from ..evaluate.generation import probe_rows, sample_generations
+
+    gp, ev = settings["evaluate"]["generation_probe"], settings["evaluate"]
+    facts = probes.sort_values([*FACT_KEYS, "template"]).drop_duplicates(FACT_KEYS).reset_index(drop=True)
+    texts = sample_generations(hf, tok, facts["prompt"].tolist(), gp["samples"], gp["temperature"],
+                               gp["max_new_tokens"], ev["batch_size"], settings["seed"])
+    rows = probe_rows(facts, texts, {"value": "answer"})
+    return rows.merge(facts[[*FACT_KEYS, "doc"]], on=FACT_KEYS)
+
+
+def fact_table(model, tok, probes: pd.DataFrame, layer: int, allocation: np.ndarray, s: dict) -> pd.DataFrame:
+    """Per fact of the documents: doc, type, freq_group, top1, hit_at_k, n_prompts, and for the
+    sampled facts n_neurons, n_at_layer, n_inside (NaN for the others)."""
+    from ..config import stage_rng
+    from ..interplay.measure import FACT, fact_accuracy
+
+    ev, mem = s["evaluate"], s["memory"]["measure"]
+    recall = fact_accuracy(model.hf, tok, probes, ev["hit_k"], ev["batch_size"]).drop(columns="target")
+    recall = recall.merge(probes[[*FACT_KEYS, "doc"]].drop_duplicates(), on=FACT_KEYS)
+    keys = recall[FACT_KEYS]
+    chosen = keys.iloc[np.sort(stage_rng(s["seed"], "memory_neurons").permutation(len(keys))[: mem["neuron_facts"]])]
+    sampled = probes.merge(chosen, on=FACT_KEYS)
+    kn = knowledge_neurons(model, tok, sampled, s["neurons"], s["circuits"]["prepend_bos"])
+    local = neuron_locality(kn, sampled[[*FACT_KEYS, "doc"]].drop_duplicates(), layer, allocation)
+    table = recall.merge(local, on=FACT_KEYS, how="left")
+    lead = ["doc", *[c for c in FACT if c != "target"]]
+    return table[[*lead, *[c for c in table.columns if c not in lead]]]
+
+
+def measure_point(model, tok, documents: pd.DataFrame, allocations: pd.DataFrame, probes: pd.DataFrame,
+                  pairs: pd.DataFrame, s: dict) -> dict[str, pd.DataFrame]:
+    """Every table of one point (s: the memory stage settings with `run`, the point), keyed as
+    memory.stage.MEASURES."""
+    from ..interplay.measure import select_facts
+    from .allocate import sharing
+    from .train import allocation_mask
+
+    run, ev, mem = s["run"], s["evaluate"], s["memory"]["measure"]
+    n, layer = run["documents"], run["layer"]
+    m = slot_count(model.hf, layer)
+    mask = allocation_mask(allocations, run["allocation"], n, m)  # [D, m]
+    probes = document_probes(probes, documents)
+    probes, pairs, tasks = select_facts(probes, pairs, probes[FACT_KEYS], s["circuit_pairs"]["tasks"])
+    docs = sharing(mask).assign(
+        slot_share=document_slot_share(model.hf, tok, documents, layer, mask, ev["batch_size"]).reindex(range(n)),
+        chance=mask.sum(1) / m)
+    return {
+        "facts": fact_table(model, tok, probes, layer, mask, s),
+        "paragraphs": continuation(model.hf, tok, documents, mem["prefix_share"], ev["batch_size"]),
+        "documents": docs,
+        "circuits": circuit_layers(model, tok, pairs, probes, tasks, s["circuits"], mem["max_pairs"]),
+        "generations": generations(model.hf, tok, probes, s),
+    }

@@ -1,0 +1,130 @@
+"""The document-memory stage: `kcircuits memory ACTION ...`, one action per rule (rules/memory.smk).
+
+    documents  the documents (probed entities' training paragraphs, grouped), their shingle
+               clusters and every allocation of slots, for every number of documents
+    train      one run from a main-study checkpoint: alpha = 0 plain, else with the inductive loss
+               at the hook layer (--run: settings' `run`, the point)
+    measure    one point of the sweep: recall, continuation, slot share, knowledge-neuron locality,
+               circuits and the generation probe (memory.measure)
+    summary    the sweep's tables across points and seeds, and the finding
+
+By hand, e.g.:
+
+    kcircuits memory train --config config.yaml --point '{"documents": 50, "layer": 1, "alpha": 0.2,
+        "allocation": "partitioned"}' --start CKPT --documents D.parquet --allocations A.parquet \
+        --tokenizer TOK --scratch /tmp/scratch --out /tmp/memory-model
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import pandas as pd
+
+from .. import io
+from ..config import stage_rng
+from ..settings import actions, add_job_arguments, add_paths, command, run_handler, set_threads
+
+log = logging.getLogger("kcircuits")
+POINT = ["documents", "layer", "alpha", "allocation"]  # what identifies a point of the sweep
+LEAD = {**{k: k for k in POINT}, "layer": "hook_layer"}  # its columns in the tables (circuits have layers)
+
+
+def _documents(args, s: dict) -> None:
+    from ..train.model import mlp_width
+    from .allocate import allocate_all, default_slots
+    from .documents import choose_documents
+
+    mem, seed = s["memory"], s["seed"]
+    n_max = max(mem["documents"])
+    docs = choose_documents(io.read_jsonl(args.bios), pd.read_parquet(args.entities), pd.read_parquet(args.probes),
+                            n_max, mem["entities_per_document"], mem["entity_types"],
+                            stage_rng(seed, "memory_documents"))
+    m = mlp_width(s["model"])
+    slots = mem["slots"] or default_slots(m, n_max)
+    allocations, clusters, report = allocate_all(docs, mem, m, slots, seed)
+    prov = io.provenance("memory_documents", seed, s)
+    for frame, out in ((docs, args.out_documents), (allocations, args.out_allocations), (clusters, args.out_clusters)):
+        io.write_parquet(frame, out, prov)
+    io.write_json({"documents": n_max, "paragraphs": int(len(docs)), "slots": m, "slots_per_document": slots,
+                   **report, "provenance": prov}, args.report)
+    log.info("memory: %d documents (%d paragraphs), %d of %d slots each", n_max, len(docs), slots, m)
+
+
+def _run(args, s: dict) -> dict:
+    """The point (documents, layer, alpha, allocation): the settings' `run`, or --point JSON by hand."""
+    run = json.loads(args.point) if args.point else s.get("run")
+    if not run or set(run) != set(POINT):
+        raise SystemExit(f"a memory run needs its point {POINT} (--point JSON or the settings' run), got {run}")
+    return run
+
+
+def _train(args, s: dict) -> None:
+    from .train import train_run
+
+    s = {**s, "run": _run(args, s)}
+    execution = {"kind": "memory", "device": args.device}  # resolved by the trainer (compute.memory.device)
+    train_run(s, execution, args.start, args.documents, args.allocations, args.tokenizer, args.scratch, args.out,
+              args.threads)
+
+
+def _measure(args, s: dict) -> None:
+    from ..circuits.stage import load_checkpoint
+    from ..tokenizer import load_tokenizer
+    from .measure import measure_point
+
+    run = _run(args, s)
+    model, _ = load_checkpoint(args.model, args.device)
+    docs = pd.read_parquet(args.documents)
+    tables = measure_point(model, load_tokenizer(args.tokenizer), docs[docs["doc"] < run["documents"]],
+                           pd.read_parquet(args.allocations), pd.read_parquet(args.probes), pd.read_parquet(args.pairs),
+                           {**s, "run": run})
+    lead = {"seed": s["seed"], **{LEAD[k]: run[k] for k in POINT}}
+    prov = io.provenance("memory_measure", s["seed"], s, "torch", "transformers")
+    for name, table in tables.items():
+        io.write_parquet(io.with_leading_columns(table, lead), getattr(args, f"out_{name}"), prov)
+    facts = tables["facts"]
+    log.info("memory %s: top-1 %.3f over %d facts", run, facts["top1"].mean(), len(facts))
+
+
+def _summary(args, s: dict) -> None:
+    from ..analysis.memory import memory_finding, memory_tables
+
+    n_boot = s["analysis"]["topology"]["n_bootstrap"]
+    inputs = {name: io.read_parquets(getattr(args, name)) for name in MEASURES}
+    tables = memory_tables(inputs, n_boot, s["seed"])
+    prov = io.provenance("memory_summary", s["seed"], s)
+    for name, table in tables.items():
+        io.write_parquet(table, getattr(args, f"out_{name}"), prov)
+    io.write_json({**memory_finding(inputs, n_boot, s["seed"]), "provenance": prov}, args.out_json)
+
+
+MEASURES = ("facts", "paragraphs", "documents", "circuits", "generations")  # one table each per point
+SUMMARIES = ("recall", "interference", "locality", "layers", "generation")
+
+
+def add_parser(subparsers) -> None:
+    acts = actions(subparsers, "memory", "document memory: allocate where each document is stored", run,
+                   __doc__.split("\n")[0])
+    a = command(acts, "documents", "documents, shingle clusters and slot allocations", "memory", _documents)
+    add_paths(a, "bios", "entities", "probes", "out_documents", "out_allocations", "out_clusters", "report")
+    a = command(acts, "train", "train one run of the sweep", "memory", _train)
+    a.add_argument("--point", help="the point as JSON (by hand; the rules pass it in --settings)")
+    add_paths(a, "start", "documents", "allocations", "tokenizer", "scratch", "out")
+    add_job_arguments(a)
+    a = command(acts, "measure", "measure one point of the sweep", "memory", _measure)
+    a.add_argument("--point", help="the point as JSON (by hand; the rules pass it in --settings)")
+    add_paths(a, "model", "documents", "allocations", "probes", "pairs", "tokenizer",
+              *[f"out_{name}" for name in MEASURES])
+    add_job_arguments(a)
+    a = command(acts, "summary", "the sweep's tables across points and seeds, and the finding", "memory", _summary)
+    add_paths(a, *MEASURES, many=True)
+    add_paths(a, *[f"out_{name}" for name in SUMMARIES], "out_json")
+
+
+def run(args) -> None:
+    set_threads(getattr(args, "threads", None))
+    run_handler(args)
+
+
+__all__ = ["add_parser", "run", "POINT", "MEASURES", "SUMMARIES"]
