@@ -52,7 +52,12 @@ def test_paper_config_is_gpt2_small_with_50k_entities_25_epochs_and_8000_edge_ci
     # Where jobs compute is compute.KIND.device (train.device is gone): every model-running kind on a GPU.
     assert "device" not in cfg["train"]
     assert {kind: (spec["device"], spec["gpu"] >= 1) for kind, spec in cfg["compute"].items()} == {
-        kind: ("cuda", True) for kind in ("train", "evaluate", "circuits", "analysis", "neurons", "stream", "reckoning")}
+        kind: ("cuda", True)
+        for kind in ("train", "evaluate", "circuits", "analysis", "neurons", "stream", "reckoning", "memory")}
+    # Document memory at the seed's grid: 6 hook layers, 8 alphas (0 included), 4 allocations, 2 ... 1000 documents.
+    memory = cfg["memory"]
+    assert (len(memory["layers"]), len(memory["alphas"]), len(memory["allocations"])) == (6, 8, 4)
+    assert memory["documents"] == [2, 10, 50, 100, 1000] and 0.0 in memory["alphas"]
 
 
 # Per-checkpoint rules -> the compute kind they ask for (config compute.KIND).
@@ -92,6 +97,10 @@ def test_paper_dry_run_counts_jobs_per_rule_without_data_on_disk(tmp_path):
         # the two encoded ones' circuits; one summary
         "companies": 1, "reckoning_tasks": 1, "reckoning_train": 5 * seeds, "reckoning_evaluate": 5 * seeds,
         "reckoning_circuits": 2 * seeds, "reckoning_summary": 1,
+        # document memory: the documents once; per seed and number of documents (5), one plain run and
+        # one run per point with alpha > 0 (6 layers x 7 alphas x 4 allocations), every point measured
+        "memory_documents": 1, "memory_train": 5 * (1 + 6 * 7 * 4) * seeds, "memory_measure": 5 * 6 * 8 * 4 * seeds,
+        "memory_summary": 1,
     }
     assert len(figures) >= 20 and counts == expected
 
@@ -107,7 +116,8 @@ def test_paper_dry_run_counts_jobs_per_rule_without_data_on_disk(tmp_path):
     # Every per-checkpoint job (and every stream run's measurement, every RECKONING job): one GPU, its kind's threads,
     # memory and time, and computes on cuda.
     reckoning = dict.fromkeys(("reckoning_train", "reckoning_evaluate", "reckoning_circuits"), "reckoning")
-    for rule, kind in {**PER_CHECKPOINT, "interplay_measure": "circuits", **reckoning}.items():
+    memory = dict.fromkeys(("memory_train", "memory_measure"), "memory")
+    for rule, kind in {**PER_CHECKPOINT, "interplay_measure": "circuits", **reckoning, **memory}.items():
         spec = cfg["compute"][kind]
         rule_jobs = [j for j in jobs if j["rule"] == rule]
         assert len(rule_jobs) == counts[rule], rule

@@ -80,6 +80,12 @@ def test_depth_config_is_deeper_with_replicates_and_a_checkpoint_every_epoch():
     ({"reckoning": {"start": "the end"}}, "reckoning.start: 'the end' is neither last nor a checkpoint name"),
     ({"reckoning": {"inner": {"optimizer": "lion"}}}, "reckoning.inner.optimizer: 'lion' is not one of"),
     ({"reckoning": {"methods": ["maml"]}}, "reckoning.methods.0: 'maml' is not one of"),
+    ({"memory": {"layers": [0, 2]}}, "memory.layers: [2] outside the model's 2 layers"),
+    ({"memory": {"allocations": ["simset-3"]}}, "memory.allocations.0"),
+    ({"memory": {"slots": 20}}, "memory.slots: partitioned needs 50 disjoint blocks of 20 slots"),
+    ({"memory": {"clusters": 2.5}}, "memory.clusters"),
+    ({"memory": {"start": "the end"}}, "memory.start: 'the end' is neither first, last nor a checkpoint name"),
+    ({"memory": {"measure": {"prefix_share": 1.0}}}, "memory.measure.prefix_share"),
 ])
 def test_bad_values_name_the_key(changes, expected):
     with pytest.raises(ConfigError) as err:

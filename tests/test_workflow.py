@@ -48,7 +48,7 @@ FIGURES = ["acquisition", "overwriting", "entity_heatmap", "generation_probe", "
            "neurons_layers", "neurons_suppress", "neurons_edit", "neurons_erase", "neurons_training",
            "neurons_circuit_overlap", "order_accuracy", "order_heatmap", "order_circuits", "forgetting_recall",
            "forgetting_circuits", "reckoning_accuracy", "reckoning_steps", "reckoning_recitation", "reckoning_timing",
-           "reckoning_circuits"]
+           "reckoning_circuits", "generation_probe", "memory_recall", "memory_layers", "memory_locality"]
 PER_CHECKPOINT = {"evaluate", "circuit_scores", "circuit_eval", "circuit_transplant", "components_measure",
                   "neurons_measure"}
 
@@ -80,7 +80,7 @@ def test_every_output_of_rule_all_exists_for_both_seeds(complete_run):
     assert not a["value"].equals(b["value"])
     findings = json.loads((run / "analysis" / "findings.json").read_text())
     assert set(findings) >= {"relevance", "phase_shift", "deep_to_shallow", "knowledge_neurons", "order", "forgetting",
-                             "reckoning"}
+                             "reckoning", "memory"}
     assert findings["relevance"]["seeds"] == [0, 1]
     assert "| 1 |" in (run / "analysis" / "findings.md").read_text()
 
@@ -156,6 +156,28 @@ def test_reckoning_trains_every_method_from_the_last_checkpoint_and_tests_on_uns
     finding = json.loads((run / "analysis" / "findings.json").read_text())["reckoning"]
     assert finding["method"] == "reckoning_mt" and finding["verdict"]
     assert "## RECKONING" in (run / "analysis" / "findings.md").read_text()
+
+
+def test_memory_runs_share_the_plain_model_at_alpha_zero_and_the_loss_puts_activity_in_the_slots(complete_run):
+    work, _ = complete_run
+    run = work / "results" / "smoke"
+    for seed in (0, 1):
+        base = run / f"seed-{seed}" / "memory" / "documents~8"
+        assert sorted(p.name for p in base.iterdir()) == ["layer~1", "plain"]
+        assert not list(base.glob("layer~1/alpha~0.0/*/model"))  # alpha 0: the plain run serves every point
+        record = json.loads((base / "plain" / "model" / "checkpoint.json").read_text())
+        assert record["seed"] == seed and record["run"]["alpha"] == 0
+        point = {(alpha, allocation): base / "layer~1" / f"alpha~{alpha}" / f"allocation~{allocation}"
+                 for alpha in ("0.0", "2.0") for allocation in ("partitioned", "simset-1")}
+        facts = {key: pd.read_parquet(folder / "facts.parquet") for key, folder in point.items()}
+        assert facts["0.0", "partitioned"]["top1"].equals(facts["0.0", "simset-1"]["top1"])  # the same model
+        assert set(facts["2.0", "partitioned"]["seed"]) == {seed}
+        for allocation in ("partitioned", "simset-1"):
+            docs = {alpha: pd.read_parquet(point[alpha, allocation] / "documents.parquet") for alpha in ("0.0", "2.0")}
+            assert docs["2.0"]["slot_share"].mean() > docs["0.0"]["slot_share"].mean() + 0.1
+    recall = pd.read_parquet(run / "analysis" / "memory" / "recall.parquet")
+    assert len(recall) == 4 and set(recall["alpha"]) == {0.0, 2.0}
+    assert "memory" in json.loads((run / "analysis" / "findings.json").read_text())
 
 
 def test_suppressing_knowledge_neurons_hurts_a_learnt_fact_more_than_random_neurons(complete_run):

@@ -60,7 +60,7 @@ def document_slot_share(hf, tok, documents: pd.DataFrame, layer: int, allocation
     shares, owners = [], []
     for b0 in range(0, len(sequences), batch_size):
         ids, last = pad_right(sequences[b0:b0 + batch_size], tok.pad_token_id)  # [B, T], [B]
-        doc = torch.as_tensor(owner[b0:b0 + batch_size])[:, None].repeat(1, ids.shape[1])  # [B, T]
+        doc = torch.tensor(owner[b0:b0 + batch_size])[:, None].repeat(1, ids.shape[1])  # [B, T]
         doc[torch.arange(ids.shape[1])[None, :] > last[:, None]] = -1  # padding belongs to no document
         with capture_slots(hf, layer) as store:
             hf(input_ids=ids.to(device), attention_mask=(doc >= 0).long().to(device))
@@ -126,11 +126,14 @@ def circuit_layers(model, tok, pairs: pd.DataFrame, probes: pd.DataFrame, tasks:
 
 
 def generations(hf, tok, probes: pd.DataFrame, settings: dict) -> pd.DataFrame:
-    """The generation probe (evaluate.generation) on one query prompt per fact, target its value."""
+    """The generation probe (evaluate.generation) on one query prompt each of evaluate.generation_probe
+    .facts documents' facts (a seeded sample), target its value."""
+    from ..config import stage_rng
     from ..evaluate.generation import probe_rows, sample_generations
 
     gp, ev = settings["evaluate"]["generation_probe"], settings["evaluate"]
     facts = probes.sort_values([*FACT_KEYS, "template"]).drop_duplicates(FACT_KEYS).reset_index(drop=True)
+    facts = facts.iloc[np.sort(stage_rng(settings["seed"], "memory_generations").permutation(len(facts))[: gp["facts"]])]
     texts = sample_generations(hf, tok, facts["prompt"].tolist(), gp["samples"], gp["temperature"],
                                gp["max_new_tokens"], ev["batch_size"], settings["seed"])
     rows = probe_rows(facts, texts, {"value": "answer"})
