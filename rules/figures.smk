@@ -16,6 +16,9 @@ COMPONENTS = "Specialised heads and logit lens"
 NEURONS_CATEGORY = "Knowledge neurons"
 INTERPLAY_CATEGORY = "Knowledge interplay"
 RECKONING_CATEGORY = "RECKONING"
+MEMORY_CATEGORY = "Document memory"
+# the document-memory figures read the allocations' order and the first edge budget
+MEMORY_FIGURE_SETTINGS = narrow_settings("memory", memory=["allocations"], circuits=["edge_budgets"])
 
 FIGURES = {
     "acquisition": dict(
@@ -226,6 +229,31 @@ FIGURES = {
             compare=PATHS["reckoning_summary_circuit_compare"],
         ),
     ),
+    # document memory (rules/memory.smk): the summary across points and seeds
+    "memory_recall": dict(
+        category=MEMORY_CATEGORY,
+        enabled=MEMORY["enabled"],
+        label="document memory: recall and interference against alpha",
+        settings=MEMORY_FIGURE_SETTINGS,
+        inputs=dict(
+            recall=PATHS["memory_summary_recall"],
+            interference=PATHS["memory_summary_interference"],
+        ),
+    ),
+    "memory_layers": dict(
+        category=MEMORY_CATEGORY,
+        enabled=MEMORY["enabled"],
+        label="document memory: layer sweep at alpha 0",
+        settings=MEMORY_FIGURE_SETTINGS,
+        inputs=dict(layers=PATHS["memory_summary_layers"], recall=PATHS["memory_summary_recall"]),
+    ),
+    "memory_locality": dict(
+        category=MEMORY_CATEGORY,
+        enabled=MEMORY["enabled"],
+        label="document memory: knowledge neurons and activation inside the slots",
+        settings=MEMORY_FIGURE_SETTINGS,
+        inputs=dict(locality=PATHS["memory_summary_locality"]),
+    ),
 }
 
 for name, figure in FIGURES.items():
@@ -254,8 +282,8 @@ for name, figure in FIGURES.items():
 
 
 FIGURE_RULES = [f"figure_{name}" for name in FIGURES]
-# A figure of a study switched off (order.enabled, forgetting.enabled, reckoning.enabled) is left out of the default
-# target but stays requestable by path.
+# A figure of a study switched off (order.enabled, forgetting.enabled, reckoning.enabled, memory.enabled) is left out
+# of the default target but stays requestable by path.
 FIGURE_TARGETS = expand(
     PATHS["figure"],
     name=[name for name, figure in FIGURES.items() if figure.get("enabled", True)],

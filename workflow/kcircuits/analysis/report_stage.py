@@ -6,8 +6,9 @@
               deep_to_shallow, knowledge_neurons (analysis.findings.neuron_finding; null without
               --neuron-interventions), provenance; with --order / --forgetting (the knowledge-interplay
               summary.json files, analysis.interplay.order_finding / forgetting_finding) and
-              --reckoning (analysis.reckoning.reckoning_finding) also the keys order / forgetting /
-              reckoning and their findings.md sections
+              --reckoning (analysis.reckoning.reckoning_finding) and --memory (analysis.memory
+              .memory_finding) also the keys order / forgetting / reckoning / memory and their
+              findings.md sections
 """
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ import pandas as pd
 from .. import io
 from ..settings import actions, add_paths, command, run_handler
 from .interplay import forgetting_markdown, order_markdown
+from .memory import memory_markdown
 from .reckoning import reckoning_markdown
 
 log = logging.getLogger("kcircuits.results")
 # The studies whose summary.json findings.md restates when given, each with its markdown section.
-STUDIES = {"order": order_markdown, "forgetting": forgetting_markdown, "reckoning": reckoning_markdown}
+STUDIES = {"order": order_markdown, "forgetting": forgetting_markdown, "reckoning": reckoning_markdown,
+           "memory": memory_markdown}
 
 
 def add_parser(subparsers) -> None:

@@ -300,6 +300,31 @@ def _reckoning_circuits(args, s: dict) -> None:
                             _groups(args), _first_budget(s), s["circuits"]["hit_k"], args.pdf, args.png)
 
 
+# ---- document memory (settings: memory) -------------------------------------------------------------
+def _memory_allocations(s: dict) -> list[str]:
+    return list(s["memory"]["allocations"])
+
+
+def _memory_recall(args, s: dict) -> None:
+    from .memory import plot_memory_recall
+
+    plot_memory_recall(read_parquets(args.recall), read_parquets(args.interference), _memory_allocations(s),
+                       args.pdf, args.png)
+
+
+def _memory_layers(args, s: dict) -> None:
+    from .memory import plot_memory_layers
+
+    plot_memory_layers(read_parquets(args.layers), read_parquets(args.recall), _memory_allocations(s),
+                       _first_budget(s), args.pdf, args.png)
+
+
+def _memory_locality(args, s: dict) -> None:
+    from .memory import plot_memory_locality
+
+    plot_memory_locality(read_parquets(args.locality), _memory_allocations(s), args.pdf, args.png)
+
+
 FIGURES = {
     "acquisition": Figure("figures", ("table",), _acquisition, "accuracy across training (eval summary per seed)"),
     "overwriting": Figure("figures", ("table",), _overwriting, "revised facts: new vs original values"),
@@ -352,6 +377,12 @@ FIGURES = {
                                "RECKONING: seconds to answer k questions, encode once vs in context"),
     "reckoning_circuits": Figure("reckoning", ("layers", "hits", "compare"), _reckoning_circuits,
                                  "RECKONING: circuits of theta' vs the pre-trained ones, layer profile and Hit@k"),
+    "memory_recall": Figure("memory", ("recall", "interference"), _memory_recall,
+                            "document memory: recall and interference gap against alpha, per allocation"),
+    "memory_layers": Figure("memory", ("layers", "recall"), _memory_layers,
+                            "document memory: the layer sweep at alpha 0 (circuit edges, knowledge neurons)"),
+    "memory_locality": Figure("memory", ("locality",), _memory_locality,
+                              "document memory: knowledge neurons and activation inside the slots against alpha"),
 }
 
 

@@ -96,7 +96,7 @@ def _summary(args, s: dict) -> None:
     prov = io.provenance("memory_summary", s["seed"], s)
     for name, table in tables.items():
         io.write_parquet(table, getattr(args, f"out_{name}"), prov)
-    io.write_json({**memory_finding(inputs, n_boot, s["seed"]), "provenance": prov}, args.out_json)
+    io.write_json({**memory_finding(inputs, n_boot, s["seed"], tables), "provenance": prov}, args.out_json)
 
 
 MEASURES = ("facts", "paragraphs", "documents", "circuits", "generations")  # one table each per point
