@@ -61,7 +61,7 @@ rule memory_train:
     output:
         model=directory(PATHS["memory_model"]),
     params:
-        settings=memory_settings("run", memory=["epochs", "lr"], train=None),
+        settings=memory_settings("run", memory=["epochs", "lr"], train=list(SHARED_KEYS)),
         scratch=PATHS["memory_scratch"],
         device=job_device("memory"),
     log:

@@ -9,7 +9,7 @@ from snakemake.utils import Paramspace
 from kcircuits.interplay.streams import knowledge_types, parse_stream, stream_names
 from kcircuits.memory.stage import MEASURES, POINT
 from kcircuits.reckoning import ENCODED
-from kcircuits.train.schedule import stream_settings
+from kcircuits.train.schedule import SHARED_KEYS, stream_settings
 
 # --- Knowledge interplay (rules/interplay.smk) ----------------------------------------------------
 ORDER = config["order"]

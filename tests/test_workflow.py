@@ -48,7 +48,7 @@ FIGURES = ["acquisition", "overwriting", "entity_heatmap", "generation_probe", "
            "neurons_layers", "neurons_suppress", "neurons_edit", "neurons_erase", "neurons_training",
            "neurons_circuit_overlap", "order_accuracy", "order_heatmap", "order_circuits", "forgetting_recall",
            "forgetting_circuits", "reckoning_accuracy", "reckoning_steps", "reckoning_recitation", "reckoning_timing",
-           "reckoning_circuits", "generation_probe", "memory_recall", "memory_layers", "memory_locality"]
+           "reckoning_circuits", "memory_recall", "memory_layers", "memory_locality"]
 PER_CHECKPOINT = {"evaluate", "circuit_scores", "circuit_eval", "circuit_transplant", "components_measure",
                   "neurons_measure"}
 

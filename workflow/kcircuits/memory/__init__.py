@@ -12,8 +12,9 @@
               by its documents) (kcircuits.memory.allocate).
   training    LM loss + alpha x an inductive loss that pushes each document's tokens to keep
               their hook-layer activity inside its slots (kcircuits.memory.loss, .train).
-  measures    recall of the documents' facts and interference between documents, per layer,
-              allocation and number of documents.
+  measures    per point: recall, exact continuation, slot share, knowledge-neuron locality,
+              circuits and the generation probe (kcircuits.memory.measure); across points:
+              recall and interference against alpha = 0 (kcircuits.analysis.memory).
 """
 from __future__ import annotations
 

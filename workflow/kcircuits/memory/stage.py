@@ -3,7 +3,7 @@
     documents  the documents (probed entities' training paragraphs, grouped), their shingle
                clusters and every allocation of slots, for every number of documents
     train      one run from a main-study checkpoint: alpha = 0 plain, else with the inductive loss
-               at the hook layer (--run: settings' `run`, the point)
+               at the hook layer (the point: the settings' `run`, or --point by hand)
     measure    one point of the sweep: recall, continuation, slot share, knowledge-neuron locality,
                circuits and the generation probe (memory.measure)
     summary    the sweep's tables across points and seeds, and the finding
@@ -22,7 +22,7 @@ import logging
 import pandas as pd
 
 from .. import io
-from ..config import stage_rng
+from ..config import ConfigError, stage_rng
 from ..settings import actions, add_job_arguments, add_paths, command, run_handler, set_threads
 
 log = logging.getLogger("kcircuits")
@@ -36,13 +36,15 @@ def _documents(args, s: dict) -> None:
     from .documents import choose_documents
 
     mem, seed = s["memory"], s["seed"]
-    n_max = max(mem["documents"])
-    docs = choose_documents(io.read_jsonl(args.bios), pd.read_parquet(args.entities), pd.read_parquet(args.probes),
-                            n_max, mem["entities_per_document"], mem["entity_types"],
-                            stage_rng(seed, "memory_documents"))
-    m = mlp_width(s["model"])
+    n_max, m = max(mem["documents"]), mlp_width(s["model"])
     slots = mem["slots"] or default_slots(m, n_max)
-    allocations, clusters, report = allocate_all(docs, mem, m, slots, seed)
+    try:  # too few eligible entities, slots that do not fit: one line naming the key
+        docs = choose_documents(io.read_jsonl(args.bios), pd.read_parquet(args.entities),
+                                pd.read_parquet(args.probes), n_max, mem["entities_per_document"],
+                                mem["entity_types"], stage_rng(seed, "memory_documents"))
+        allocations, clusters, report = allocate_all(docs, mem, m, slots, seed)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     prov = io.provenance("memory_documents", seed, s)
     for frame, out in ((docs, args.out_documents), (allocations, args.out_allocations), (clusters, args.out_clusters)):
         io.write_parquet(frame, out, prov)

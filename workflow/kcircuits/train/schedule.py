@@ -21,7 +21,7 @@ from ..vocabulary import epoch_name, in_training_order, parse_checkpoint, step_n
 # section, the checkpoint schedule (adding checkpoints must not retrain anything), or execution
 # detail (deepspeed, save_steps: how often a job saves, not what it computes; where it runs is
 # compute.train.device).
-_SHARED = ("block_size", "batch_size", "grad_accum", "weight_decay", "adam_betas", "adam_epsilon", "max_grad_norm")
+SHARED_KEYS = ("block_size", "batch_size", "grad_accum", "weight_decay", "adam_betas", "adam_epsilon", "max_grad_norm")
 EXECUTION_KEYS = ("deepspeed", "save_steps")
 
 
@@ -88,13 +88,13 @@ def phase_settings(settings: dict, phase: str, seed: int | None = None) -> dict:
     train = settings["train"]
     settings = {**settings, "seed": settings["seed"] if seed is None else int(seed)}
     if phase == "base":
-        picked = {k: train[k] for k in _SHARED} | {"base": train["base"]}
+        picked = {k: train[k] for k in SHARED_KEYS} | {"base": train["base"]}
         return {"seed": settings["seed"], "model": settings["model"], "train": picked}
     if phase == "corpus":
         picked = {k: train[k] for k in ("block_size", "batch_size", "grad_accum")}
         return {"seed": settings["seed"], "train": picked}
     if phase == "continual":
-        picked = {k: train[k] for k in _SHARED} | {"continual": {"lr": train["continual"]["lr"]}}
+        picked = {k: train[k] for k in SHARED_KEYS} | {"continual": {"lr": train["continual"]["lr"]}}
         return {"seed": settings["seed"], "model": settings["model"], "train": picked}
     raise ValueError(f"unknown training phase {phase!r}")
 
@@ -126,6 +126,6 @@ def stream_settings(settings: dict, study: str, seed: int) -> dict:
     the study's learning rate and checkpoint schedule. settings: the stage settings of `study`
     (kcircuits.config.STAGE_SECTIONS) with the train section."""
     section = settings[study]
-    picked = {k: settings["train"][k] for k in _SHARED}
+    picked = {k: settings["train"][k] for k in SHARED_KEYS}
     stream = {"lr": section["lr"], "checkpoints": section["checkpoints"]}
     return {"seed": int(seed), "model": settings["model"], "train": picked, "stream": stream}
