@@ -378,7 +378,7 @@ FIGURES = {
     "reckoning_circuits": Figure("reckoning", ("layers", "hits", "compare"), _reckoning_circuits,
                                  "RECKONING: circuits of theta' vs the pre-trained ones, layer profile and Hit@k"),
     "memory_recall": Figure("memory", ("recall", "interference"), _memory_recall,
-                            "document memory: recall and interference gap against alpha, per allocation"),
+                            "document memory: recall and interference (sharing cost) against alpha, per allocation"),
     "memory_layers": Figure("memory", ("layers", "recall"), _memory_layers,
                             "document memory: the layer sweep at alpha 0 (circuit edges, knowledge neurons)"),
     "memory_locality": Figure("memory", ("locality",), _memory_locality,

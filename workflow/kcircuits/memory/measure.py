@@ -133,7 +133,8 @@ def generations(hf, tok, probes: pd.DataFrame, settings: dict) -> pd.DataFrame:
 
     gp, ev = settings["evaluate"]["generation_probe"], settings["evaluate"]
     facts = probes.sort_values([*FACT_KEYS, "template"]).drop_duplicates(FACT_KEYS).reset_index(drop=True)
-    facts = facts.iloc[np.sort(stage_rng(settings["seed"], "memory_generations").permutation(len(facts))[: gp["facts"]])]
+    chosen = stage_rng(settings["seed"], "memory_generations").permutation(len(facts))[: gp["facts"]]
+    facts = facts.iloc[np.sort(chosen)]
     texts = sample_generations(hf, tok, facts["prompt"].tolist(), gp["samples"], gp["temperature"],
                                gp["max_new_tokens"], ev["batch_size"], settings["seed"])
     rows = probe_rows(facts, texts, {"value": "answer"})
