@@ -3,7 +3,7 @@
 # it there, and measure where the knowledge ends up. The sweep is a Paramspace (rules/studies.smk).
 #
 #   data:     memory/{documents,allocations,clusters}.parquet + report.json (every number of documents)
-#   per seed: memory/documents~{n}/{run}/model  (run: plain = alpha 0, or a point with alpha > 0)
+#   per seed: memory/documents~{n}/{run}/model  (run: plain = alpha 0, or a point; rules/studies.smk memory_run)
 #             memory/documents~{n}/{point}/{facts,paragraphs,documents,circuits,generations}.parquet
 #   summary:  analysis/memory/{recall,interference,locality,layers,generation}.parquet + summary.json
 wildcard_constraints:
@@ -61,7 +61,7 @@ rule memory_train:
     output:
         model=directory(PATHS["memory_model"]),
     params:
-        settings=memory_settings("run", memory=["epochs", "lr"], train=list(SHARED_KEYS)),
+        settings=memory_settings("run", memory=["epochs", "lr", "module", "gated"], train=list(SHARED_KEYS)),
         scratch=PATHS["memory_scratch"],
         device=job_device("memory"),
     log:

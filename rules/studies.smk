@@ -100,9 +100,6 @@ MEMORY_SPACE = Paramspace(
     single_wildcard="point",
 )
 MEMORY_POINTS = list(MEMORY_SPACE.instance_patterns)
-# alpha = 0 trains exactly as plain training (tests/test_memory_loss.py): one "plain" run per number
-# of documents serves every layer and allocation; the other runs are named by their point.
-MEMORY_RUNS = ["plain", *[p for p in MEMORY_POINTS if MEMORY_SPACE.instance({"point": p})["alpha"] > 0]]
 MEMORY_START = {"first": CHECKPOINTS[0], "last": STUDY_START["forgetting"]}.get(MEMORY["start"], MEMORY["start"])
 if MEMORY_START not in CHECKPOINTS:
     raise WorkflowError(f"memory.start: {MEMORY_START!r} is not a checkpoint of this run ({', '.join(CHECKPOINTS)})")
@@ -123,8 +120,17 @@ def memory_point(documents, point):
 
 
 def memory_run(wildcards):
-    """The training run that serves a point: "plain" at alpha 0, else the point itself."""
-    return "plain" if memory_point(wildcards.documents, wildcards.point)["alpha"] == 0 else wildcards.point
+    """The training run that serves a point: the point itself at alpha > 0. At alpha 0 the allocation
+    is not used: with the MLP's neurons as slots training is plain training, bit for bit
+    (tests/test_memory_loss.py), so one "plain" run per number of documents serves every layer and
+    allocation; a gated memory (memory.module) depends on its layer, so the layer's run under the
+    first allocation serves the others."""
+    point = wildcards.point
+    if memory_point(wildcards.documents, point)["alpha"] > 0:
+        return point
+    if MEMORY["module"] == "mlp":
+        return "plain"
+    return f"{point.rpartition('allocation~')[0]}allocation~{MEMORY['allocations'][0]}"
 
 
 def memory_settings(point_wildcard, **keys):

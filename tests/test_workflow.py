@@ -221,3 +221,34 @@ def test_adding_one_checkpoint_plans_only_its_jobs_and_the_joins(complete_run):
     joins = {"eval_summary", "circuit_summary", "components_summary", "neurons_summary", "topology_tables",
              "topology_phase_shift", "topology_depth_trend", "results_table", "findings", "all"}
     assert rest - joins == {name for name in rest if name.startswith("figure_")}
+
+
+def test_a_gated_memory_trains_alone_once_per_layer_at_alpha_zero_and_follows_the_allocation(complete_run):
+    """Last in this module: it reruns the memory study of the complete run with memory.module gated."""
+    from safetensors.torch import load_file
+
+    work, short = complete_run
+    gated = work / "gated.yaml"
+    gated.write_text("memory: {module: gated}\n")
+    snakemake(work, "memory_summary", configfiles=(SMOKE, short, gated))
+    run = work / "results" / "smoke"
+    for seed in (0, 1):
+        base = run / f"seed-{seed}" / "memory" / "documents~8"
+        models = sorted(str(p.parent.relative_to(base)) for p in base.glob("**/model"))
+        assert models == ["layer~1/alpha~0.0/allocation~partitioned", "layer~1/alpha~2.0/allocation~partitioned",
+                          "layer~1/alpha~2.0/allocation~simset-1", "plain"]  # plain: left from the mlp run
+        start = load_file(str(run / f"seed-{seed}" / "checkpoints" / "epoch-000" / "model.safetensors"))
+        for name in models[:3]:
+            folder = base / name / "model"
+            assert json.loads((folder / "checkpoint.json").read_text())["module"] == "gated"
+            weights = load_file(str(folder / "model.safetensors"))
+            assert weights.keys() == start.keys() and all(weights[k].equal(start[k]) for k in start)  # frozen
+            assert (folder / "memory.safetensors").is_file()
+        point = {(alpha, allocation): base / "layer~1" / f"alpha~{alpha}" / f"allocation~{allocation}"
+                 for alpha in ("0.0", "2.0") for allocation in ("partitioned", "simset-1")}
+        facts = {key: pd.read_parquet(folder / "facts.parquet") for key, folder in point.items()}
+        assert facts["0.0", "partitioned"]["top1"].equals(facts["0.0", "simset-1"]["top1"])  # the layer's one run
+        for allocation in ("partitioned", "simset-1"):
+            docs = {alpha: pd.read_parquet(point[alpha, allocation] / "documents.parquet") for alpha in ("0.0", "2.0")}
+            assert docs["2.0"]["slot_share"].mean() > docs["0.0"]["slot_share"].mean() + 0.1
+    assert len(pd.read_parquet(run / "analysis" / "memory" / "recall.parquet")) == 4

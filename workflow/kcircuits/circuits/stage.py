@@ -69,18 +69,40 @@ def encoding(model, c: dict) -> dict:
     return {"device": model.device, "prepend_bos": c["prepend_bos"]}
 
 
-def hit_prompts(probes: pd.DataFrame, tasks: dict[str, str], tokenizer, batch_size: int, on: dict) -> dict:
-    """(task, type, group) -> probe batches of the task's circuit prompt for each probe entity (on: encoding)."""
+def hit_prompts(probes: pd.DataFrame, tasks: dict[str, str], tokenizer, batch_size: int, on: dict,
+                parts=None) -> dict:
+    """(task, type, group) -> probe batches of the task's circuit prompt for each probe entity (on:
+    encoding; parts: see batched)."""
     from .evaluate import probe_batches
+
+    def make(rows):
+        return probe_batches(rows[["prompt", "answer"]].reset_index(drop=True), tokenizer, batch_size, **on)
 
     out = {}
     for task, template in tasks.items():
         rows = probes[probes["attribute"] == task].drop_duplicates("entity_id")
         for (etype, group), part in rows.groupby(["type", "freq_group"], sort=True):
-            prompts = [template.format(name=n) for n in part["name"]]
-            out[(task, etype, group)] = probe_batches(pd.DataFrame({"prompt": prompts, "answer": part["answer"]}),
-                                                      tokenizer, batch_size, **on)
+            prompts = part.assign(prompt=[template.format(name=n) for n in part["name"]])
+            out[(task, etype, group)] = batched(prompts, make, parts)
     return out
+
+
+class PartBatches:
+    """The batches of a table made part by part, anew at each pass (see batched)."""
+
+    def __init__(self, rows: pd.DataFrame, make, parts):
+        self.rows, self.make, self.parts = rows, make, parts
+
+    def __iter__(self):
+        for part in self.parts(self.rows):
+            yield from self.make(part)
+
+
+def batched(rows: pd.DataFrame, make, parts=None):
+    """make(rows) -> batches; or, given parts(rows) -> an iterator of row groups that may hold a
+    context while each group's batches are used (e.g. a gated memory reading one document:
+    kcircuits.memory.measure.document_parts), a re-iterable of every group's batches."""
+    return make(rows) if parts is None else PartBatches(rows, make, parts)
 
 
 def mean_references(model, prompts: dict, ablations: list[str]) -> dict:

@@ -55,22 +55,23 @@ def fact_accuracy(hf_model, tok, probes: pd.DataFrame, hit_k: int, batch_size: i
 
 
 def circuit_tables(model, tok, pairs: pd.DataFrame, probes: pd.DataFrame, tasks: dict[str, str], c: dict,
-                   max_pairs: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(in-circuit edges, Hit@k rows) of every cell's circuit at every edge budget (c: circuits settings)."""
+                   max_pairs: int | None, parts=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(in-circuit edges, Hit@k rows) of every cell's circuit at every edge budget (c: circuits
+    settings; parts: batches made per group of rows, kcircuits.circuits.stage.batched)."""
     from ..circuits.attribute import attribute, pair_batches
     from ..circuits.evaluate import hit_at_k
-    from ..circuits.stage import encoding, hit_prompts, mean_references, pair_cells, select_circuit
+    from ..circuits.stage import batched, encoding, hit_prompts, mean_references, pair_cells, select_circuit
     from ..circuits.store import circuits_frame
 
     k, on = c["hit_k"], encoding(model, c)
-    prompts = hit_prompts(probes, tasks, tok, c["batch_size"], on)
+    prompts = hit_prompts(probes, tasks, tok, c["batch_size"], on, parts)
     means = mean_references(model, prompts, c["ablations"])
     frames, hits = [], []
     for key, part in pair_cells(pairs, max_pairs):
         cell = parse_cell_key(key)
         with model.precision(c["dtype"]):
-            scores = attribute(model, pair_batches(part, tok, c["batch_size"], **on), c["method"], c["ig_steps"],
-                               c["ig_points"])
+            batches = batched(part, lambda rows: pair_batches(rows, tok, c["batch_size"], **on), parts)
+            scores = attribute(model, batches, c["method"], c["ig_steps"], c["ig_points"])
         full = hit_at_k(model, None, prompts[cell], k)[f"hit_at_{k}"]
         for budget in map(budget_value, c["edge_budgets"]):
             circuit = select_circuit(scores, model.graph, budget, c["selection"])

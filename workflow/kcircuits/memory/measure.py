@@ -12,6 +12,9 @@ With the main study's machinery, on the documents' entities:
 - circuits: EAP-IG circuits of the documents' facts per cell (interplay.measure.circuit_tables), the
   in-circuit edges leaving each layer (analysis.topology.layer_ratios) and Hit@k;
 - generations: the generation probe (evaluate.generation) on one query prompt per fact.
+
+With a gated memory (memory.module: gated; kcircuits.memory.module) every measure reads each document's
+rows under its key (document_parts); a circuit pair reads its clean prompt's document.
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .loss import capture_slots, slot_count, slot_share
+from .loss import slot_count, slot_share
+from .module import slot_activity
 
 FACT_KEYS = ["entity_id", "attribute"]
 
@@ -28,6 +32,22 @@ def document_probes(probes: pd.DataFrame, documents: pd.DataFrame) -> pd.DataFra
     """The query prompts of the documents' entities, each with its document (`doc`)."""
     owners = documents[["entity_id", "doc"]].drop_duplicates()
     return probes.merge(owners, on="entity_id").reset_index(drop=True)
+
+
+def document_parts(memory, frame: pd.DataFrame):
+    """The rows measured together: all of `frame` (rows with `doc`), or with a gated memory each
+    document's rows while the memory reads that document. A generator: measure a part before the next."""
+    if memory is None:
+        yield frame
+        return
+    for doc, part in frame.groupby("doc", sort=True):
+        with memory.reading(int(doc)):
+            yield part
+
+
+def per_document(memory, frame: pd.DataFrame, measure) -> pd.DataFrame:
+    """measure(rows) -> table, over document_parts, concatenated."""
+    return pd.concat([measure(part) for part in document_parts(memory, frame)], ignore_index=True)
 
 
 def continuation(hf, tok, documents: pd.DataFrame, prefix_share: float, batch_size: int) -> pd.DataFrame:
@@ -49,8 +69,11 @@ def continuation(hf, tok, documents: pd.DataFrame, prefix_share: float, batch_si
 
 @torch.no_grad()
 def document_slot_share(hf, tok, documents: pd.DataFrame, layer: int, allocation: np.ndarray,
-                        batch_size: int) -> pd.Series:
-    """Per doc: the mean slot share (memory.loss.slot_share) of its paragraphs' tokens at `layer`."""
+                        batch_size: int, memory=None) -> pd.Series:
+    """Per doc: the mean slot share (memory.loss.slot_share) of its paragraphs' tokens at `layer`
+    (of a gated memory's units, each token reading its document)."""
+    from contextlib import nullcontext
+
     from ..circuits.attribute import pad_right
     from ..evaluate.scoring import encode
 
@@ -62,32 +85,36 @@ def document_slot_share(hf, tok, documents: pd.DataFrame, layer: int, allocation
         ids, last = pad_right(sequences[b0:b0 + batch_size], tok.pad_token_id)  # [B, T], [B]
         doc = torch.tensor(owner[b0:b0 + batch_size])[:, None].repeat(1, ids.shape[1])  # [B, T]
         doc[torch.arange(ids.shape[1])[None, :] > last[:, None]] = -1  # padding belongs to no document
-        with capture_slots(hf, layer) as store:
+        reading = memory.reading(doc.to(device)) if memory is not None else nullcontext()
+        with reading, slot_activity(hf, layer, memory) as store:
             hf(input_ids=ids.to(device), attention_mask=(doc >= 0).long().to(device))
         shares.append(slot_share(store["hidden"], doc.to(device), mask).cpu())
         owners.append(doc[doc >= 0])
     return pd.Series(torch.cat(shares).numpy()).groupby(torch.cat(owners).numpy()).mean()
 
 
-def knowledge_neurons(model, tok, probes: pd.DataFrame, n: dict, prepend_bos: bool) -> pd.DataFrame:
+def knowledge_neurons(model, tok, probes: pd.DataFrame, n: dict, prepend_bos: bool, memory=None) -> pd.DataFrame:
     """Rows (entity_id, attribute, layer, neuron) of each fact's knowledge neurons (n: config
     `neurons`), selected per attribute as the neuron stage does, from the probes' prompts."""
     from ..neurons.attribute import attribute
     from ..neurons.facts import encode
     from ..neurons.select import coarse, select_attribute
 
-    bags = encode(tok, probes, model.device, prepend_bos)
-    with model.precision(n["dtype"]):
-        ig = attribute(model, bags.ids, bags.last, bags.targets, n["ig_steps"], n["ig_points"], n["batch_size"])
-    L, Q, m = ig.shape
-    scores = ig.permute(1, 0, 2).reshape(Q, L * m).cpu().numpy()  # [Q, L * m]
-    rows, share = [], n["share"]
-    for attr, part in bags.rows.groupby("attribute", sort=True):
+    parts, scores = [], []
+    for part in document_parts(memory, probes):
+        bags = encode(tok, part, model.device, prepend_bos)
+        with model.precision(n["dtype"]):
+            ig = attribute(model, bags.ids, bags.last, bags.targets, n["ig_steps"], n["ig_points"], n["batch_size"])
+        L, Q, m = ig.shape
+        parts.append(bags.rows)
+        scores.append(ig.permute(1, 0, 2).reshape(Q, L * m).cpu().numpy())  # [Q, L * m]
+    rows, scores, share, found = pd.concat(parts, ignore_index=True), np.concatenate(scores), n["share"], []
+    for attr, part in rows.groupby("attribute", sort=True):
         masks = {e: coarse(scores[g.index.to_numpy()], n["threshold"]) for e, g in part.groupby("entity_id")}
-        found, _ = select_attribute(masks, share["start"], share["step"], share["rounds"], tuple(share["band"]),
-                                    n["min_prompts"])
-        rows += [(e, attr, int(i) // m, int(i) % m) for e, idx in found.items() for i in idx]
-    return pd.DataFrame(rows, columns=[*FACT_KEYS, "layer", "neuron"])
+        chosen, _ = select_attribute(masks, share["start"], share["step"], share["rounds"], tuple(share["band"]),
+                                     n["min_prompts"])
+        found += [(e, attr, int(i) // m, int(i) % m) for e, idx in chosen.items() for i in idx]
+    return pd.DataFrame(found, columns=[*FACT_KEYS, "layer", "neuron"])
 
 
 def neuron_locality(neurons: pd.DataFrame, facts: pd.DataFrame, layer: int, allocation: np.ndarray) -> pd.DataFrame:
@@ -103,14 +130,15 @@ def neuron_locality(neurons: pd.DataFrame, facts: pd.DataFrame, layer: int, allo
 
 
 def circuit_layers(model, tok, pairs: pd.DataFrame, probes: pd.DataFrame, tasks: dict[str, str], c: dict,
-                   max_pairs: int | None) -> pd.DataFrame:
+                   max_pairs: int | None, memory=None) -> pd.DataFrame:
     """Per cell x budget x layer (-1: input): in-circuit edges leaving the layer (layer_ratios), its
     share of the circuit's edges, and the circuit's Hit@k under each ablation as columns."""
     from ..analysis.topology import edge_mask, layer_ratios
     from ..interplay.measure import circuit_tables
     from ..vocabulary import CELL
 
-    edges, hits = circuit_tables(model, tok, pairs, probes, tasks, c, max_pairs)
+    parts = None if memory is None else (lambda rows: document_parts(memory, rows))
+    edges, hits = circuit_tables(model, tok, pairs, probes, tasks, c, max_pairs, parts)
     frames = []
     for (budget, *cell), part in edges.groupby(["budget", *CELL], sort=True):
         ratios = layer_ratios(model.graph, edge_mask(model.graph, part)[0])
@@ -125,7 +153,7 @@ def circuit_layers(model, tok, pairs: pd.DataFrame, probes: pd.DataFrame, tasks:
     return table[[*CELL, "budget", *[col for col in table.columns if col not in (*CELL, "budget")]]]
 
 
-def generations(hf, tok, probes: pd.DataFrame, settings: dict) -> pd.DataFrame:
+def generations(hf, tok, probes: pd.DataFrame, settings: dict, memory=None) -> pd.DataFrame:
     """The generation probe (evaluate.generation) on one query prompt each of evaluate.generation_probe
     .facts documents' facts (a seeded sample), target its value."""
     from ..config import stage_rng
@@ -134,26 +162,29 @@ def generations(hf, tok, probes: pd.DataFrame, settings: dict) -> pd.DataFrame:
     gp, ev = settings["evaluate"]["generation_probe"], settings["evaluate"]
     facts = probes.sort_values([*FACT_KEYS, "template"]).drop_duplicates(FACT_KEYS).reset_index(drop=True)
     chosen = stage_rng(settings["seed"], "memory_generations").permutation(len(facts))[: gp["facts"]]
-    facts = facts.iloc[np.sort(chosen)]
-    texts = sample_generations(hf, tok, facts["prompt"].tolist(), gp["samples"], gp["temperature"],
-                               gp["max_new_tokens"], ev["batch_size"], settings["seed"])
-    rows = probe_rows(facts, texts, {"value": "answer"})
-    return rows.merge(facts[[*FACT_KEYS, "doc"]], on=FACT_KEYS)
+    def probe(part):
+        texts = sample_generations(hf, tok, part["prompt"].tolist(), gp["samples"], gp["temperature"],
+                                   gp["max_new_tokens"], ev["batch_size"], settings["seed"])
+        return probe_rows(part, texts, {"value": "answer"}).merge(part[[*FACT_KEYS, "doc"]], on=FACT_KEYS)
+
+    return per_document(memory, facts.iloc[np.sort(chosen)], probe)
 
 
-def fact_table(model, tok, probes: pd.DataFrame, layer: int, allocation: np.ndarray, s: dict) -> pd.DataFrame:
+def fact_table(model, tok, probes: pd.DataFrame, layer: int, allocation: np.ndarray, s: dict,
+               memory=None) -> pd.DataFrame:
     """Per fact of the documents: doc, type, freq_group, top1, hit_at_k, n_prompts, and for the
     sampled facts n_neurons, n_at_layer, n_inside (NaN for the others)."""
     from ..config import stage_rng
     from ..interplay.measure import FACT, fact_accuracy
 
     ev, mem = s["evaluate"], s["memory"]["measure"]
-    recall = fact_accuracy(model.hf, tok, probes, ev["hit_k"], ev["batch_size"]).drop(columns="target")
-    recall = recall.merge(probes[[*FACT_KEYS, "doc"]].drop_duplicates(), on=FACT_KEYS)
+    recall = per_document(memory, probes,
+                          lambda part: fact_accuracy(model.hf, tok, part, ev["hit_k"], ev["batch_size"]))
+    recall = recall.drop(columns="target").merge(probes[[*FACT_KEYS, "doc"]].drop_duplicates(), on=FACT_KEYS)
     keys = recall[FACT_KEYS]
     chosen = keys.iloc[np.sort(stage_rng(s["seed"], "memory_neurons").permutation(len(keys))[: mem["neuron_facts"]])]
     sampled = probes.merge(chosen, on=FACT_KEYS)
-    kn = knowledge_neurons(model, tok, sampled, s["neurons"], s["circuits"]["prepend_bos"])
+    kn = knowledge_neurons(model, tok, sampled, s["neurons"], s["circuits"]["prepend_bos"], memory)
     local = neuron_locality(kn, sampled[[*FACT_KEYS, "doc"]].drop_duplicates(), layer, allocation)
     table = recall.merge(local, on=FACT_KEYS, how="left")
     lead = ["doc", *[c for c in FACT if c != "target"]]
@@ -161,9 +192,9 @@ def fact_table(model, tok, probes: pd.DataFrame, layer: int, allocation: np.ndar
 
 
 def measure_point(model, tok, documents: pd.DataFrame, allocations: pd.DataFrame, probes: pd.DataFrame,
-                  pairs: pd.DataFrame, s: dict) -> dict[str, pd.DataFrame]:
-    """Every table of one point (s: the memory stage settings with `run`, the point), keyed as
-    memory.stage.MEASURES."""
+                  pairs: pd.DataFrame, s: dict, memory=None) -> dict[str, pd.DataFrame]:
+    """Every table of one point (s: the memory stage settings with `run`, the point; memory: the run's
+    gated memory, attached to the model), keyed as memory.stage.MEASURES."""
     from ..interplay.measure import select_facts
     from .allocate import sharing
     from .train import allocation_mask
@@ -174,13 +205,15 @@ def measure_point(model, tok, documents: pd.DataFrame, allocations: pd.DataFrame
     mask = allocation_mask(allocations, run["allocation"], n, m)  # [D, m]
     probes = document_probes(probes, documents)
     probes, pairs, tasks = select_facts(probes, pairs, probes[FACT_KEYS], s["circuit_pairs"]["tasks"])
-    docs = sharing(mask).assign(
-        slot_share=document_slot_share(model.hf, tok, documents, layer, mask, ev["batch_size"]).reindex(range(n)),
-        chance=mask.sum(1) / m)
+    pairs = pairs.merge(probes[["entity_id", "doc"]].drop_duplicates().rename(columns={"entity_id": "clean_entity_id"}),
+                        on="clean_entity_id")  # a pair reads its clean subject's document
+    shares = document_slot_share(model.hf, tok, documents, layer, mask, ev["batch_size"], memory)
+    docs = sharing(mask).assign(slot_share=shares.reindex(range(n)), chance=mask.sum(1) / m)
     return {
-        "facts": fact_table(model, tok, probes, layer, mask, s),
-        "paragraphs": continuation(model.hf, tok, documents, mem["prefix_share"], ev["batch_size"]),
+        "facts": fact_table(model, tok, probes, layer, mask, s, memory),
+        "paragraphs": per_document(memory, documents, lambda part: continuation(
+            model.hf, tok, part, mem["prefix_share"], ev["batch_size"])),
         "documents": docs,
-        "circuits": circuit_layers(model, tok, pairs, probes, tasks, s["circuits"], mem["max_pairs"]),
-        "generations": generations(model.hf, tok, probes, s),
+        "circuits": circuit_layers(model, tok, pairs, probes, tasks, s["circuits"], mem["max_pairs"], memory),
+        "generations": generations(model.hf, tok, probes, s, memory),
     }

@@ -3,7 +3,8 @@
     documents  the documents (probed entities' training paragraphs, grouped), their shingle
                clusters and every allocation of slots, for every number of documents
     train      one run from a main-study checkpoint: alpha = 0 plain, else with the inductive loss
-               at the hook layer (the point: the settings' `run`, or --point by hand)
+               at the hook layer (the point: the settings' `run`, or --point by hand); with
+               memory.module gated, a gated memory at the hook layer trains alone
     measure    one point of the sweep: recall, continuation, slot share, knowledge-neuron locality,
                circuits and the generation probe (memory.measure)
     summary    the sweep's tables across points and seeds, and the finding
@@ -74,13 +75,21 @@ def _measure(args, s: dict) -> None:
     from ..circuits.stage import load_checkpoint
     from ..tokenizer import load_tokenizer
     from .measure import measure_point
+    from .module import load_memory
 
     run = _run(args, s)
     model, _ = load_checkpoint(args.model, args.device)
+    memory = load_memory(args.model)
     docs = pd.read_parquet(args.documents)
-    tables = measure_point(model, load_tokenizer(args.tokenizer), docs[docs["doc"] < run["documents"]],
-                           pd.read_parquet(args.allocations), pd.read_parquet(args.probes), pd.read_parquet(args.pairs),
-                           {**s, "run": run})
+    inputs = (model, load_tokenizer(args.tokenizer), docs[docs["doc"] < run["documents"]],
+              pd.read_parquet(args.allocations), pd.read_parquet(args.probes), pd.read_parquet(args.pairs),
+              {**s, "run": run})
+    if memory is None:
+        tables = measure_point(*inputs)
+    else:  # the run's gated memory, in both views of the model
+        memory.to(model.device).attach_circuit_model(model, memory.layer)
+        with memory.attached(model.hf, memory.layer):
+            tables = measure_point(*inputs, memory)
     lead = {"seed": s["seed"], **{LEAD[k]: run[k] for k in POINT}}
     prov = io.provenance("memory_measure", s["seed"], s, "torch", "transformers")
     for name, table in tables.items():

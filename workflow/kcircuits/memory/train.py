@@ -8,6 +8,8 @@ each token (-1: end-of-text), so the loss knows every token's allocation. The pr
 `memory.epochs` epochs at `memory.lr`; with alpha > 0 its loss is LM + alpha x L_ind at the hook
 layer (kcircuits.memory.loss). alpha = 0 is plain training, bit for bit (tests/test_memory_loss.py),
 so it runs once per number of documents whatever the layer and allocation.
+With `memory.module: gated` a gated memory (kcircuits.memory.module) at the hook layer trains alone,
+every token reading its document's key; its alpha = 0 run depends on the layer, not the allocation.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import pandas as pd
 from .. import io
 from ..config import stage_rng
 from ..train.corpus import BlockDataset, epoch_blocks, pack_paragraphs, steps_per_epoch, tokenize_paragraphs
-from .loss import capture_slots, inductive_loss
+from .loss import inductive_loss
 
 log = logging.getLogger("kcircuits.memory")
 
@@ -58,17 +60,27 @@ class DocumentBlocks(BlockDataset):
         return {**super().__getitem__(i), "doc": self.doc[i]}
 
 
-def memory_trainer(alpha: float, layer: int, allocation):
-    """A Trainer class whose loss is LM + alpha x L_ind at `layer` (allocation: bool tensor [D, m])."""
+def memory_trainer(alpha: float, layer: int, allocation, memory=None):
+    """A Trainer class whose loss is LM + alpha x L_ind at `layer` (allocation: bool tensor [D, m];
+    None: the LM loss alone); with a gated memory (kcircuits.memory.module) every token reads its
+    document's key, and L_ind is on the memory's units."""
+    from contextlib import nullcontext
+
     from transformers import Trainer
+
+    from .module import slot_activity
 
     class MemoryTrainer(Trainer):
         inductive = []  # L_ind of each micro-batch since the last log
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             doc = inputs.pop("doc")  # [B, T]
-            with capture_slots(self.accelerator.unwrap_model(model), layer) as store:
+            hf = self.accelerator.unwrap_model(model)
+            with memory.reading(doc) if memory is not None else nullcontext(), \
+                    slot_activity(hf, layer, memory) as store:
                 loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+            if allocation is None:
+                return (loss, outputs) if return_outputs else loss
             ind = inductive_loss(store["hidden"], doc, allocation.to(doc.device))
             self.inductive.append(float(ind.detach()))
             # The LM loss of a model taking num_items_in_batch is already a share of the accumulated
@@ -99,8 +111,11 @@ def allocation_mask(allocations: pd.DataFrame, name: str, n_docs: int, n_slots: 
 
 def train_run(settings: dict, execution: dict, start: str, documents: str, allocations: str, tokenizer_dir: str,
               scratch: str, out: str, threads: int | None = None) -> dict:
-    """Train one run (settings: seed, train, memory {epochs, lr}, run {documents, alpha, layer,
-    allocation}) from the checkpoint `start`; write a checkpoint folder `out`; return its record."""
+    """Train one run (settings: seed, train, memory {epochs, lr, module, gated}, run {documents,
+    alpha, layer, allocation}) from the checkpoint `start`; write a checkpoint folder `out`; return
+    its record. A gated memory (memory.module) trains alone, the model frozen, and is saved beside it."""
+    from contextlib import nullcontext
+
     import torch
 
     from ..checkpoint import load_model
@@ -108,6 +123,7 @@ def train_run(settings: dict, execution: dict, start: str, documents: str, alloc
     from ..train.export import export_checkpoint
     from ..train.trainer import run_training
     from .loss import slot_count
+    from .module import PREFIX, build_memory
 
     run, mem, t = settings["run"], settings["memory"], settings["train"]
     tok = load_tokenizer(tokenizer_dir)
@@ -115,21 +131,49 @@ def train_run(settings: dict, execution: dict, start: str, documents: str, alloc
     docs = docs[docs["doc"] < run["documents"]]
     blocks, owners, segments = document_blocks(docs, tok, t["block_size"], settings["seed"])
     model = load_model(start, fused_gelu=False)
+    memory = None
+    if mem["module"] == "gated":
+        memory = build_memory(model, run["layer"], run["documents"], mem["gated"], settings["seed"])
+        model.requires_grad_(False).add_module(PREFIX.rstrip("."), memory)
+    mask = None
     if run["alpha"] > 0:
-        mask = allocation_mask(pd.read_parquet(allocations), run["allocation"], run["documents"],
-                               slot_count(model, run["layer"]))
-        dataset = DocumentBlocks(blocks, owners, segments, settings["seed"])
-        trainer_class = memory_trainer(run["alpha"], run["layer"], torch.from_numpy(mask))
-    else:
+        mask = torch.from_numpy(allocation_mask(pd.read_parquet(allocations), run["allocation"], run["documents"],
+                                                slot_count(model, run["layer"])))
+    if mask is None and memory is None:
         dataset, trainer_class = BlockDataset(blocks, segments, settings["seed"]), None
-    final, trainer = run_training(model, dataset, settings, execution, Path(scratch), mem["lr"], epochs=mem["epochs"],
-                                  inputs=[start, documents, allocations], threads=threads, trainer_class=trainer_class)
+    else:
+        dataset = DocumentBlocks(blocks, owners, segments, settings["seed"])
+        trainer_class = memory_trainer(run["alpha"], run["layer"], mask, memory)
+    with memory.attached(model, run["layer"]) if memory is not None else nullcontext():
+        final, trainer = run_training(model, dataset, settings, execution, Path(scratch), mem["lr"],
+                                      epochs=mem["epochs"], inputs=[start, documents, allocations], threads=threads,
+                                      trainer_class=trainer_class)
+    if memory is not None:
+        final = split_memory(memory, final, Path(scratch) / "export")
     spe = steps_per_epoch(len(blocks), t["batch_size"], t["grad_accum"])
     info = {"phase": "memory", "epoch": float(mem["epochs"]), "global_step": trainer.state.global_step,
             "steps_per_epoch": spe, "tokens_seen": int(trainer.state.num_input_tokens_seen), "seed": settings["seed"],
-            "run": run, "versions": io.package_versions("torch", "transformers", "accelerate", "safetensors")}
+            "run": run, "module": mem["module"],
+            "versions": io.package_versions("torch", "transformers", "accelerate", "safetensors")}
     record = export_checkpoint("memory", final, tokenizer_dir, out, info)
     shutil.rmtree(scratch, ignore_errors=True)
     log.info("memory run %s: %d documents, %d blocks, %d steps", run, run["documents"], len(blocks),
              trainer.state.global_step)
     return record
+
+
+def split_memory(memory, final: Path, folder: Path) -> Path:
+    """A copy of the trained checkpoint `final` in `folder` whose model weights are the language
+    model's, with the gated memory's in their own file (kcircuits.memory.module.save_memory); the
+    resumable checkpoint itself stays whole."""
+    from safetensors.torch import load_file
+
+    from ..train.export import model_files
+    from .module import save_memory
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for path in model_files(final):
+        shutil.copy2(path, folder / path.name)
+    save_memory(memory, folder, load_file(str(final / "model.safetensors")))
+    return folder
