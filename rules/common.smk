@@ -151,11 +151,16 @@ PATHS = {
         for name in ("accuracy", "steps", "recitation", "timing", "circuit_hits", "circuit_compare", "circuit_layers")
     },
     "reckoning_json": f"{ANALYSIS}/reckoning/summary.json",
-    # document memory (rules/memory.smk): {point} = layer~L/alpha~A/allocation~X, {run} = plain or a point
+    # document memory (rules/memory.smk): {point} = model~M/layer~L/alpha~A/allocation~X, {run} =
+    # model~M/plain or a point; {model}: a name in memory.models
     "memory_documents": f"{DATA}/memory/documents.parquet",
-    "memory_allocations": f"{DATA}/memory/allocations.parquet",
     "memory_clusters": f"{DATA}/memory/clusters.parquet",
     "memory_report": f"{DATA}/memory/report.json",
+    "memory_allocations": f"{DATA}/memory/model~{{model}}/allocations.parquet",
+    "memory_allocations_report": f"{DATA}/memory/model~{{model}}/allocations.json",
+    "memory_base": f"{SEED_DIR}/memory/model~{{model}}/base/model",
+    "memory_base_scratch": f"{SEED_DIR}/memory/model~{{model}}/base/scratch",
+    "memory_base_tensorboard": f"{SEED_DIR}/memory/model~{{model}}/base/tensorboard",
     "memory_model": f"{SEED_DIR}/memory/documents~{{documents}}/{{run}}/model",
     "memory_scratch": f"{SEED_DIR}/memory/documents~{{documents}}/{{run}}/scratch",
     **{

@@ -2,14 +2,17 @@
 # neurons: random, partitioned, or shared by similar documents), train with an inductive loss that puts
 # it there, and measure where the knowledge ends up. The sweep is a Paramspace (rules/studies.smk).
 #
-#   data:     memory/{documents,allocations,clusters}.parquet + report.json (every number of documents)
-#   per seed: memory/documents~{n}/{run}/model  (run: plain = alpha 0, or a point; rules/studies.smk memory_run)
+#   data:     memory/{documents,clusters}.parquet + report.json (every number of documents);
+#             memory/model~{model}/allocations.parquet (every allocation, in that model's MLP width)
+#   per seed: memory/model~{model}/base/model  (a model of memory.models other than the main study's)
+#             memory/documents~{n}/{run}/model  (run: model~M/plain = alpha 0, or a point; memory_run)
 #             memory/documents~{n}/{point}/{facts,paragraphs,documents,circuits,generations}.parquet
 #   summary:  analysis/memory/{recall,interference,locality,layers,generation}.parquet + summary.json
 wildcard_constraints:
     documents=r"\d+",
-    point=r"layer~\d+/alpha~[0-9.e+-]+/allocation~[a-z0-9-]+",
-    run=r"plain|layer~\d+/alpha~[0-9.e+-]+/allocation~[a-z0-9-]+",
+    model=r"[a-z0-9][a-z0-9_.-]*",
+    point=r"model~[a-z0-9][a-z0-9_.-]*/layer~\d+/alpha~[0-9.e+-]+/allocation~[a-z0-9-]+",
+    run=r"model~[a-z0-9][a-z0-9_.-]*/(plain|layer~\d+/alpha~[0-9.e+-]+/allocation~[a-z0-9-]+)",
 
 
 rule memory_documents:
@@ -19,7 +22,6 @@ rule memory_documents:
         probes=PATHS["probes"],
     output:
         documents=PATHS["memory_documents"],
-        allocations=PATHS["memory_allocations"],
         clusters=PATHS["memory_clusters"],
         report=PATHS["memory_report"],
     params:
@@ -30,11 +32,9 @@ rule memory_documents:
                 "entities_per_document",
                 "entity_types",
                 "allocations",
-                "slots",
                 "clusters",
                 "shingle_max_share",
             ],
-            model=None,
         ),
     log:
         f"{LOGS}/memory/documents.log",
@@ -43,21 +43,62 @@ rule memory_documents:
     shell:
         "python -m kcircuits memory documents --settings {params.settings:q} --bios {input.bios} "
         "--entities {input.entities} --probes {input.probes} --out-documents {output.documents} "
-        "--out-allocations {output.allocations} --out-clusters {output.clusters} --report {output.report} "
-        "> {log} 2>&1"
+        "--out-clusters {output.clusters} --report {output.report} > {log} 2>&1"
 
 
-MEMORY_DATA = dict(
-    documents=PATHS["memory_documents"],
-    allocations=PATHS["memory_allocations"],
-    tokenizer=PATHS["tokenizer"],
-)
+rule memory_allocations:
+    input:
+        documents=PATHS["memory_documents"],
+        clusters=PATHS["memory_clusters"],
+    output:
+        allocations=PATHS["memory_allocations"],
+        report=PATHS["memory_allocations_report"],
+    params:
+        settings=memory_allocation_settings,
+    log:
+        f"{LOGS}/memory/model~{{model}}/allocations.log",
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m kcircuits memory allocations --settings {params.settings:q} --documents {input.documents} "
+        "--clusters {input.clusters} --out-allocations {output.allocations} --report {output.report} > {log} 2>&1"
+
+
+rule memory_base:
+    input:
+        corpus=PATHS["base_train"],
+        tokenizer=PATHS["tokenizer"],
+    output:
+        model=directory(PATHS["memory_base"]),
+    params:
+        settings=memory_base_settings,
+        execution=untracked(TRAIN_EXECUTION),
+        env=untracked(TRAIN_ENV),
+        scratch=PATHS["memory_base_scratch"],
+        tensorboard=PATHS["memory_base_tensorboard"],
+    log:
+        f"{SEED_LOGS}/memory/model~{{model}}/base.log",
+    benchmark:
+        f"{SEED_BENCH}/memory/model~{{model}}/base.tsv"
+    threads: job_threads("train")
+    resources:
+        **job_resources("train"),
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "{params.env} OMP_NUM_THREADS={threads} python -m kcircuits train-base "
+        "--settings {params.settings:q} --execution {params.execution:q} "
+        "--corpus {input.corpus} --tokenizer {input.tokenizer} --scratch {params.scratch} "
+        "--tensorboard-dir {params.tensorboard} --threads {threads} --processes {resources.gpu} "
+        "--out {output.model} > {log} 2>&1"
 
 
 rule memory_train:
     input:
-        **MEMORY_DATA,
-        start=path("checkpoint", ckpt=MEMORY_START),
+        documents=PATHS["memory_documents"],
+        allocations=memory_allocations,
+        tokenizer=PATHS["tokenizer"],
+        start=memory_start,
     output:
         model=directory(PATHS["memory_model"]),
     params:
@@ -82,7 +123,9 @@ rule memory_train:
 
 rule memory_measure:
     input:
-        **MEMORY_DATA,
+        documents=PATHS["memory_documents"],
+        allocations=memory_allocations,
+        tokenizer=PATHS["tokenizer"],
         model=lambda wildcards: path("memory_model", documents=wildcards.documents, run=memory_run(wildcards)),
         probes=PATHS["probes"],
         pairs=PATHS["circuit_pairs"],

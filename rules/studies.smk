@@ -2,11 +2,13 @@
 # (snakemake --lint): which runs each study has, where each starts, and the settings each job reads.
 # Their paths are in PATHS (rules/common.smk), like every other path.
 import itertools
+import re
 
 import pandas as pd
 from snakemake.utils import Paramspace
 
 from kcircuits.interplay.streams import knowledge_types, parse_stream, stream_names
+from kcircuits.memory import hook_layers, memory_models
 from kcircuits.memory.stage import MEASURES, POINT
 from kcircuits.reckoning import ENCODED
 from kcircuits.train.schedule import SHARED_KEYS, stream_settings
@@ -90,11 +92,20 @@ def across_methods(key, encoded=False):
 
 # --- Document memory (rules/memory.smk) -------------------------------------------------------------
 MEMORY = config["memory"]
-# The sweep's points besides the number of documents: hook layer x alpha x allocation, one Paramspace
-# whose single wildcard {point} reads "layer~L/alpha~A/allocation~X".
+# name -> model settings; null in memory.models: the main study's model (its checkpoint memory.start)
+MEMORY_MODELS = memory_models(config)
+MEMORY_MAIN = {name for name, keys in MEMORY["models"].items() if keys is None}
+# The sweep's points besides the number of documents: model x its hook layers x alpha x allocation,
+# one Paramspace whose single wildcard {point} reads "model~M/layer~L/alpha~A/allocation~X".
 MEMORY_SPACE = Paramspace(
     pd.DataFrame(
-        itertools.product(MEMORY["layers"], map(float, MEMORY["alphas"]), MEMORY["allocations"]),
+        [
+            (name, layer, float(alpha), allocation)
+            for name, model in MEMORY_MODELS.items()
+            for layer in hook_layers(MEMORY["layers"], model["n_layer"])
+            for alpha in MEMORY["alphas"]
+            for allocation in MEMORY["allocations"]
+        ],
         columns=POINT[1:],
     ),
     single_wildcard="point",
@@ -106,13 +117,21 @@ if MEMORY_START not in CHECKPOINTS:
 
 
 def memory_point(documents, point):
-    """A point as plain values {documents, layer, alpha, allocation}; point "plain": alpha 0, no layer
-    or allocation."""
-    if point == "plain":
-        return {"documents": int(documents), "layer": None, "alpha": 0.0, "allocation": None}
+    """A point as plain values {documents, model, layer, alpha, allocation}; a run "model~M/plain":
+    alpha 0, no layer or allocation."""
+    name, _, rest = point.partition("/")
+    if rest == "plain":
+        return {
+            "documents": int(documents),
+            "model": name.removeprefix("model~"),
+            "layer": None,
+            "alpha": 0.0,
+            "allocation": None,
+        }
     p = MEMORY_SPACE.instance({"point": point})
     return {
         "documents": int(documents),
+        "model": str(p["model"]),
         "layer": int(p["layer"]),
         "alpha": float(p["alpha"]),
         "allocation": str(p["allocation"]),
@@ -122,15 +141,48 @@ def memory_point(documents, point):
 def memory_run(wildcards):
     """The training run that serves a point: the point itself at alpha > 0. At alpha 0 the allocation
     is not used: with the MLP's neurons as slots training is plain training, bit for bit
-    (tests/test_memory_loss.py), so one "plain" run per number of documents serves every layer and
-    allocation; a gated memory (memory.module) depends on its layer, so the layer's run under the
-    first allocation serves the others."""
+    (tests/test_memory_loss.py), so one "model~M/plain" run per model and number of documents serves
+    every layer and allocation; a gated memory (memory.module) depends on its layer, so the layer's
+    run under the first allocation serves the others."""
     point = wildcards.point
-    if memory_point(wildcards.documents, point)["alpha"] > 0:
+    p = memory_point(wildcards.documents, point)
+    if p["alpha"] > 0:
         return point
     if MEMORY["module"] == "mlp":
-        return "plain"
+        return f"model~{p['model']}/plain"
     return f"{point.rpartition('allocation~')[0]}allocation~{MEMORY['allocations'][0]}"
+
+
+def memory_model_name(wildcards):
+    """The model of a run's or point's wildcards."""
+    return re.match(r"model~([^/]+)", wildcards.get("run") or wildcards.point)[1]
+
+
+def memory_allocations(wildcards):
+    """The allocations of the model a run or point belongs to."""
+    return path("memory_allocations", model=memory_model_name(wildcards))
+
+
+def memory_start(wildcards):
+    """What a memory run trains from: the main study's checkpoint memory.start, or the model's own
+    base model."""
+    name = memory_model_name(wildcards)
+    if name in MEMORY_MAIN:
+        return path("checkpoint", seed=wildcards.seed, ckpt=MEMORY_START)
+    return path("memory_base", seed=wildcards.seed, model=name)
+
+
+def memory_base_settings(wildcards):
+    """The base phase's settings with memory.models' model instead of the main one."""
+    settings = json.loads(phase_params("base")(wildcards))
+    return json.dumps({**settings, "model": MEMORY_MODELS[wildcards.model]}, sort_keys=True)
+
+
+def memory_allocation_settings(wildcards):
+    """The allocation job's settings, with its model's."""
+    keys = ["documents", "allocations", "slots", "clusters", "shingle_max_share"]
+    settings = json.loads(narrow_settings("memory", memory=keys)(wildcards))
+    return json.dumps({**settings, "model": MEMORY_MODELS[wildcards.model]}, sort_keys=True)
 
 
 def memory_settings(point_wildcard, **keys):

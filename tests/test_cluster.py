@@ -54,9 +54,10 @@ def test_paper_config_is_gpt2_small_with_50k_entities_25_epochs_and_8000_edge_ci
     assert {kind: (spec["device"], spec["gpu"] >= 1) for kind, spec in cfg["compute"].items()} == {
         kind: ("cuda", True)
         for kind in ("train", "evaluate", "circuits", "analysis", "neurons", "stream", "reckoning", "memory")}
-    # Document memory at the seed's grid: 6 hook layers, 8 alphas (0 included), 4 allocations, 2 ... 1000 documents.
+    # Document memory at the seed's grid: two families x two sizes, 6 hook layers, 8 alphas (0 included),
+    # 4 allocations, 2 ... 1000 documents.
     memory = cfg["memory"]
-    assert (len(memory["layers"]), len(memory["alphas"]), len(memory["allocations"])) == (6, 8, 4)
+    assert (len(memory["models"]), len(memory["layers"]), len(memory["alphas"]), len(memory["allocations"])) == (4, 6, 8, 4)
     assert memory["documents"] == [2, 10, 50, 100, 1000] and 0.0 in memory["alphas"]
 
 
@@ -97,9 +98,11 @@ def test_paper_dry_run_counts_jobs_per_rule_without_data_on_disk(tmp_path):
         # the two encoded ones' circuits; one summary
         "companies": 1, "reckoning_tasks": 1, "reckoning_train": 5 * seeds, "reckoning_evaluate": 5 * seeds,
         "reckoning_circuits": 2 * seeds, "reckoning_summary": 1,
-        # document memory: the documents once; per seed and number of documents (5), one plain run and
-        # one run per point with alpha > 0 (6 layers x 7 alphas x 4 allocations), every point measured
-        "memory_documents": 1, "memory_train": 5 * (1 + 6 * 7 * 4) * seeds, "memory_measure": 5 * 6 * 8 * 4 * seeds,
+        # document memory: the documents once, the allocations per model (4); per seed a base model for
+        # each model but the main study's; per seed, model and number of documents (5), one plain run
+        # and one run per point with alpha > 0 (6 layers x 7 alphas x 4 allocations), every point measured
+        "memory_documents": 1, "memory_allocations": 4, "memory_base": 3 * seeds,
+        "memory_train": 4 * 5 * (1 + 6 * 7 * 4) * seeds, "memory_measure": 4 * 5 * 6 * 8 * 4 * seeds,
         "memory_summary": 1,
     }
     assert len(figures) >= 20 and counts == expected

@@ -12,7 +12,7 @@ import pytest
 from kcircuits.config import stage_rng
 from kcircuits.memory import n_clusters, parse_allocation
 from kcircuits.memory.allocate import (ALLOCATIONS_COLUMNS, CLUSTER_COLUMNS, SHARING_COLUMNS, allocate, allocate_all,
-                                       allocation_table, default_slots, sharing)
+                                       allocation_table, cluster_all, default_slots, sharing)
 from kcircuits.memory.documents import (DOCUMENT_COLUMNS, choose_documents, cluster, document_shingles, jaccard_matrix,
                                         shingles)
 
@@ -196,7 +196,8 @@ def test_allocate_all_covers_every_number_and_name():
     docs = pd.DataFrame({"doc": [0, 1, 2, 3], "text": texts})
     mem = {"documents": [4, 2], "allocations": ["random", "partitioned", "simset-1"], "clusters": 0.5,
            "shingle_max_share": 1.0}
-    allocations, clusters, report = allocate_all(docs, mem, 16, 4, seed=0)
+    clusters, cluster_report = cluster_all(docs, mem)
+    allocations, report = allocate_all(docs, mem, 16, 4, seed=0, clusters=clusters)
     assert list(allocations.columns) == ALLOCATIONS_COLUMNS and list(clusters.columns) == CLUSTER_COLUMNS
     assert len(allocations) == (2 + 4) * 3 * 4  # every document s slots, per number and name
     four = clusters[clusters["documents"] == 4]
@@ -204,9 +205,9 @@ def test_allocate_all_covers_every_number_and_name():
     for name in ("random", "partitioned"):  # a smaller number's allocation is the larger one's first rows
         pick = lambda n: allocations[(allocations["allocation"] == name) & (allocations["documents"] == n)]
         assert pick(2)[["doc", "slot"]].values.tolist() == pick(4).query("doc < 2")[["doc", "slot"]].values.tolist()
-    assert report["allocations"]["partitioned/4"]["shared_documents"] == 0
-    assert report["allocations"]["simset-1/4"]["shared_documents"] == 4
-    assert report["clusters"]["1/4"]["within"] > report["clusters"]["1/4"]["between"]
+    assert report["partitioned/4"]["shared_documents"] == 0
+    assert report["simset-1/4"]["shared_documents"] == 4
+    assert cluster_report["1/4"]["within"] > cluster_report["1/4"]["between"]
     random4 = allocations[(allocations["allocation"] == "random") & (allocations["documents"] == 4)]
     mask = allocate("random", 4, 16, 4, stage_rng(0, "memory_allocate_random"))
     assert random4[["doc", "slot"]].values.tolist() == allocation_table(mask).values.tolist()

@@ -11,6 +11,8 @@ alpha 0.2 gets facts 0..8 of every document right ("better": +0.4, gap 0), 0 onl
 plain ("equal")."""
 from __future__ import annotations
 
+import itertools
+
 import json
 
 import numpy as np
@@ -67,15 +69,13 @@ def point_rows(lead: dict, mode: str) -> dict[str, list[dict]]:
     return rows
 
 
-def measure_tables(mode: str = "better", seeds=(0, 1), alphas=(0.0, 0.2)) -> dict[str, pd.DataFrame]:
+def measure_tables(mode: str = "better", seeds=(0, 1), alphas=(0.0, 0.2), models=("main",)) -> dict[str, pd.DataFrame]:
     tables: dict[str, list] = {}
-    for seed in seeds:
-        for layer in (0, 1):
-            for alpha in alphas:
-                for alloc in ("partitioned", "random"):
-                    lead = {"seed": seed, "documents": DOCS, "hook_layer": layer, "alpha": alpha, "allocation": alloc}
-                    for name, rows in point_rows(lead, mode).items():
-                        tables.setdefault(name, []).extend(rows)
+    for seed, model, layer, alpha, alloc in itertools.product(seeds, models, (0, 1), alphas, ("partitioned", "random")):
+        lead = {"seed": seed, "documents": DOCS, "model": model, "hook_layer": layer, "alpha": alpha,
+                "allocation": alloc}
+        for name, rows in point_rows(lead, mode).items():
+            tables.setdefault(name, []).extend(rows)
     return {name: pd.DataFrame(rows) for name, rows in tables.items()}
 
 
@@ -187,7 +187,7 @@ def test_finding_beats_with_plus_0_4_and_reduces_interference():
     assert finding["counts"]["recall"] == {"beats": 2, "worse": 0, "no difference": 2, "cannot be tested": 0}
     assert finding["best"]["allocation"] == "random" and finding["best"]["recall"]["difference"] == 0.4
     sweep = finding["layer_sweep"]
-    assert sweep["budget"] == "500" and sweep["most"] == {"8": {"edge_share": 0, "ratio": 0, "neurons_at_layer": 0}}
+    assert sweep["budget"] == "500" and sweep["most"] == {"main/8": {"edge_share": 0, "ratio": 0, "neurons_at_layer": 0}}
     assert [e["edge_share"]["mean"] for e in sweep["layers"]] == [0.5, 0.3] and finding["seeds"] == [0, 1]
     assert "at 2 of 4 points" in finding["statement"] and "+0.400" in finding["statement"]
 
@@ -240,6 +240,22 @@ def test_finding_without_alpha_above_0_cannot_be_tested():
     assert [e["hook_layer"] for e in finding["layer_sweep"]["layers"]] == [0, 1]
 
 
+def test_each_model_is_compared_with_its_own_plain_training_and_layers():
+    tables = measure_tables(models=("main", "wide"))
+    wide = tables["circuits"]["model"] == "wide"
+    tables["circuits"] = pd.concat([tables["circuits"], tables["circuits"][wide].assign(layer=3)])  # a 4-layer model
+    tables["facts"].loc[tables["facts"]["model"] == "wide", "top1"] = 0.0  # it recalls nothing
+    finding = mem.memory_finding(tables, 50, 0)
+    by_model = {m: [c for c in finding["comparisons"] if c["model"] == m] for m in ("main", "wide")}
+    assert len(by_model["main"]) == len(by_model["wide"]) == 4
+    assert all(c["recall"]["difference"] == 0 for c in by_model["wide"])  # against its own alpha = 0
+    assert any(c["recall"]["difference"] > 0 for c in by_model["main"])
+    loc = mem.memory_tables(tables, 50, 0)["locality"]
+    assert set(loc.loc[loc["model"] == "main", "layer_chance"]) == {0.5}
+    assert set(loc.loc[loc["model"] == "wide", "layer_chance"]) == {0.25}
+    assert sorted(finding["layer_sweep"]["most"]) == ["main/8", "wide/8"]
+
+
 def test_markdown_section_and_findings_registry():
     from kcircuits.analysis import report_stage
     from kcircuits.cli import build_parser
@@ -247,11 +263,11 @@ def test_markdown_section_and_findings_registry():
     md = mem.memory_markdown(mem.memory_finding(measure_tables("better"), 200, 0))
     text = "\n".join(md)
     assert md[0] == "## Document memory" and "Verdict: holds:" in text
-    assert "| 8 | 0 | random | 0.2 | 0.900 | 0.500 | +0.400 [+0." in text
+    assert "| 8 | main | 0 | random | 0.2 | 0.900 | 0.500 | +0.400 [+0." in text
     assert "| -0.400 [-0.400, -0.400] | -0.400 [-0." in text and "] | reduced |" in text  # gap change, sharing cost
-    assert ("| 8 | 1 | partitioned | 0.2 | 0.500 | 0.500 | +0.000 [+0.000, +0.000] | no difference | n/a | n/a | n/a "
+    assert ("| 8 | main | 1 | partitioned | 0.2 | 0.500 | 0.500 | +0.000 [+0.000, +0.000] | no difference | n/a | n/a | n/a "
             "| cannot be tested |") in text
-    assert "| 8 | 1 | 0.300 [0.300, 0.300] | 0.150 [0.150, 0.150] | 0.250 [0.250, 0.250] |" in text
+    assert "| 8 | main | 1 | 0.300 [0.300, 0.300] | 0.150 [0.150, 0.150] | 0.250 [0.250, 0.250] |" in text
     assert mem.memory_markdown(None)[2].startswith("Not tested")
     assert report_stage.STUDIES["memory"] is mem.memory_markdown
     args = build_parser().parse_args(["results", "findings", "--settings", "{}", "--entity-evals", "e.parquet",

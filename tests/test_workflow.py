@@ -162,7 +162,7 @@ def test_memory_runs_share_the_plain_model_at_alpha_zero_and_the_loss_puts_activ
     work, _ = complete_run
     run = work / "results" / "smoke"
     for seed in (0, 1):
-        base = run / f"seed-{seed}" / "memory" / "documents~8"
+        base = run / f"seed-{seed}" / "memory" / "documents~8" / "model~main"
         assert sorted(p.name for p in base.iterdir()) == ["layer~1", "plain"]
         assert not list(base.glob("layer~1/alpha~0.0/*/model"))  # alpha 0: the plain run serves every point
         record = json.loads((base / "plain" / "model" / "checkpoint.json").read_text())
@@ -233,7 +233,7 @@ def test_a_gated_memory_trains_alone_once_per_layer_at_alpha_zero_and_follows_th
     snakemake(work, "memory_summary", configfiles=(SMOKE, short, gated))
     run = work / "results" / "smoke"
     for seed in (0, 1):
-        base = run / f"seed-{seed}" / "memory" / "documents~8"
+        base = run / f"seed-{seed}" / "memory" / "documents~8" / "model~main"
         models = sorted(str(p.parent.relative_to(base)) for p in base.glob("**/model"))
         assert models == ["layer~1/alpha~0.0/allocation~partitioned", "layer~1/alpha~2.0/allocation~partitioned",
                           "layer~1/alpha~2.0/allocation~simset-1", "plain"]  # plain: left from the mlp run

@@ -243,30 +243,35 @@ def check_reckoning(cfg: dict) -> None:
 
 
 def check_memory(cfg: dict) -> None:
-    """The memory sweep's start can be a checkpoint, a simset cluster count is whole, and (for a model
-    built from the config) its hook layers exist and every allocation's slots fit in the MLP."""
-    from .memory import n_clusters
+    """The memory sweep's start can be a checkpoint, a simset cluster count is whole, one model at most
+    is the main study's, every model builds, and (for models built from the config) its hook layers
+    exist and every allocation's slots fit in its MLP."""
+    from .memory import hook_layers, memory_models, n_clusters
     from .train.model import mlp_width
 
-    mem, model = cfg["memory"], cfg["model"]
+    mem = cfg["memory"]
     if mem["start"] not in ("first", "last") and not re.fullmatch(CHECKPOINT_WILDCARD, mem["start"]):
         raise ConfigError(f"memory.start: {mem['start']!r} is neither first, last nor a checkpoint name (epoch-005)")
+    main = [name for name, keys in mem["models"].items() if keys is None]
+    if len(main) > 1:
+        raise ConfigError(f"memory.models: {main} are all the main study's model (null); name it once")
+    n = max(mem["documents"])
     try:
-        n_clusters(mem["clusters"], max(mem["documents"]))
+        blocks = {"partitioned": n, **{a: n_clusters(mem["clusters"], n) for a in mem["allocations"]
+                                       if a.startswith("simset")}}
+        for name, model in memory_models(cfg).items():
+            check_shape(model)
+            if model["init"] is not None:
+                continue  # the model's shape is known once its folder is read (the jobs check it)
+            hook_layers(mem["layers"], model["n_layer"])
+            width = mlp_width(model)
+            slots = mem["slots"] or max(1, width // n)
+            for allocation, count in blocks.items():
+                if allocation in mem["allocations"] and count * slots > width:
+                    raise ConfigError(f"memory.slots: {allocation} needs {count} disjoint blocks of {slots} slots but "
+                                      f"model {name} has {width} MLP neurons per layer")
     except ValueError as err:
-        raise ConfigError(str(err)) from err
-    if model["init"] is not None:
-        return  # the model's shape is known once its folder is read (the jobs check it)
-    outside = [layer for layer in mem["layers"] if layer >= model["n_layer"]]
-    if outside:
-        raise ConfigError(f"memory.layers: {outside} outside the model's {model['n_layer']} layers (model.n_layer)")
-    width, n = mlp_width(model), max(mem["documents"])
-    slots = mem["slots"] or max(1, width // n)
-    blocks = {"partitioned": n, **{a: n_clusters(mem["clusters"], n) for a in mem["allocations"] if a.startswith("simset")}}
-    for allocation, count in blocks.items():
-        if allocation in mem["allocations"] and count * slots > width:
-            raise ConfigError(f"memory.slots: {allocation} needs {count} disjoint blocks of {slots} slots but the "
-                              f"hook layer has {width} MLP neurons")
+        raise ConfigError(f"memory.models: {err}" if str(err).startswith("model.") else str(err)) from err
 
 
 def check_semantics(cfg: dict, root: str | Path = REPO_ROOT) -> None:

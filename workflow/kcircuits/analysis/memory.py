@@ -1,9 +1,9 @@
 """Document memory (kcircuits.memory): the sweep's measure tables (one per point and seed,
-concatenated) summarised per point (documents, hook_layer, alpha, allocation), and the finding.
+concatenated) summarised per point (documents, model, hook_layer, alpha, allocation), and the finding.
 
 - recall:       top1, hit_at_k (facts), exact continuation and token_accuracy (paragraphs), and
-                top1_difference: top1 minus the alpha = 0 point of the same (documents, hook_layer,
-                allocation), paired per fact and seed (NaN at alpha 0);
+                top1_difference: top1 minus the alpha = 0 point of the same (documents, model,
+                hook_layer, allocation), paired per fact and seed (NaN at alpha 0);
 - interference: recall (top-1 of a document: the mean over its facts) of documents that share slots
                 (overlap > 0) and of exclusive ones (overlap == 0), gap = exclusive - shared (> 0:
                 sharing hurts) and gap_change against alpha = 0 (same documents and labels, paired per
@@ -35,8 +35,8 @@ from ..vocabulary import budget_value
 from .findings import stratified_means
 from .interplay import json_number
 
-POINT = ["documents", "hook_layer", "alpha", "allocation"]
-BASE = ["documents", "hook_layer", "allocation"]  # a point without alpha: its alpha = 0 counterpart
+POINT = ["documents", "model", "hook_layer", "alpha", "allocation"]
+BASE = ["documents", "model", "hook_layer", "allocation"]  # a point without alpha: its alpha = 0 counterpart
 FACT = ["seed", "doc", "entity_id", "attribute"]
 DOC = ["seed", "doc"]
 SORT = {"facts": FACT, "paragraphs": ["seed", "doc", "paragraph"], "documents": DOC,
@@ -72,8 +72,9 @@ def _rng(seed: int, name: str, key: tuple) -> np.random.Generator:
     """A block's generator: (seed, crc32 of "memory/name/key..."), key: POINT values (and more). At
     alpha = 0 (one plain model) the key leaves out the allocation, and for the model's own measures
     (MODEL_ONLY) the hook layer too: the same numbers get the same interval wherever they appear."""
-    if key[2] == 0:
-        key = (key[0], "plain", *key[4:]) if name in MODEL_ONLY else (key[0], key[1], "plain", *key[4:])
+    documents, model, layer, alpha, _ = key[:5]
+    if alpha == 0:
+        key = (documents, model, *([] if name in MODEL_ONLY else [layer]), "plain", *key[5:])
     return np.random.default_rng([seed, zlib.crc32("/".join(map(str, ("memory", name, *key))).encode())])
 
 
@@ -111,7 +112,7 @@ def _vs_partitioned(facts: pd.DataFrame) -> pd.DataFrame:
     """The facts of every allocation but partitioned beside the same fact under partitioned at the same
     documents, hook layer and alpha: cost = partitioned's top1 - this point's (what sharing slots
     loses against disjoint ones; exactly 0 at alpha 0, one plain model)."""
-    keys = ["documents", "hook_layer", "alpha", *FACT]
+    keys = ["documents", "model", "hook_layer", "alpha", *FACT]
     exclusive = facts[facts["allocation"] == "partitioned"][[*keys, "top1"]].rename(columns={"top1": "exclusive"})
     paired = facts[facts["allocation"] != "partitioned"].merge(exclusive, on=keys)
     return paired.assign(cost=paired["exclusive"] - paired["top1"])
@@ -184,7 +185,8 @@ def _neuron_shares(part: pd.DataFrame, n_bootstrap: int, rng) -> dict:
             "n_neuron_facts": len(sampled), "n_knowledge_neurons": int(sampled["n_neurons"].sum())}
 
 
-def _locality(facts, documents, n_layers: int | None, n_bootstrap: int, seed: int) -> pd.DataFrame:
+def _locality(facts, documents, n_layers: dict, n_bootstrap: int, seed: int) -> pd.DataFrame:
+    """Per point; n_layers: each model's number of layers (chance of the hook layer among them)."""
     by_fact, by_doc = _by_point(facts), _by_point(documents)
     rows = []
     for point in sorted(set(by_fact) | set(by_doc)):
@@ -193,7 +195,7 @@ def _locality(facts, documents, n_layers: int | None, n_bootstrap: int, seed: in
         rows.append({**dict(zip(POINT, point)),
                      **_neuron_shares(f, n_bootstrap, _rng(seed, "neurons", point)),
                      "chance": float(d["chance"].mean()) if len(d) else np.nan,
-                     "layer_chance": 1 / n_layers if n_layers else np.nan,
+                     "layer_chance": 1 / n_layers[point[1]] if point[1] in n_layers else np.nan,
                      **_means(shares, ["slot_share"], n_bootstrap, _rng(seed, "slot_share", point)),
                      "n_documents": len(shares), "n_seeds": _seeds(f, d)})
     return pd.DataFrame(rows, columns=LOCALITY_COLUMNS)
@@ -226,7 +228,7 @@ def memory_tables(inputs: dict[str, pd.DataFrame], n_bootstrap: int, seed: int) 
     t = {name: frame.sort_values([c for c in SORT[name] if c in frame.columns], kind="stable")
          for name, frame in inputs.items()}
     circuits = t["circuits"]
-    n_layers = int(circuits["layer"].max()) + 1 if len(circuits) else None  # layer -1 is the input
+    n_layers = {m: int(part["layer"].max()) + 1 for m, part in circuits.groupby("model")}  # layer -1: input
     locality = _locality(t["facts"], t["documents"], n_layers, n_bootstrap, seed)
     return {"recall": _recall(t["facts"], t["paragraphs"], n_bootstrap, seed),
             "interference": _interference(t["facts"], t["documents"], n_bootstrap, seed),
@@ -260,23 +262,24 @@ def _comparison(r: pd.Series, plain: pd.Series | None, i: pd.Series | None) -> d
         inter["test"], inter["verdict"] = "sharing cost", _side(cost["interval_95"], *INTERFERENCE_VERDICTS[1::-1])
     else:
         inter["test"], inter["verdict"] = None, UNTESTED
-    return {"documents": int(r["documents"]), "hook_layer": int(r["hook_layer"]), "allocation": str(r["allocation"]),
-            "alpha": float(r["alpha"]), "recall": recall, "interference": inter}
+    return {"documents": int(r["documents"]), "model": str(r["model"]), "hook_layer": int(r["hook_layer"]),
+            "allocation": str(r["allocation"]), "alpha": float(r["alpha"]), "recall": recall, "interference": inter}
 
 
 def _layer_sweep(layers: pd.DataFrame, budget: str | None) -> dict:
-    """At alpha = 0 (one plain model: the first allocation's row), per number of documents and hook layer:
-    its edge share and ratio (in-circuit share of its edges: edge_share favours layers with more edges
-    leaving them) at `budget` (None: the smallest present) and share of knowledge neurons; `most`: per
-    number of documents, the hook layer with the largest of each."""
+    """At alpha = 0 (one plain model: the first allocation's row), per number of documents, model and
+    hook layer: its edge share and ratio (in-circuit share of its edges: edge_share favours layers with
+    more edges leaving them) at `budget` (None: the smallest present) and share of knowledge neurons;
+    `most`: per "model/documents", the hook layer with the largest of each."""
     plain = layers[layers["alpha"] == 0]
     budget = budget if budget is not None else min(plain["budget"], key=budget_value, default=None)
-    rows = plain[plain["budget"] == budget].drop_duplicates(["documents", "hook_layer"])
-    entries = [{"documents": int(r["documents"]), "hook_layer": int(r["hook_layer"]),
+    rows = plain[plain["budget"] == budget].drop_duplicates(["documents", "model", "hook_layer"])
+    entries = [{"documents": int(r["documents"]), "model": str(r["model"]), "hook_layer": int(r["hook_layer"]),
                 **{k: _block(r, k) for k in ("edge_share", "ratio", "neurons_at_layer")}}
                for _, r in rows.iterrows()]
-    most = {str(n): {k: int(part.loc[part[k].idxmax(), "hook_layer"]) if part[k].notna().any() else None
-                     for k in ("edge_share", "ratio", "neurons_at_layer")} for n, part in rows.groupby("documents")}
+    most = {f"{m}/{n}": {k: int(part.loc[part[k].idxmax(), "hook_layer"]) if part[k].notna().any() else None
+                     for k in ("edge_share", "ratio", "neurons_at_layer")}
+            for (n, m), part in rows.groupby(["documents", "model"])}
     return {"budget": budget, "layers": entries, "most": most}
 
 
@@ -285,12 +288,13 @@ def _statement(counts: dict, best: dict | None) -> str:
     if not n:
         return "Not tested: no point with alpha > 0 has an alpha = 0 counterpart."
     text = (f"Against plain training (alpha = 0), the inductive loss raises top-1 recall of the documents' facts at "
-            f"{r['beats']} of {n} points (documents, hook layer, allocation, alpha > 0), lowers it at {r['worse']}, "
+            f"{r['beats']} of {n} points (documents, model, hook layer, allocation, alpha > 0), lowers it at {r['worse']}, "
             f"leaves it indistinguishable at {r['no difference']} and cannot be compared at {r[UNTESTED]} (95% "
             f"paired bootstrap intervals, no correction for the {n} comparisons).")
     if best is not None:
         low, high = best["recall"]["interval_95"]
-        text += (f" The largest difference: {best['allocation']} at hook layer {best['hook_layer']}, alpha "
+        text += (f" The largest difference: {best['allocation']} at model {best['model']}'s hook layer "
+                 f"{best['hook_layer']}, alpha "
                  f"{best['alpha']:g}, {best['recall']['difference']:+.3f} [{low:+.3f}, {high:+.3f}].")
     return text + (f" Interference -- the gap between exclusive and shared documents' top-1 where both groups have "
                    f"{MIN_GROUP} documents, else the sharing cost (partitioned's top-1 minus the point's, paired per "
@@ -312,7 +316,7 @@ def memory_finding(inputs: dict[str, pd.DataFrame], n_bootstrap: int, seed: int,
     (None: the smallest).
 
     -> {finding, holds, verdict, recall_verdict, interference_verdict, counts, effect, comparisons
-        [{documents, hook_layer, allocation, alpha, recall {value, plain, difference, interval_95,
+        [{documents, model, hook_layer, allocation, alpha, recall {value, plain, difference, interval_95,
         n_paired, verdict}, interference {gap, change, interval_95, n_shared, n_exclusive, sharing_cost
         {cost, interval_95, n_paired} or None, test ("gap" | "sharing cost" | None), verdict}}],
         best (the comparison with the largest recall difference; None without one), layer_sweep
@@ -357,27 +361,27 @@ def memory_markdown(finding: dict | None) -> list[str]:
     """The "Document memory" section of findings.md from memory_finding's summary (None: not run)."""
     if finding is None:
         return ["## Document memory", "", "Not tested: no document-memory summary was given.", ""]
-    rows = [f"| {c['documents']} | {c['hook_layer']} | {c['allocation']} | {c['alpha']:g} | {_text(r['value'])} | "
+    rows = [f"| {c['documents']} | {c['model']} | {c['hook_layer']} | {c['allocation']} | {c['alpha']:g} | {_text(r['value'])} | "
             f"{_text(r['plain'])} | {_text(r['difference'], r['interval_95'], '+')} | {r['verdict']} | "
             f"{_text(i['gap'])} | {_text(i['change'], i['interval_95'], '+')} | "
             f"{_cost_text(i['sharing_cost'])} | {i['verdict']} |"
             for c in finding["comparisons"] for r, i in [(c["recall"], c["interference"])]]
     sweep = finding["layer_sweep"]
     shares = ("edge_share", "ratio", "neurons_at_layer")
-    layers = [f"| {e['documents']} | {e['hook_layer']} | " + " | ".join(_text(e[k]["mean"], e[k]["interval_95"])
+    layers = [f"| {e['documents']} | {e['model']} | {e['hook_layer']} | " + " | ".join(_text(e[k]["mean"], e[k]["interval_95"])
                                                                     for k in shares) + " |" for e in sweep["layers"]]
     return ["## Document memory", "", finding["statement"], "", f"Verdict: {finding['verdict']}.", "",
             "Top-1 of the documents' facts and the interference gap (exclusive − shared documents' top-1) at each "
             "alpha > 0 against alpha = 0 (plain training) of the same documents, hook layer and allocation; the "
             "sharing cost: partitioned's top-1 minus the point's at the same alpha and layer (what sharing slots "
             "loses against disjoint ones); paired differences with 95% seeded bootstrap intervals.", "",
-            "| documents | hook layer | allocation | alpha | top-1 | top-1 at alpha 0 | difference [95%] | verdict | "
+            "| documents | model | hook layer | allocation | alpha | top-1 | top-1 at alpha 0 | difference [95%] | verdict | "
             "gap | gap change [95%] | sharing cost [95%] | interference |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, "",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, "",
             f"Layer sweep at alpha = 0 (one plain model; edge budget {sweep['budget']}): which hook layer holds the "
             "documents' knowledge.", "",
-            "| documents | hook layer | share of the circuit's edges leaving it [95%] | share of its edges in the "
-            "circuit [95%] | share of knowledge neurons in it [95%] |", "|---|---|---|---|---|", *layers, ""]
+            "| documents | model | hook layer | share of the circuit's edges leaving it [95%] | share of its edges in the "
+            "circuit [95%] | share of knowledge neurons in it [95%] |", "|---|---|---|---|---|---|", *layers, ""]
 
 
 __all__ = ["memory_tables", "memory_finding", "memory_markdown", "POINT", "RECALL_COLUMNS", "INTERFERENCE_COLUMNS",

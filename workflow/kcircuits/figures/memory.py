@@ -28,22 +28,25 @@ from .circuits import _finish, _handle
 from .interplay import RANDOM_COLOR, _legend, type_colors, type_order
 
 ALPHA_STYLES = ("-", ":", "-.", (0, (6, 1, 1, 1, 1, 1)))  # memory_layers: per alpha > 0 (plain: dashed)
-PANEL = ["documents", "hook_layer"]
+PANEL = ["model", "documents", "hook_layer"]
+ROW = ["model", "documents"]  # memory_layers: a row each
 
 
-def _panels(table: pd.DataFrame) -> list[tuple[int, int]]:
+def _panels(table: pd.DataFrame) -> list[tuple]:
     if table.empty:
         raise ValueError("the memory summary table has no rows")
-    return sorted({(int(d), int(h)) for d, h in zip(table["documents"], table["hook_layer"])})
+    return sorted(set(table[PANEL].itertuples(index=False, name=None)))
 
 
-def _title(panel: tuple[int, int], panels: list) -> str:
-    several = len({d for d, _ in panels}) > 1
-    return f"hook layer {panel[1]}" + (f", {panel[0]} documents" if several else "")
+def _title(panel: tuple, panels: list) -> str:
+    """"hook layer L", with the model and number of documents when the panels have several."""
+    model, n, layer = panel
+    several = [len({p[i] for p in panels}) > 1 for i in (0, 1)]
+    return ", ".join([*[model] * several[0], *[f"{n} documents"] * several[1], f"hook layer {layer}"])
 
 
-def _at(table: pd.DataFrame, panel: tuple[int, int]) -> pd.DataFrame:
-    return table[(table["documents"] == panel[0]) & (table["hook_layer"] == panel[1])]
+def _at(table: pd.DataFrame, keys: tuple, columns: list[str] = PANEL) -> pd.DataFrame:
+    return table[(table[columns] == pd.Series(keys, index=columns)).all(axis=1)]
 
 
 def _errors(part: pd.DataFrame, value: str) -> np.ndarray:
@@ -66,7 +69,7 @@ def _alpha_lines(ax, part: pd.DataFrame, value: str, allocations: list[str], col
 
 def _alpha_grid(plt, sns, rows: list[tuple[pd.DataFrame, str, str]], allocations: list[str], pdf, png,
                 chance: str | None = None) -> None:
-    """Rows of panels (table, value column, y label), a column per (documents, hook layer); dashed:
+    """Rows of panels (table, value column, y label), a column per (model, documents, hook layer); dashed:
     the panel's mean `chance` column, when given."""
     panels = _panels(rows[0][0])
     order = type_order(allocations, rows[0][0]["allocation"])
@@ -138,7 +141,7 @@ def _recall_panel(ax, recall: pd.DataFrame, layers: list[int], allocations: list
 
 def plot_memory_layers(layers: pd.DataFrame, recall: pd.DataFrame, allocations: list[str], budget: str,
                        pdf, png) -> None:
-    """A row per number of documents: at alpha = 0, the hook layer's share of circuit edges (at the
+    """A row per model and number of documents: at alpha = 0, the hook layer's share of circuit edges (at the
     edge budget `budget`) and of knowledge neurons (dashed: 1 / layers) against the hook layer; right:
     top-1 of the alpha > 0 runs hooked there, a line per allocation and alpha, grey dashed: alpha 0."""
     plt, sns = _pyplot()
@@ -146,19 +149,20 @@ def plot_memory_layers(layers: pd.DataFrame, recall: pd.DataFrame, allocations: 
     plain = plain[plain["alpha"] == 0].sort_values([*PANEL, "allocation"]).drop_duplicates(PANEL)  # one model
     if plain.empty:
         raise ValueError("the layers table has no alpha = 0 rows (plain training): no layer sweep to draw")
-    counts = sorted(int(d) for d in plain["documents"].unique())
+    counts = sorted(set(plain[ROW].itertuples(index=False, name=None)))
     order = type_order(allocations, recall["allocation"])
     colors = type_colors(sns, order)
     height = 2.6 * len(counts)
     fig, axes = plt.subplots(len(counts), 3, figsize=(10.0, height), squeeze=False)
-    for r, n in enumerate(counts):
-        mine, hooks = plain[plain["documents"] == n], sorted(int(h) for h in recall["hook_layer"].unique())
+    for r, (model, n) in enumerate(counts):
+        mine, runs = _at(plain, (model, n), ROW), _at(recall, (model, n), ROW)
+        hooks = sorted(int(h) for h in runs["hook_layer"].unique())
         _sweep_panel(axes[r, 0], mine, "edge_share", hooks)
         _sweep_panel(axes[r, 0], mine, "ratio", hooks, marker="s", ls="--")
         _sweep_panel(axes[r, 1], mine, "neurons_at_layer", hooks)
         axes[r, 1].axhline(float(mine["layer_chance"].mean()), color="black", lw=0.8, ls="--")
-        styles = _recall_panel(axes[r, 2], recall[recall["documents"] == n], hooks, order, colors)
-        prefix = f"{n} documents\n" if len(counts) > 1 else ""
+        styles = _recall_panel(axes[r, 2], runs, hooks, order, colors)
+        prefix = f"{model}, {n} documents\n" if len(counts) > 1 else ""
         axes[r, 0].set_ylabel(f"{prefix}circuit edges leaving\nthe layer (budget {budget})")
         axes[r, 0].legend(handles=[_handle("black", "share of the circuit's edges", marker="o"),
                                    _handle("black", "share of the layer's edges", marker="s", ls="--")], fontsize=6)

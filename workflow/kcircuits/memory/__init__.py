@@ -49,3 +49,28 @@ def n_clusters(setting: int | float, n_docs: int) -> int:
     if not 0 < setting <= 1:
         raise ValueError(f"memory.clusters: expected an integer >= 1 or a share in (0, 1], got {setting}")
     return max(1, int(np.floor(setting * n_docs + 0.5)))
+
+
+def memory_models(cfg: dict) -> dict[str, dict]:
+    """name -> `model:` settings of each model of the sweep (config memory.models): null is the main
+    study's model (its checkpoint memory.start), a mapping is size and family keys over the main
+    model's (no init), trained by its own base phase. Insertion order."""
+    main = cfg["model"]
+    out = {}
+    for name, keys in cfg["memory"]["models"].items():
+        out[name] = dict(main) if keys is None else {**main, **keys, "init": None}
+    return out
+
+
+def hook_layers(layers: list, n_layer: int) -> list[int]:
+    """config memory.layers for a model of n_layer layers: an integer is a layer index, a share in
+    (0, 1) of the depth the layer round(share x n_layer) (half up, at most the last layer). In the
+    given order, repeats dropped; a layer outside the model is a ValueError naming the key."""
+    out = []
+    for x in layers:
+        layer = x if isinstance(x, int) else min(n_layer - 1, int(np.floor(x * n_layer + 0.5)))
+        if not 0 <= layer < n_layer:
+            raise ValueError(f"memory.layers: layer {layer} is outside a model of {n_layer} layers")
+        if layer not in out:
+            out.append(layer)
+    return out

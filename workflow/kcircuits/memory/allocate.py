@@ -123,42 +123,54 @@ def cluster_similarity(sim: np.ndarray, labels: np.ndarray) -> dict:
     return {"clusters": int(labels.max()) + 1, "within": mean(same & off), "between": mean(~same)}
 
 
-def allocate_all(documents: pd.DataFrame, mem: dict, n_slots: int, slots_per_doc: int,
-                 seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Every allocation of the sweep: for each number n in mem["documents"] and each name in
-    mem["allocations"], allocate() over documents 0..n-1 (documents: rows doc, text; doc < n) with
-    slots_per_doc slots each. simset-K clusters the n documents on the Jaccard similarity of their
-    K-shingles into n_clusters(mem["clusters"], n) clusters. Each name draws from its own stream,
-    stage_rng(seed, "memory_allocate_<name>"), restarted for every n: random and partitioned
-    allocations for n are the first n rows of those for a larger n.
-
-    Returns allocations (documents, allocation, doc, slot), clusters (documents, shingle_size, doc,
-    cluster) and a report {"allocations": {"<name>/<n>": sharing summary}, "clusters": {"<K>/<n>":
-    cluster_similarity}}.
-    """
-    names = list(mem["allocations"])
-    parsed = {name: parse_allocation(name) for name in names}  # fails early on a bad name
-    tables, clustered, report = [], [], {"allocations": {}, "clusters": {}}
+def _numbers(documents: pd.DataFrame, mem: dict):
+    """(n, documents 0..n-1) for each number n in mem["documents"], ascending."""
     for n in sorted({int(x) for x in mem["documents"]}):
         docs = documents[documents["doc"] < n]
         if docs["doc"].nunique() != n:
             raise ValueError(f"memory.documents: {n} documents asked, the table holds {docs['doc'].nunique()}")
-        labels: dict[int, np.ndarray] = {}
-        for name in names:
-            strategy, k = parsed[name]
-            if k is not None and k not in labels:
-                sim = jaccard_matrix(document_shingles(docs, k, mem["shingle_max_share"]))  # [n, n]
-                labels[k] = cluster(sim, n_clusters(mem["clusters"], n))
-                clustered.append(pd.DataFrame({"documents": n, "shingle_size": k, "doc": np.arange(n),
-                                               "cluster": labels[k]}, columns=CLUSTER_COLUMNS))
-                report["clusters"][f"{k}/{n}"] = cluster_similarity(sim, labels[k])
-            rng = stage_rng(seed, f"memory_allocate_{name}")
-            mask = allocate(strategy, n, n_slots, slots_per_doc, rng, labels.get(k))  # [n, m]
+        yield n, docs
+
+
+def cluster_all(documents: pd.DataFrame, mem: dict) -> tuple[pd.DataFrame, dict]:
+    """The simset clusters of the sweep: for each number n in mem["documents"] and each shingle size K
+    of a simset-K in mem["allocations"], documents 0..n-1 (rows doc, text) clustered on the Jaccard
+    similarity of their K-shingles into n_clusters(mem["clusters"], n) clusters. Returns the table
+    (documents, shingle_size, doc, cluster) and a report {"<K>/<n>": cluster_similarity}."""
+    sizes = sorted({k for _, k in map(parse_allocation, mem["allocations"]) if k is not None})
+    tables, report = [pd.DataFrame({c: pd.Series(dtype=np.int64) for c in CLUSTER_COLUMNS})], {}
+    for n, docs in _numbers(documents, mem):
+        for k in sizes:
+            sim = jaccard_matrix(document_shingles(docs, k, mem["shingle_max_share"]))  # [n, n]
+            labels = cluster(sim, n_clusters(mem["clusters"], n))
+            tables.append(pd.DataFrame({"documents": n, "shingle_size": k, "doc": np.arange(n), "cluster": labels},
+                                       columns=CLUSTER_COLUMNS))
+            report[f"{k}/{n}"] = cluster_similarity(sim, labels)
+    return pd.concat(tables, ignore_index=True), report
+
+
+def allocate_all(documents: pd.DataFrame, mem: dict, n_slots: int, slots_per_doc: int, seed: int,
+                 clusters: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Every allocation of the sweep for one model (n_slots: its hook layers' MLP width): for each
+    number n in mem["documents"] and each name in mem["allocations"], allocate() over documents
+    0..n-1 with slots_per_doc slots each; simset-K gives each of cluster_all's clusters a block.
+    Each name draws from its own stream, stage_rng(seed, "memory_allocate_<name>"), restarted for
+    every n: random and partitioned allocations for n are the first n rows of those for a larger n.
+
+    Returns allocations (documents, allocation, doc, slot) and a report {"<name>/<n>": sharing summary}.
+    """
+    parsed = {name: parse_allocation(name) for name in mem["allocations"]}  # fails early on a bad name
+    tables, report = [], {}
+    for n, _ in _numbers(documents, mem):
+        for name, (strategy, k) in parsed.items():
+            labels = None
+            if k is not None:
+                rows = clusters[(clusters["documents"] == n) & (clusters["shingle_size"] == k)].sort_values("doc")
+                labels = rows["cluster"].to_numpy()
+            mask = allocate(strategy, n, n_slots, slots_per_doc, stage_rng(seed, f"memory_allocate_{name}"), labels)
             tables.append(allocation_table(mask).assign(documents=n, allocation=name)[ALLOCATIONS_COLUMNS])
-            share = sharing(mask)
-            report["allocations"][f"{name}/{n}"] = {
-                "shared_documents": int(share["shared"].sum()), "mean_overlap": float(share["overlap"].mean()),
-                "slots_used": int(mask.any(axis=0).sum())}
-    empty = lambda cols: pd.DataFrame({c: pd.Series(dtype=np.int64) for c in cols})
-    return (pd.concat(tables, ignore_index=True),
-            pd.concat(clustered, ignore_index=True) if clustered else empty(CLUSTER_COLUMNS), report)
+            share = sharing(mask)  # [n, m]
+            report[f"{name}/{n}"] = {"shared_documents": int(share["shared"].sum()),
+                                     "mean_overlap": float(share["overlap"].mean()),
+                                     "slots_used": int(mask.any(axis=0).sum())}
+    return pd.concat(tables, ignore_index=True), report

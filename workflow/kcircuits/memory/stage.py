@@ -1,7 +1,8 @@
 """The document-memory stage: `kcircuits memory ACTION ...`, one action per rule (rules/memory.smk).
 
-    documents  the documents (probed entities' training paragraphs, grouped), their shingle
-               clusters and every allocation of slots, for every number of documents
+    documents  the documents (probed entities' training paragraphs, grouped) and their shingle
+               clusters, for every number of documents
+    allocations  every allocation of slots for one model of memory.models (its MLP width)
     train      one run from a main-study checkpoint: alpha = 0 plain, else with the inductive loss
                at the hook layer (the point: the settings' `run`, or --point by hand); with
                memory.module gated, a gated memory at the hook layer trains alone
@@ -11,8 +12,8 @@
 
 By hand, e.g.:
 
-    kcircuits memory train --config config.yaml --point '{"documents": 50, "layer": 1, "alpha": 0.2,
-        "allocation": "partitioned"}' --start CKPT --documents D.parquet --allocations A.parquet \
+    kcircuits memory train --config config.yaml --point '{"documents": 50, "model": "main", "layer": 1,
+        "alpha": 0.2, "allocation": "partitioned"}' --start CKPT --documents D.parquet --allocations A.parquet \
         --tokenizer TOK --scratch /tmp/scratch --out /tmp/memory-model
 """
 from __future__ import annotations
@@ -27,31 +28,47 @@ from ..config import ConfigError, stage_rng
 from ..settings import actions, add_job_arguments, add_paths, command, run_handler, set_threads
 
 log = logging.getLogger("kcircuits")
-POINT = ["documents", "layer", "alpha", "allocation"]  # what identifies a point of the sweep
+POINT = ["documents", "model", "layer", "alpha", "allocation"]  # what identifies a point of the sweep
 LEAD = {**{k: k for k in POINT}, "layer": "hook_layer"}  # its columns in the tables (circuits have layers)
 
 
 def _documents(args, s: dict) -> None:
-    from ..train.model import mlp_width
-    from .allocate import allocate_all, default_slots
+    from .allocate import cluster_all
     from .documents import choose_documents
 
     mem, seed = s["memory"], s["seed"]
-    n_max, m = max(mem["documents"]), mlp_width(s["model"])
-    slots = mem["slots"] or default_slots(m, n_max)
-    try:  # too few eligible entities, slots that do not fit: one line naming the key
+    n_max = max(mem["documents"])
+    try:  # too few eligible entities: one line naming the key
         docs = choose_documents(io.read_jsonl(args.bios), pd.read_parquet(args.entities),
                                 pd.read_parquet(args.probes), n_max, mem["entities_per_document"],
                                 mem["entity_types"], stage_rng(seed, "memory_documents"))
-        allocations, clusters, report = allocate_all(docs, mem, m, slots, seed)
+        clusters, report = cluster_all(docs, mem)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     prov = io.provenance("memory_documents", seed, s)
-    for frame, out in ((docs, args.out_documents), (allocations, args.out_allocations), (clusters, args.out_clusters)):
-        io.write_parquet(frame, out, prov)
-    io.write_json({"documents": n_max, "paragraphs": int(len(docs)), "slots": m, "slots_per_document": slots,
-                   **report, "provenance": prov}, args.report)
-    log.info("memory: %d documents (%d paragraphs), %d of %d slots each", n_max, len(docs), slots, m)
+    io.write_parquet(docs, args.out_documents, prov)
+    io.write_parquet(clusters, args.out_clusters, prov)
+    io.write_json({"documents": n_max, "paragraphs": int(len(docs)), "clusters": report, "provenance": prov},
+                  args.report)
+    log.info("memory: %d documents (%d paragraphs)", n_max, len(docs))
+
+
+def _allocations(args, s: dict) -> None:
+    from ..train.model import mlp_width
+    from .allocate import allocate_all, default_slots
+
+    mem, seed = s["memory"], s["seed"]
+    m = mlp_width(s["model"])
+    slots = mem["slots"] or default_slots(m, max(mem["documents"]))
+    try:  # slots that do not fit: one line naming the key
+        allocations, report = allocate_all(pd.read_parquet(args.documents), mem, m, slots, seed,
+                                           pd.read_parquet(args.clusters))
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    prov = io.provenance("memory_allocations", seed, s)
+    io.write_parquet(allocations, args.out_allocations, prov)
+    io.write_json({"slots": m, "slots_per_document": slots, "allocations": report, "provenance": prov}, args.report)
+    log.info("memory allocations: %d of %d slots per document", slots, m)
 
 
 def _run(args, s: dict) -> dict:
@@ -117,8 +134,10 @@ SUMMARIES = ("recall", "interference", "locality", "layers", "generation")
 def add_parser(subparsers) -> None:
     acts = actions(subparsers, "memory", "document memory: allocate where each document is stored", run,
                    __doc__.split("\n")[0])
-    a = command(acts, "documents", "documents, shingle clusters and slot allocations", "memory", _documents)
-    add_paths(a, "bios", "entities", "probes", "out_documents", "out_allocations", "out_clusters", "report")
+    a = command(acts, "documents", "documents and their shingle clusters", "memory", _documents)
+    add_paths(a, "bios", "entities", "probes", "out_documents", "out_clusters", "report")
+    a = command(acts, "allocations", "every allocation of slots, in one model's MLP width", "memory", _allocations)
+    add_paths(a, "documents", "clusters", "out_allocations", "report")
     a = command(acts, "train", "train one run of the sweep", "memory", _train)
     a.add_argument("--point", help="the point as JSON (by hand; the rules pass it in --settings)")
     add_paths(a, "start", "documents", "allocations", "tokenizer", "scratch", "out")
