@@ -11,6 +11,7 @@ REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "workflow"))
 
 from kcircuits.config import ConfigError, config_path, init_dir, resource_inputs, stage_settings, validate_config
+from kcircuits.data.world import import_files
 from kcircuits.memory.stage import MEASURES as MEMORY_MEASURES, SUMMARIES as MEMORY_SUMMARIES
 from kcircuits.train.schedule import (
     check_steps_within_training,
@@ -187,6 +188,12 @@ CHECKPOINTS = checkpoint_names(config)
 INIT = init_dir(config, REPO)  # model.init, resolved against the repository root
 START_MODEL = str(INIT) if INIT else PATHS["base_model"]  # what continual pre-training starts from
 RESOURCE_FILES = resource_inputs(config, root=REPO)
+# world.source set: the files the rule import_world reads and writes (world.out, what resources read).
+WORLD_IMPORT = (
+    import_files(config_path(config["world"]["source"], REPO), config_path(config["world"]["out"], REPO))
+    if config["world"]["source"]
+    else None
+)
 # train.deepspeed: a DeepSpeed JSON config (resources/deepspeed/zero2.json: ZeRO-2), relative paths
 # resolved against the repository root like resource files; checked here, not after a queue wait.
 DEEPSPEED_CONFIG = config["train"].get("deepspeed") or None

@@ -1,21 +1,47 @@
-# Synthetic-knowledge data: entities -> biographies -> probes / QA, and circuit pairs.
+# Synthetic-knowledge data: (an imported world ->) entities -> biographies -> probes / QA, and circuit pairs.
+
+# world.source set: its files are imported into world.out, the folder the config's resources read
+# (kcircuits.config.check_world), so a changed source file re-imports and reruns what reads the world.
+# The first import precedes the first run: the config is validated against the imported files.
+if WORLD_IMPORT:
+
+    rule import_world:
+        input:
+            WORLD_IMPORT["inputs"],
+        output:
+            **WORLD_IMPORT["outputs"],
+        params:
+            settings=narrow_settings("world", world=["paraphrase_share"], circuit_pairs=["tasks"]),
+            source=lambda wildcards, input: str(Path(input[0]).parents[1]),  # SOURCE/selection_pool/*.json
+            out=lambda wildcards, output: str(Path(output.report).parent),  # OUT/world.json
+        log:
+            f"{LOGS}/data/import_world.log",
+        localrule: True
+        conda:
+            "../envs/data.yaml"
+        shell:
+            "python -m kcircuits import-world --settings {params.settings:q} {params.source:q} {params.out:q} "
+            "> {log} 2>&1"
 
 
+# resources.entities set: those entities are used as given (--imported), else they are generated.
 rule entities:
     input:
         pools=RESOURCE_FILES["pools"],
+        imported=RESOURCE_FILES["entities"],
     output:
         table=PATHS["entities"],
         report=PATHS["entities_report"],
     params:
         settings=settings("entities"),
         pools=parent_dir("pools"),
+        imported=lambda wildcards, input: " ".join(f"--imported {shlex.quote(p)}" for p in input.imported),
     log:
         f"{LOGS}/data/entities.log",
     conda:
         "../envs/data.yaml"
     shell:
-        "python -m kcircuits entities --settings {params.settings:q} --pools {params.pools:q} "
+        "python -m kcircuits entities --settings {params.settings:q} --pools {params.pools:q} {params.imported} "
         "--out {output.table} --report {output.report} > {log} 2>&1"
 
 

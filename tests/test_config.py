@@ -78,6 +78,10 @@ def test_depth_config_is_deeper_with_replicates_and_a_checkpoint_every_epoch():
     ({"reckoning": {"questions": {"hobby": "What does {name} do?"}}}, "reckoning.questions.hobby: not an attribute"),
     ({"reckoning": {"headquarters_fact": "{city} hosts {company}."}}, "reckoning.headquarters_fact"),
     ({"reckoning": {"start": "the end"}}, "reckoning.start: 'the end' is neither last nor a checkpoint name"),
+    ({"resources": {"shared_first_words": "yes"}}, "resources.shared_first_words: 'yes' is not of type 'boolean'"),
+    ({"world": {"paraphrase_share": 0}}, "world.paraphrase_share: 0 is less than or equal to the minimum of 0"),
+    ({"world": {"source": "/nonexistent/data"}}, "world.source: /nonexistent/data holds no selection_pool/"),
+    ({"resources": {"entities": "/nonexistent/entities.parquet"}}, "resources.entities: no such file"),
     ({"reckoning": {"inner": {"optimizer": "lion"}}}, "reckoning.inner.optimizer: 'lion' is not one of"),
     ({"reckoning": {"methods": ["maml"]}}, "reckoning.methods.0: 'maml' is not one of"),
     ({"memory": {"layers": [0, 2]}}, "memory.layers: layer 2 is outside a model of 2 layers"),
@@ -132,6 +136,12 @@ def test_values_sharing_a_first_word_are_rejected(resources_copy):
         fh.write("New York\nNew Orleans\n")
     with pytest.raises(ConfigError, match="'New York' and 'New Orleans' begin with the same word 'New'"):
         validate_config(_cfg_for(resources_copy))
+
+
+def test_values_sharing_a_first_word_pass_behind_the_switch(resources_copy):
+    with open(resources_copy / "pools" / "cities.txt", "a") as fh:
+        fh.write("New York\nNew Orleans\n")
+    validate_config(deep_merge(_cfg_for(resources_copy), {"resources": {"shared_first_words": True}}))
 
 
 def test_template_with_wrong_placeholder_is_named(resources_copy):

@@ -34,7 +34,7 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("reckoning")
     config = root / "config.yaml"
     base = deep_merge(yaml.safe_load((REPO / "config.yaml").read_text()), CONFIG)
-    base["resources"] = {k: str(REPO / v) for k, v in base["resources"].items()}
+    base["resources"].update({k: str(REPO / base["resources"][k]) for k in ("pools", "templates")})
     config.write_text(yaml.safe_dump(base))
     pools = load_pools(REPO / "resources" / "pools")
     entities, _ = generate_entities({**micro_settings(), "entities": {**base["entities"], "n": 20, "background": 5}},

@@ -50,6 +50,7 @@ STAGE_SECTIONS = {
     "order": ["order", "circuits", "circuit_pairs", "evaluate"],
     "forgetting": ["forgetting", "circuits", "circuit_pairs", "evaluate"],
     "companies": [],  # the companies' headquarters: pools and the seed only
+    "world": ["world", "circuit_pairs"],  # import-world: the paraphrase share; circuit task prompts are never held out
     # RECKONING: tasks (birth years of fresh entities), training, evaluation, circuits (the main
     # study's circuit settings and tasks), summary (bootstrap), figures
     "reckoning": ["reckoning", "entities", "circuits", "circuit_pairs", "analysis"],
@@ -274,6 +275,57 @@ def check_memory(cfg: dict) -> None:
         raise ConfigError(f"memory.models: {err}" if str(err).startswith("model.") else str(err)) from err
 
 
+def check_world(cfg: dict, root: str | Path = REPO_ROOT) -> None:
+    """An imported world's source (world.source) exists and is the one the resources read: the
+    folders of resources.pools / templates are world.out's pools/ and templates/."""
+    from .data.world import WorldError, entity_folder, world_files
+
+    source = cfg["world"]["source"]
+    if source is None:
+        return
+    src = config_path(source, root)
+    if not (src / "selection_pool").is_dir() or not (src / "templates").is_dir():
+        raise ConfigError(f"world.source: {src} holds no selection_pool/ and templates/ folders (the original "
+                          f"study's data/); clone it there, or set world.source: null to use an imported world as is")
+    try:
+        entity_folder(src)  # one entities_*/ folder at most
+    except WorldError as err:
+        raise ConfigError(f"world.source: {err}") from err
+    files = world_files(config_path(cfg["world"]["out"], root), with_entities=False)
+    expected = {"pools": files["pool_cities"].parent, "templates": files["templates_biography"].parent}
+    for key, folder in expected.items():
+        if resource_dir(cfg, key, root) != folder:
+            raise ConfigError(f"resources.{key}: {resource_dir(cfg, key, root)} is not the imported world's "
+                              f"(world.out {cfg['world']['out']}); point it there or set world.source: null")
+
+
+def check_imported_entities(cfg: dict, root: str | Path = REPO_ROOT) -> int | None:
+    """resources.entities: a table of new and revised entities, as many as entities.n; returns that
+    number (None without imported entities)."""
+    import pyarrow.parquet as pq
+
+    from .data.world import ENTITY_COLUMNS
+
+    if cfg["resources"]["entities"] is None:
+        return None
+    path = resource_dir(cfg, "entities", root)
+    if not path.is_file():
+        raise ConfigError(f"resources.entities: no such file {path} (kcircuits import-world writes one)")
+    try:
+        table = pq.read_table(path, columns=["type"])
+    except Exception as err:  # pyarrow raises several kinds for a file that is not a table with that column
+        raise ConfigError(f"resources.entities: {path} is not an entity table: {err}") from err
+    missing = sorted(set(ENTITY_COLUMNS) - set(pq.read_schema(path).names))
+    types = set(table.column("type").to_pylist())
+    if missing or not types <= {"new", "revised"}:
+        raise ConfigError(f"resources.entities: {path} needs columns {list(ENTITY_COLUMNS)} and types new / revised "
+                          f"(missing {missing}, types {sorted(map(str, types))})")
+    if table.num_rows != cfg["entities"]["n"]:
+        raise ConfigError(f"entities.n ({cfg['entities']['n']}) differs from the {table.num_rows} imported entities "
+                          f"of resources.entities ({path}): they are used as given; set entities.n to match")
+    return table.num_rows
+
+
 def check_semantics(cfg: dict, root: str | Path = REPO_ROOT) -> None:
     check_model(cfg, root)
     check_analysis(cfg)
@@ -292,13 +344,17 @@ def check_semantics(cfg: dict, root: str | Path = REPO_ROOT) -> None:
             raise ConfigError(f"tokenizer.path: no Hugging Face tokenizer files in {tok['path']}")
     elif tok.get("path"):
         raise ConfigError("tokenizer.path: only used with tokenizer.kind 'pretrained'")
+    check_world(cfg, root)
+    n_imported = check_imported_entities(cfg, root)
     try:
-        pools = load_pools(resource_dir(cfg, "pools", root))
+        pools = load_pools(resource_dir(cfg, "pools", root), cfg["resources"]["shared_first_words"])
         templates = load_templates(resource_dir(cfg, "templates", root))
     except ResourceError as err:
         raise ConfigError(f"resources: {err}") from err
     capacity = len(pools["first_names"]) * len(pools["middle_names"]) * len(pools["last_names"])
-    n_invented = round(ent["n"] * ent["new_fraction"]) + ent["background"]
+    # imported entities: background names avoid theirs (all counted: most are invented names)
+    n_new = n_imported if n_imported is not None else round(ent["n"] * ent["new_fraction"])
+    n_invented = n_new + ent["background"]
     if n_invented > capacity:
         raise ConfigError(f"entities: {n_invented} invented names needed (new + background) but the name "
                           f"pools only combine into {capacity}; add names or lower entities.n / background")
@@ -323,10 +379,12 @@ def stage_settings(cfg: dict, stage: str) -> dict:
 
 
 def resource_inputs(cfg: dict, root: str | Path = REPO_ROOT) -> dict[str, list[str]]:
-    """Every pool and template file, so that editing one reruns the stages that read it."""
+    """Every pool and template file and the imported entities ([] when generated), so that editing
+    one reruns the stages that read it."""
     return {
         "pools": [str(p) for p in pool_files(resource_dir(cfg, "pools", root)).values()],
         "templates": [str(p) for p in template_files(resource_dir(cfg, "templates", root)).values()],
+        "entities": [str(resource_dir(cfg, "entities", root))] if cfg["resources"]["entities"] else [],
     }
 
 

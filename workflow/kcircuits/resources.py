@@ -50,9 +50,21 @@ def read_pool(path: Path) -> list[str]:
     return values
 
 
-def load_pools(pools_dir: str | Path) -> dict[str, list[str]]:
-    """Return every pool keyed by pool name ('cities', 'first_names', ...), validated."""
+def first_word_groups(values: list[str]) -> dict[str, list[str]]:
+    """Values that share a first word, by that word (only words that begin two or more values)."""
+    groups: dict[str, list[str]] = {}
+    for value in values:
+        groups.setdefault(value.split()[0], []).append(value)
+    return {word: vs for word, vs in groups.items() if len(vs) > 1}
+
+
+def load_pools(pools_dir: str | Path, shared_first_words: bool = False) -> dict[str, list[str]]:
+    """Return every pool keyed by pool name ('cities', 'first_names', ...), validated. Attribute
+    values must begin with distinct first words unless `shared_first_words` (config
+    resources.shared_first_words, e.g. the original study's pools)."""
     pools = {name: read_pool(path) for name, path in pool_files(pools_dir).items()}
+    if shared_first_words:
+        return pools
     for attr, name in ATTRIBUTE_POOLS.items():
         first_words: dict[str, str] = {}
         for value in pools[name]:
@@ -77,17 +89,28 @@ def prompt_prefix(template: str, attribute: str) -> str | None:
     return prefix if "{name}" in prefix else None
 
 
-def _check_statement(path: Path, attr: str, template: str, need_prefix: bool) -> None:
-    fields = placeholders(template)
+def statement_problem(attr: str, template: str, need_prefix: bool) -> str | None:
+    """Why a statement template for `attr` is unusable, or None: {name} and {<attr>} once each and
+    nothing else in braces, the value after a space; with need_prefix, {name} before the value."""
+    try:
+        fields = placeholders(template)
+    except ValueError:
+        return f"template for {attr!r} has unbalanced braces: {template!r}"
     if sorted(fields) != sorted(["name", attr]):
-        raise ResourceError(
-            f"{path}: template for {attr!r} must use {{name}} and {{{attr}}} exactly once each "
-            f"and no other placeholder: {template!r}")
+        return (f"template for {attr!r} must use {{name}} and {{{attr}}} exactly once each "
+                f"and no other placeholder: {template!r}")
     cut = template.index("{" + attr + "}")
     if cut == 0 or template[cut - 1] != " ":
-        raise ResourceError(f"{path}: {{{attr}}} must follow a space (answers start with ' '): {template!r}")
+        return f"{{{attr}}} must follow a space (answers start with ' '): {template!r}"
     if need_prefix and prompt_prefix(template, attr) is None:
-        raise ResourceError(f"{path}: {{name}} must come before {{{attr}}} in a prompt template: {template!r}")
+        return f"{{name}} must come before {{{attr}}} in a prompt template: {template!r}"
+    return None
+
+
+def _check_statement(path: Path, attr: str, template: str, need_prefix: bool) -> None:
+    problem = statement_problem(attr, template, need_prefix)
+    if problem:
+        raise ResourceError(f"{path}: {problem}")
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,15 @@ import argparse
 import json
 from pathlib import Path
 
-from .config import ConfigError, load_config, resource_dir, stage_settings, validate_config
+from .config import (REPO_ROOT, ConfigError, load_config, resource_dir, stage_settings, validate_config,
+                     validate_schema)
 
 
-def add_settings_arguments(p: argparse.ArgumentParser, stage: str) -> None:
+def add_settings_arguments(p: argparse.ArgumentParser, stage: str, required: bool = True) -> None:
     """--settings JSON (the rules) or --config files (by hand); `stage` names the config sections
-    (kcircuits.config.STAGE_SECTIONS) that --config files are cut down to."""
-    src = p.add_mutually_exclusive_group(required=True)
+    (kcircuits.config.STAGE_SECTIONS) that --config files are cut down to. Not required: without
+    either, the embedded default config.yaml."""
+    src = p.add_mutually_exclusive_group(required=required)
     src.add_argument("--settings", help="JSON settings (what the Snakemake rule passes)")
     src.add_argument("--config", nargs="+", help="config YAML file(s), merged left to right")
     p.set_defaults(settings_stage=stage)
@@ -33,10 +35,11 @@ def actions(subparsers, name: str, help_text: str, run, description: str, dest: 
     return p.add_subparsers(dest=dest, required=True, metavar=metavar)
 
 
-def command(subparsers, name: str, help_text: str, stage: str, handler) -> argparse.ArgumentParser:
+def command(subparsers, name: str, help_text: str, stage: str, handler,
+            settings_required: bool = True) -> argparse.ArgumentParser:
     """A (sub)command reading the settings of `stage`; running it calls handler(args, settings)."""
     p = subparsers.add_parser(name, help=help_text, description=help_text)
-    add_settings_arguments(p, stage)
+    add_settings_arguments(p, stage, settings_required)
     p.set_defaults(handler=handler)
     return p
 
@@ -67,7 +70,12 @@ def read_settings(args) -> dict:
     the stage's sections (the validated config is kept as args.cfg, e.g. for resource folders)."""
     if args.settings:
         return json.loads(args.settings)
-    args.cfg = validate_config(load_config(args.config), root=_config_root(args))
+    args.config = args.config or [str(REPO_ROOT / "config.yaml")]
+    if getattr(args, "schema_only", False):  # import-world: the semantic checks read the world it writes
+        args.cfg = load_config(args.config)
+        validate_schema(args.cfg)
+    else:
+        args.cfg = validate_config(load_config(args.config), root=_config_root(args))
     return stage_settings(args.cfg, args.settings_stage)
 
 
@@ -87,9 +95,26 @@ def resource_path(args, key: str) -> Path:
     return resource_dir(args.cfg, key, root=_config_root(args))
 
 
+def optional_resource_path(args, option: str, key: str) -> Path | None:
+    """--OPTION when given, else the config's resources.KEY (null: None); with --settings, the option."""
+    explicit = getattr(args, option)
+    if explicit or getattr(args, "cfg", None) is None or args.cfg["resources"][key] is None:
+        return Path(explicit) if explicit else None
+    return resource_dir(args.cfg, key, root=_config_root(args))
+
+
+def stage_pools(args) -> dict[str, list[str]]:
+    """The pools a stage reads (--pools or the config's). Whether attribute values may share a first
+    word is the config's rule (resources.shared_first_words), checked where the config is validated
+    (the Snakefile, --config), so a stage never rejects a world its config accepted."""
+    from .resources import load_pools
+
+    return load_pools(resource_path(args, "pools"), shared_first_words=True)
+
+
 def _config_root(args) -> Path:
     return Path(args.config[0]).resolve().parent
 
 
 __all__ = ["add_settings_arguments", "actions", "command", "add_paths", "add_job_arguments", "set_threads",
-           "read_settings", "run_handler", "resource_path"]
+           "read_settings", "run_handler", "resource_path", "optional_resource_path", "stage_pools"]

@@ -117,6 +117,13 @@ def generate_entities(settings: dict, pools: dict, rng: np.random.Generator) -> 
         rows.append({"name": invented[n_new + i], "type": "background", "frequency": 0,
                      **{f"orig_{k}": v for k, v in orig.items()}})
 
+    df = entity_table(rows, groups)
+    return df, entities_report(df, n_combined)
+
+
+def entity_table(rows: list[dict], groups: dict) -> pd.DataFrame:
+    """The entity table from rows in order (new, revised, background): ids, frequency groups, every
+    value column (orig_* for the base world) even when a type is absent, nullable integer dates."""
     df = pd.DataFrame(rows)
     for col in VALUE_COLUMNS:  # keep every column even when a type is absent
         for c in (col, f"orig_{col}"):
@@ -128,9 +135,54 @@ def generate_entities(settings: dict, pools: dict, rng: np.random.Generator) -> 
     for col in BIRTH_FIELDS:
         for c in (col, f"orig_{col}"):
             df[c] = df[c].astype("Int64")
-    df = df[["entity_id", "name", "type", "frequency", "freq_group", *VALUE_COLUMNS,
-             *(f"orig_{c}" for c in VALUE_COLUMNS)]]
-    return df, entities_report(df, n_combined)
+    return df[["entity_id", "name", "type", "frequency", "freq_group", *VALUE_COLUMNS,
+               *(f"orig_{c}" for c in VALUE_COLUMNS)]]
+
+
+def imported_entities(settings: dict, table: pd.DataFrame, pools: dict,
+                      rng: np.random.Generator) -> tuple[pd.DataFrame, dict]:
+    """The entity table from imported new and revised entities, used as given (names, frequencies,
+    values, order); drawn are only what the table lacks: the base-world attributes (orig_*) of
+    revised entities, each differing from the given one, and `entities.background` background
+    entities with invented names no imported entity has. Drawn birthdays follow the imported style."""
+    ent = settings["entities"]
+    day_first = _day_first(table)
+    rows = [{k: v for k, v in r.items() if pd.notna(v)} for r in table.to_dict("records")]
+    types = {r["type"] for r in rows}
+    if not types <= {"new", "revised"}:
+        raise ValueError(f"imported entities have types {sorted(types - {'new', 'revised'})}; only new and revised")
+    rows = [r for r in rows if r["type"] == "new"] + [r for r in rows if r["type"] == "revised"]
+    for r in rows:
+        if r["type"] == "revised" and "orig_city" not in r:
+            orig = _styled(draw_attributes(rng, pools, ent["birth_years"], avoid=r), day_first)
+            r.update({f"orig_{k}": v for k, v in orig.items()})
+    taken = {r["name"] for r in rows}
+    capacity = len(pools["first_names"]) * len(pools["middle_names"]) * len(pools["last_names"])
+    names = [n for n in invented_names(rng, pools, min(capacity, ent["background"] + len(taken))) if n not in taken]
+    if len(names) < ent["background"]:
+        raise ValueError(f"{ent['background']} background entities need more invented names than the name pools "
+                         f"form beside the imported entities ({len(names)})")
+    for name in names[:ent["background"]]:
+        orig = _styled(draw_attributes(rng, pools, ent["birth_years"]), day_first)
+        rows.append({"name": name, "type": "background", "frequency": 0, **{f"orig_{k}": v for k, v in orig.items()}})
+    df = entity_table(rows, ent["frequency_groups"])
+    report = entities_report(df, 0)
+    style = "day month, year" if day_first else "month day, year"
+    report["imported"] = {"entities": len(table), "birthday_style": style}
+    return df, report
+
+
+def _day_first(table: pd.DataFrame) -> bool:
+    """Whether every imported birthday reads like the original's '21 October, 1945'."""
+    return len(table) > 0 and all(
+        b == f"{d} {MONTHS[m - 1]}, {y}"
+        for b, d, m, y in zip(table["birthday"], table["birth_day"], table["birth_month"], table["birth_year"]))
+
+
+def _styled(values: dict, day_first: bool) -> dict:
+    if day_first:
+        values["birthday"] = f"{values['birth_day']} {MONTHS[values['birth_month'] - 1]}, {values['birth_year']}"
+    return values
 
 
 def headquarters(companies: list[str], cities: list[str], rng: np.random.Generator) -> pd.DataFrame:

@@ -13,17 +13,25 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io
-from ..config import stage_rng
-from ..settings import add_paths, command, resource_path, run_handler
+from ..config import REPO_ROOT, ConfigError, stage_rng
+from ..resources import template_files
+from ..settings import add_paths, command, optional_resource_path, resource_path, run_handler, stage_pools
 
 log = logging.getLogger("kcircuits")
 
 
 def _entities(args, s: dict) -> None:
-    from ..resources import load_pools
-    from .entities import generate_entities
+    from .entities import generate_entities, imported_entities
 
-    df, report = generate_entities(s, load_pools(resource_path(args, "pools")), stage_rng(s["seed"], "entities"))
+    pools, rng = stage_pools(args), stage_rng(s["seed"], "entities")
+    imported = optional_resource_path(args, "imported", "entities")
+    if imported is None:
+        df, report = generate_entities(s, pools, rng)
+    else:  # used as given: only what the table lacks is drawn
+        try:
+            df, report = imported_entities(s, pd.read_parquet(imported), pools, rng)
+        except (ValueError, KeyError) as err:
+            raise ConfigError(f"{imported}: {err}") from err
     prov = io.provenance("entities", s["seed"], s)
     io.write_parquet(df, args.out, prov)
     io.write_json({**report, "provenance": prov}, args.report)
@@ -31,10 +39,9 @@ def _entities(args, s: dict) -> None:
 
 
 def _companies(args, s: dict) -> None:
-    from ..resources import load_pools
     from .entities import headquarters
 
-    pools = load_pools(resource_path(args, "pools"))
+    pools = stage_pools(args)
     table = headquarters(pools["companies"], pools["cities"], stage_rng(s["seed"], "companies"))
     io.write_parquet(table, args.out, io.provenance("companies", s["seed"], s))
     log.info("companies: %d, headquarters in %d cities", len(table), table["city"].nunique())
@@ -70,14 +77,14 @@ def _probes(args, s: dict) -> None:
 
 
 def _qa(args, s: dict) -> None:
-    from ..resources import load_pools, load_templates
+    from ..resources import load_templates
     from .probes import probe_entities
     from .qa import multiple_choice, true_false, value_pools
 
     entities = pd.read_parquet(args.entities)
     chosen = probe_entities(entities, pd.read_parquet(args.probes, columns=["entity_id"]))
     templates = load_templates(resource_path(args, "templates"))
-    pools = value_pools(load_pools(resource_path(args, "pools")), entities)
+    pools = value_pools(stage_pools(args), entities)
     rng = stage_rng(s["seed"], "qa")
     mc = multiple_choice(rng, chosen, templates, pools, s["qa"]["n_options"])
     tf = true_false(rng, chosen, templates, pools)
@@ -89,7 +96,6 @@ def _qa(args, s: dict) -> None:
 
 
 def _tokenizer(args, s: dict) -> None:
-    from ..resources import load_pools
     from ..tokenizer import first_token_report, load_tokenizer, train_bpe
 
     t = s["tokenizer"]
@@ -100,7 +106,7 @@ def _tokenizer(args, s: dict) -> None:
         tok = load_tokenizer(t["path"])
     with io.atomic_path(args.out_dir, is_dir=True) as tmp:
         tok.save_pretrained(str(tmp))
-    report = first_token_report(tok, load_pools(resource_path(args, "pools")))
+    report = first_token_report(tok, stage_pools(args))
     io.write_json({"vocab_size": len(tok), "first_tokens": report,
                    "provenance": io.provenance("tokenizer", s["seed"], s, "tokenizers", "transformers")},
                   args.report)
@@ -125,6 +131,65 @@ def _circuit_pairs(args, s: dict) -> None:
     log.info("circuit pairs: %d pairs, %d subjects without a partner", len(pairs), unpaired)
 
 
+def _import_world(args, s: dict) -> None:
+    from .world import WorldError, import_world, world_files
+
+    try:
+        world = import_world(args.source, s["world"]["paraphrase_share"], s["circuit_pairs"]["tasks"],
+                             stage_rng(s["seed"], "world"))
+    except WorldError as err:  # bad input: one line naming the file
+        raise ConfigError(str(err)) from err
+    files = world_files(args.out, with_entities=world["entities"] is not None)
+    report = world["report"]
+    for name, values in world["pools"].items():
+        header = f"# imported by kcircuits import-world from {report['pools'][name]['file']}\n"
+        _write_text(files[f"pool_{name}"], header + "".join(f"{v}\n" for v in values))
+    for name in ("biography", "paraphrase"):
+        _write_text(files[f"templates_{name}"], _templates_yaml(world[name], name))
+    shipped = template_files(REPO_ROOT / "resources" / "templates")
+    for name in report["project_templates"]:
+        _write_text(files[f"templates_{name}"], shipped[name].read_text(encoding="utf-8"))
+    if world["entities"] is not None:
+        from .entities import BIRTH_FIELDS
+        from .world import ENTITY_COLUMNS
+
+        table = pd.DataFrame(world["entities"], columns=list(ENTITY_COLUMNS))
+        io.write_parquet(table.astype({c: "Int64" for c in BIRTH_FIELDS}), files["entities"])
+    io.write_json({**report, "source": str(args.source), "provenance": io.provenance("import_world", s["seed"], s)},
+                  files["report"])
+    _log_world(report)
+
+
+def _write_text(path, text: str) -> None:
+    with io.atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _templates_yaml(templates: dict[str, list[str]], name: str) -> str:
+    import yaml
+
+    header = {"biography": "# Training templates (kcircuits import-world); name-first ones give query prompts.\n",
+              "paraphrase": "# Held-out paraphrase prompts (kcircuits import-world): never in training text.\n"}[name]
+    return header + yaml.safe_dump(templates, sort_keys=False, allow_unicode=True, width=1000)
+
+
+def _log_world(report: dict) -> None:
+    for name, r in report["pools"].items():
+        log.info("import-world: pool %s from %s: %d values, %d duplicates dropped%s", name, r["file"], r["kept"],
+                 len(r["duplicates"]), f", {len(r['unusable'])} unusable" if r["unusable"] else "")
+    for attr, groups in report["shared_first_words"].items():
+        if groups:
+            log.info("import-world: %s values sharing a first word: %s", attr, {w: len(v) for w, v in groups.items()})
+    for attr, r in report["templates"].items():
+        log.info("import-world: %s templates: %d read, %d duplicates and %d unusable dropped, %d value-before-name "
+                 "(training only), %d held out as paraphrases, %d query prompts", attr, r["read"], len(r["duplicates"]),
+                 len(r["dropped"]), len(r["value_before_name"]), len(r["paraphrase"]), r["query_prompts"])
+    if report["entities"]:
+        e = report["entities"]
+        log.info("import-world: entities from %s: %d new, %d revised, %d repeated names dropped", e["folder"],
+                 e["new"], e["revised"], len(e["repeated_names"]))
+
+
 def add_parser(subparsers) -> None:
     def stage(name, settings_stage, handler, help_text, resources=()):
         p = command(subparsers, name, help_text, settings_stage, handler)
@@ -132,7 +197,15 @@ def add_parser(subparsers) -> None:
         p.set_defaults(run=run)
         return p
 
-    add_paths(stage("entities", "entities", _entities, "generate the entity table", ("pools",)), "out", "report")
+    p = stage("entities", "entities", _entities, "the entity table: generated, or imported ones completed",
+              ("pools",))
+    add_paths(p, "out", "report")
+    add_paths(p, "imported", required=False)  # default (with --config): resources.entities
+    p = command(subparsers, "import-world", "import a world laid out like the original study's data/ folder",
+                "world", _import_world, settings_required=False)
+    p.add_argument("source", help="the folder (selection_pool/, templates/, optional entities_*/)")
+    p.add_argument("out", help="where pools/, templates/, entities.parquet and world.json go")
+    p.set_defaults(run=run, schema_only=True)  # --config: schema only; the other checks read the world it writes
     add_paths(stage("companies", "companies", _companies, "the companies' headquarters (RECKONING's two-hop facts)",
                     ("pools",)), "out")
     add_paths(stage("biographies", "biographies", _biographies, "write the biography corpora", ("templates",)),

@@ -21,7 +21,8 @@ import pandas as pd
 
 from .. import io
 from ..config import stage_rng
-from ..settings import actions, add_job_arguments, add_paths, command, resource_path, run_handler, set_threads
+from ..settings import (actions, add_job_arguments, add_paths, command, resource_path, run_handler, set_threads,
+                        stage_pools)
 
 log = logging.getLogger("kcircuits")
 
@@ -67,11 +68,11 @@ def _order_corpus(args, s: dict) -> None:
 
 def _forgetting_corpus(args, s: dict) -> None:
     from ..data.probes import probe_entities
-    from ..resources import load_pools, load_templates
+    from ..resources import load_templates
     from .forgetting import conflicting_entities, corpus_paragraphs, followed_facts, other_entities
 
     f, years = s["forgetting"], s["entities"]["birth_years"]
-    entities, pools = pd.read_parquet(args.entities), load_pools(resource_path(args, "pools"))
+    entities, pools = pd.read_parquet(args.entities), stage_pools(args)
     templates = load_templates(resource_path(args, "templates"))
     probed = probe_entities(entities, pd.read_parquet(args.probes, columns=["entity_id"]))
     prov = io.provenance("forgetting_corpus", s["seed"], s)

@@ -22,13 +22,14 @@ import pandas as pd
 from .. import io
 from . import ENCODED
 from ..config import ConfigError, stage_rng
-from ..settings import actions, add_job_arguments, add_paths, command, resource_path, run_handler, set_threads
+from ..settings import (actions, add_job_arguments, add_paths, command, resource_path, run_handler, set_threads,
+                        stage_pools)
 
 log = logging.getLogger("kcircuits")
 
 
 def _tasks(args, s: dict) -> None:
-    from ..resources import load_pools, load_templates
+    from ..resources import load_templates
     from ..config import check_hq_template, check_questions
     from .tasks import build_contexts, reckoning_entities
 
@@ -36,7 +37,7 @@ def _tasks(args, s: dict) -> None:
     check_questions(r["questions"], r["attributes"])
     check_hq_template(r["headquarters_fact"])
     hq = pd.read_parquet(args.companies)
-    table = reckoning_entities(pd.read_parquet(args.entities), load_pools(resource_path(args, "pools")),
+    table = reckoning_entities(pd.read_parquet(args.entities), stage_pools(args),
                                r["entities"], s["entities"]["birth_years"], stage_rng(s["seed"], "reckoning_entities"))
     contexts, questions = build_contexts(table, r["attributes"], r["distractors"],
                                          load_templates(resource_path(args, "templates")).biography,
