@@ -118,14 +118,18 @@ def test_alpha_zero_trains_exactly_as_plain_training(tmp_path):
     assert not all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), guided.state_dict().values()))
 
 
-def test_a_positive_alpha_moves_the_activity_into_the_allocation(tmp_path):
-    model = random_model(d=16, std=0.05)
-    m = slot_count(model, 1)
-    allocation = torch.zeros(3, m, dtype=torch.bool)
+def blocks_and_tokens():
+    """Three documents' disjoint blocks of 8 of the hook layer's (1) neurons [3, m], and random token
+    ids [12, 8] with their documents [12, 8]."""
+    allocation = torch.zeros(3, slot_count(random_model(d=16), 1), dtype=torch.bool)
     for d in range(3):
         allocation[d, d * 8:(d + 1) * 8] = True
     rng = np.random.default_rng(0)
-    ids, doc = torch.from_numpy(rng.integers(1, V, (12, 8))), torch.from_numpy(rng.integers(0, 3, (12, 8)))
+    return allocation, torch.from_numpy(rng.integers(1, V, (12, 8))), torch.from_numpy(rng.integers(0, 3, (12, 8)))
+
+
+def test_a_positive_alpha_moves_the_activity_into_the_allocation(tmp_path):
+    allocation, ids, doc = blocks_and_tokens()
 
     def mean_share(net):
         with torch.no_grad(), capture_slots(net, 1) as store:

@@ -11,7 +11,7 @@ import torch
 
 from helpers import V, random_model
 from kcircuits.circuits.model import CircuitModel
-from kcircuits.memory.loss import capture_slots, slot_count, slot_share
+from kcircuits.memory.loss import capture_slots, slot_share
 from kcircuits.memory.module import GatedMemory, build_memory, load_memory, slot_activity
 from kcircuits.memory.train import DocumentBlocks, memory_trainer, split_memory
 
@@ -105,12 +105,9 @@ def test_only_the_memory_trains_and_it_is_saved_beside_the_model(tmp_path):
 
 
 def test_a_positive_alpha_moves_the_memorys_activity_into_the_allocation(tmp_path):
-    m = slot_count(random_model(d=16), 1)
-    allocation = torch.zeros(3, m, dtype=torch.bool)
-    for d in range(3):
-        allocation[d, d * 8:(d + 1) * 8] = True
-    rng = np.random.default_rng(0)
-    ids, doc = torch.from_numpy(rng.integers(1, V, (12, 8))), torch.from_numpy(rng.integers(0, 3, (12, 8)))
+    from test_memory_loss import blocks_and_tokens
+
+    allocation, ids, doc = blocks_and_tokens()
 
     def mean_share(run):
         hf, memory, _, _ = run
