@@ -18,6 +18,7 @@ from kcircuits.evaluate import aggregate, knowledge, metrics, scoring
 from kcircuits.tokenizer import load_tokenizer
 
 SETTINGS = {"seed": 0, "evaluate": {"batch_size": 16, "hit_k": 10, "max_new_tokens": 8, "generate_templates": 1,
+                                    "full_value": {"templates": 1, "birthday_candidates": 12},
                                     "generation_probe": {"facts": 8, "samples": 3, "temperature": 1.0,
                                                          "max_new_tokens": 6}}}
 
@@ -158,7 +159,7 @@ def test_first_token_accuracy_with_an_oracle(tiny):
     oracle = (OracleLM(len(tiny.tok)).memorise(tiny.tok, [new["text"], revised["text"]])
               .believe(tiny.tok, _before(new, "city"), other_city)
               .believe(tiny.tok, _before(revised, "company"), entities.at[revised["entity_id"], "orig_company"]))
-    items = knowledge.paragraph_items(oracle, tiny.tok, [new, revised], tiny.inputs.entities, "bio_first_token",
+    items = knowledge.paragraph_items(oracle, tiny.tok, [new, revised], tiny.inputs.entities, "bio",
                                       "current", 4, original_of_revised=True)
     got = items.set_index(["target", "entity_id", "attribute"])["bio_first_token"]
     for attr in ATTRIBUTES:
@@ -278,11 +279,20 @@ def test_evaluation_table_schema_and_counts(tiny, evaluated):
     assert set(cells.loc[cells["metric"] == "base_first_token", "type"]) == {"revised", "background"}
     chance = cells.groupby("metric")["chance"].first()
     assert chance["tf_accuracy"] == 0.5 and chance["mc_accuracy"] == 0.25 and np.isnan(chance["query_top1"])
+    # full-value metrics: one template per fact, and the probed entities' paragraphs; chance by candidates
+    probed = set(probes["entity_id"])
+    for prefix, frame in (("query", probes), ("paraphrase", para)):
+        assert n[(f"{prefix}_full_top1", "current")] == n[(f"{prefix}_full_mrr@10", "current")] == len(pairs)
+    assert n[("bio_full_hit@10", "current")] == sum(p["entity_id"] in probed for p in inp.bios_val) * len(ATTRIBUTES)
+    full = cells[cells["metric"] == "query_full_top1"].groupby("attribute")["chance"].first()
+    cities = set(inp.entities["city"].dropna()) | set(inp.entities["orig_city"].dropna())
+    assert full["birthday"] == 1 / 12 and full["city"] == 1 / len(cities)
     # Hit@10 can only add to top-1
     q = cells[cells["metric"].str.startswith("query_")].pivot_table(index=knowledge.CELL_KEYS, columns="metric", values="value")
-    assert (q["query_hit@10"] >= q["query_top1"]).all()
+    assert (q["query_hit@10"] >= q["query_top1"]).all() and (q["query_full_hit@10"] >= q["query_full_top1"]).all()
     assert set(entity_table["entity_id"]) == set(probes["entity_id"])
-    assert entity_table[["query_top1", "query_exact_match", "bio_first_token"]].stack().between(0, 1).all()
+    assert entity_table[["query_top1", "query_full_top1", "query_exact_match", "bio_first_token",
+                         "bio_full_top1"]].stack().between(0, 1).all()
 
 
 @pytest.mark.slow
@@ -318,6 +328,10 @@ def test_with_margins_by_hand():
                           "chance": np.nan})
     out = aggregate.with_margins(cells).set_index(["freq_group", "attribute"])["value"]
     assert out[("low", "all")] == 0.25 and out[("all", "city")] == 0.6 and out[("all", "all")] == 0.375
+    # chance differs between attributes (full-value metrics): a margin's chance is item-weighted too
+    margins = aggregate.with_margins(cells.assign(chance=[0.5, 0.25, 0.5]))
+    chance = margins.set_index(["freq_group", "attribute"])["chance"]
+    assert chance[("low", "all")] == 0.3125 and chance[("all", "city")] == 0.5 and chance[("all", "all")] == 0.40625
 
 
 @pytest.mark.slow

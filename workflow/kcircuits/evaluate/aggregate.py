@@ -18,16 +18,19 @@ SUMMARY_COLUMNS = CHECKPOINT_COLUMNS + METRIC_KEYS + ["value", "n", "chance"]
 
 
 def with_margins(cells: pd.DataFrame) -> pd.DataFrame:
-    """Cells plus their "all" margins over attribute, freq_group, and both (item-weighted means)."""
+    """Cells plus their "all" margins over attribute, freq_group, and both (item-weighted means; the
+    chance level too, since full-value chance differs between attributes)."""
     keys = [c for c in cells.columns if c not in ("value", "n", "chance")]
-    weighted = cells.assign(total=cells["value"] * cells["n"])
+    weighted = cells.assign(total=cells["value"] * cells["n"], chance_total=cells["chance"] * cells["n"])
     out = [cells]
     for collapsed in (["attribute"], ["freq_group"], ["freq_group", "attribute"]):
         by = [k for k in keys if k not in collapsed]
-        margin = weighted.groupby(by, sort=False, dropna=False).agg(total=("total", "sum"), n=("n", "sum"),
-                                                                     chance=("chance", "first")).reset_index()
+        margin = weighted.groupby(by, sort=False, dropna=False).agg(
+            total=("total", "sum"), n=("n", "sum"), chance_total=("chance_total", lambda c: c.sum(min_count=1)),
+            low=("chance", "min"), high=("chance", "max")).reset_index()
         margin["value"] = margin["total"] / margin["n"]
-        out.append(margin.drop(columns="total").assign(**{c: ALL for c in collapsed}))
+        margin["chance"] = (margin["chance_total"] / margin["n"]).where(margin["low"] != margin["high"], margin["low"])
+        out.append(margin.drop(columns=["total", "chance_total", "low", "high"]).assign(**{c: ALL for c in collapsed}))
     return pd.concat(out, ignore_index=True)[cells.columns]
 
 

@@ -39,6 +39,26 @@ def hit_at(ranks: np.ndarray, k: int) -> np.ndarray:
     return np.asarray(ranks) < k
 
 
+def full_value_columns(prefix: str, ranks: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Full-value metric columns from ranks among candidates (exact below k; -1: not ranked, NaN):
+    {prefix}_full_top1 (rank 0), {prefix}_full_hit@k (rank < k) and {prefix}_full_mrr@k (1 / (rank + 1)
+    for rank < k, else 0: the reciprocal rank cut at k, as Hit@k)."""
+    ranks = np.asarray(ranks)
+    scored, safe = ranks >= 0, np.maximum(ranks, 0)
+    return {f"{prefix}_full_top1": np.where(scored, hit_at(safe, 1), np.nan),
+            f"{prefix}_full_hit@{k}": np.where(scored, hit_at(safe, k), np.nan),
+            f"{prefix}_full_mrr@{k}": np.where(scored, np.where(hit_at(safe, k), 1.0 / (safe + 1), 0.0), np.nan)}
+
+
+def full_value_chance(prefix: str, n_candidates: int, k: int) -> dict[str, float]:
+    """What ranking C candidates at random scores on the full_value_columns: 1/C, min(k, C)/C and
+    the mean over r = 1..C of 1/r for r <= k (else 0)."""
+    c = max(int(n_candidates), 1)
+    reciprocal = 1.0 / np.arange(1, c + 1)
+    return {f"{prefix}_full_top1": 1 / c, f"{prefix}_full_hit@{k}": min(k, c) / c,
+            f"{prefix}_full_mrr@{k}": float(np.where(np.arange(c) < k, reciprocal, 0.0).mean())}
+
+
 def cut_answer(generated: str) -> str:
     """The answer part of a greedy continuation: text before the first period or newline, stripped."""
     match = ANSWER_END.search(generated)

@@ -25,11 +25,14 @@ TARGET_PALETTE = {TARGETS["current"]: "#d62728", TARGETS["original"]: "#7f7f7f"}
 SEED_BAND = {"errorbar": ("ci", 95), "n_boot": 1000, "seed": 0}
 
 
-def acquisition_metrics(hit_k: int) -> dict[str, str]:
-    """Metric -> panel title, in row order."""
-    return {"bio_first_token": "held-out paragraph, first token", "query_top1": "query, top-1",
-            f"query_hit@{hit_k}": f"query, Hit@{hit_k}", "query_exact_match": "query, greedy exact match",
-            "paraphrase_top1": "paraphrased query, top-1", "mc_accuracy": "multiple choice",
+def acquisition_metrics(hit_k: int, full_value: bool = False) -> dict[str, str]:
+    """Metric -> panel title, in row order; full_value adds the query's full-value top-1 (the
+    evaluation's evaluate.full_value) after its first-token rows."""
+    full = {"query_full_top1": "query, full-value top-1"} if full_value else {}
+    return {"bio_first_token": "held-out paragraph, first token", "query_top1": "query, first-token top-1",
+            f"query_hit@{hit_k}": f"query, first-token Hit@{hit_k}", **full,
+            "query_exact_match": "query, greedy exact match",
+            "paraphrase_top1": "paraphrased query,\nfirst-token top-1", "mc_accuracy": "multiple choice",
             "tf_accuracy": "true/false (paired)"}
 
 
@@ -68,7 +71,7 @@ def _require(table: pd.DataFrame, metrics: list[str]) -> None:
 def plot_acquisition(summary: pd.DataFrame, groups: list[str], hit_k: int, pdf, png) -> None:
     """Rows: metrics; columns: frequency groups; lines: K_compl vs K_rel (mean over attributes)."""
     plt, sns = _pyplot()
-    metrics = acquisition_metrics(hit_k)
+    metrics = acquisition_metrics(hit_k, full_value="query_full_top1" in set(summary["metric"]))
     _require(summary, list(metrics))
     data = summary[(summary["target"] == "current") & (summary["attribute"] == "all") & summary["type"].isin(TYPES)
                    & summary["freq_group"].isin(groups) & summary["metric"].isin(list(metrics))].copy()
@@ -102,7 +105,7 @@ def plot_overwriting(summary: pd.DataFrame, groups: list[str], pdf, png) -> None
     """Revised entities: recall of the new vs the original value, per frequency group; last column:
     the base world's own held-out paragraphs (revised originals; background entities dashed)."""
     plt, sns = _pyplot()
-    metrics = {"query_top1": "query, top-1", "query_exact_match": "query, greedy exact match",
+    metrics = {"query_top1": "query, first-token top-1", "query_exact_match": "query, greedy exact match",
                "bio_first_token": "held-out paragraph, first token", "base_first_token": "base-world paragraph,\nfirst token (original)"}
     _require(summary, list(metrics))
     data = summary[(summary["type"] == "revised") & (summary["attribute"] == "all") & summary["freq_group"].isin(groups)
