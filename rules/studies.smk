@@ -2,7 +2,6 @@
 # (snakemake --lint): which runs each study has, where each starts, and the settings each job reads.
 # Their paths are in PATHS (rules/common.smk), like every other path.
 import itertools
-import re
 
 import pandas as pd
 from snakemake.utils import Paramspace
@@ -119,11 +118,10 @@ if MEMORY_START not in CHECKPOINTS:
 def memory_point(documents, point):
     """A point as plain values {documents, model, layer, alpha, allocation}; a run "model~M/plain":
     alpha 0, no layer or allocation."""
-    name, _, rest = point.partition("/")
-    if rest == "plain":
+    if point.partition("/")[2] == "plain":
         return {
             "documents": int(documents),
-            "model": name.removeprefix("model~"),
+            "model": point_model(point),
             "layer": None,
             "alpha": 0.0,
             "allocation": None,
@@ -153,9 +151,14 @@ def memory_run(wildcards):
     return f"{point.rpartition('allocation~')[0]}allocation~{MEMORY['allocations'][0]}"
 
 
+def point_model(point):
+    """The model name M of a run or point "model~M/..."."""
+    return point.partition("/")[0].removeprefix("model~")
+
+
 def memory_model_name(wildcards):
     """The model of a run's or point's wildcards."""
-    return re.match(r"model~([^/]+)", wildcards.get("run") or wildcards.point)[1]
+    return point_model(wildcards.get("run") or wildcards.point)
 
 
 def memory_allocations(wildcards):

@@ -98,7 +98,7 @@ def knowledge_neurons(model, tok, probes: pd.DataFrame, n: dict, prepend_bos: bo
     `neurons`), selected per attribute as the neuron stage does, from the probes' prompts."""
     from ..neurons.attribute import attribute
     from ..neurons.facts import encode
-    from ..neurons.select import coarse, select_attribute
+    from ..neurons.select import coarse, select_configured
 
     parts, scores = [], []
     for part in document_parts(memory, probes):
@@ -108,11 +108,10 @@ def knowledge_neurons(model, tok, probes: pd.DataFrame, n: dict, prepend_bos: bo
         L, Q, m = ig.shape
         parts.append(bags.rows)
         scores.append(ig.permute(1, 0, 2).reshape(Q, L * m).cpu().numpy())  # [Q, L * m]
-    rows, scores, share, found = pd.concat(parts, ignore_index=True), np.concatenate(scores), n["share"], []
+    rows, scores, found = pd.concat(parts, ignore_index=True), np.concatenate(scores), []
     for attr, part in rows.groupby("attribute", sort=True):
         masks = {e: coarse(scores[g.index.to_numpy()], n["threshold"]) for e, g in part.groupby("entity_id")}
-        chosen, _ = select_attribute(masks, share["start"], share["step"], share["rounds"], tuple(share["band"]),
-                                     n["min_prompts"])
+        chosen, _ = select_configured(masks, n)
         found += [(e, attr, int(i) // m, int(i) % m) for e, idx in chosen.items() for i in idx]
     return pd.DataFrame(found, columns=[*FACT_KEYS, "layer", "neuron"])
 

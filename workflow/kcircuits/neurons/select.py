@@ -52,6 +52,13 @@ def select_attribute(coarse_by_fact: dict, p: float = 0.7, step: float = 0.05, r
     raise AssertionError("unreachable")
 
 
+def select_configured(coarse_by_fact: dict, settings: dict) -> tuple[dict, float]:
+    """select_attribute with config `neurons`' share schedule and min_prompts."""
+    share = settings["share"]
+    return select_attribute(coarse_by_fact, share["start"], share["step"], share["rounds"], tuple(share["band"]),
+                            settings["min_prompts"])
+
+
 def relation_neurons(neurons_by_fact: dict, share: float = 0.1) -> np.ndarray:
     """Sorted flat indices of neurons that are knowledge neurons of >= share of the facts."""
     counts = Counter(int(i) for indices in neurons_by_fact.values() for i in indices)
@@ -68,13 +75,12 @@ def knowledge_neurons(prompts: pd.DataFrame, sparse: dict, n_neurons: int, d_mlp
     table, {(target_kind, method): {fact: indices}}, {(target_kind, method): {attribute: relation-level
     indices}}), tables as the stage's contract.
     """
-    share, facts, rows, found, relation = settings["share"], [], [], {}, {}
+    facts, rows, found, relation = [], [], {}, {}
     for (kind, method, attr), part in _groups(prompts, thresholds):
         scores = {fact: dense(sparse[method], g.index.to_numpy(), n_neurons)  # [P, N]: rows of the stored scores
                   for fact, g in part.groupby("fact")}
         masks = {fact: coarse(x, thresholds[method]) for fact, x in scores.items()}
-        neurons, p = select_attribute(masks, share["start"], share["step"], share["rounds"], tuple(share["band"]),
-                                      settings["min_prompts"])
+        neurons, p = select_configured(masks, settings)
         shared = relation_neurons(neurons, settings["relation_share"])
         found.setdefault((kind, method), {}).update(neurons)
         relation.setdefault((kind, method), {})[attr] = shared
