@@ -86,20 +86,6 @@ def _frontier(batch: TreeBatch, truth: np.ndarray, above: np.ndarray, expanded: 
     return nodes[np.argsort(batch.depth[nodes], kind="stable")]
 
 
-def _even(batch: TreeBatch, nodes: np.ndarray, share: float = 75) -> np.ndarray:
-    """At most as many nodes per row as the `share` percentile of rows has (4 or more), best first:
-    a pass pads every row to its longest, so the rest wait for the next pass."""
-    rows = batch.row_of(nodes)
-    counts = np.bincount(rows)
-    cap = max(4, int(np.percentile(counts[counts > 0], share)))
-    if counts.max() <= cap:
-        return nodes
-    order = np.lexsort((-batch.score[nodes], rows))  # by row, best first
-    place = np.arange(len(nodes)) - np.searchsorted(rows[order], rows[order], side="left")
-    kept = nodes[order][place < cap]
-    return kept[np.argsort(batch.depth[kept], kind="stable")]
-
-
 @torch.inference_mode()
 def _rank_batch(model, batch: TreeBatch, first: np.ndarray, stop_at: int | None,
                 prune: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +98,6 @@ def _rank_batch(model, batch: TreeBatch, first: np.ndarray, stop_at: int | None,
     leaves, expanded = _leaf_table(batch), np.zeros(len(batch.token), dtype=bool)
     expanded[fed] = True
     while len(frontier := _frontier(batch, truth, _above(batch, leaves, truth), expanded, stop_at, prune)):
-        frontier = _even(batch, frontier)
         hidden, base = batch.next_pass(frontier)
         lanes, cols, kids = batch.children_queries(frontier)
         logprob, _ = read_positions(model, hidden, base, lanes, cols, batch.token[kids], np.zeros(len(kids), bool))
