@@ -118,7 +118,8 @@ if MEMORY_START not in CHECKPOINTS:
 def memory_point(documents, point):
     """A point as plain values {documents, model, layer, alpha, allocation}; a run "model~M/plain":
     alpha 0, no layer or allocation."""
-    if point.partition("/")[2] == "plain":
+    rest = point.partition("/")[2]
+    if rest == "plain":
         return {
             "documents": int(documents),
             "model": point_model(point),
@@ -153,7 +154,8 @@ def memory_run(wildcards):
 
 def point_model(point):
     """The model name M of a run or point "model~M/..."."""
-    return point.partition("/")[0].removeprefix("model~")
+    head = point.partition("/")[0]
+    return head.removeprefix("model~")
 
 
 def memory_model_name(wildcards):
