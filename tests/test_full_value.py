@@ -4,6 +4,7 @@ words are distinct and its over-credit where two values share a first token."""
 from __future__ import annotations
 
 import calendar
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -340,3 +341,50 @@ def test_circuit_pairs_pass_over_and_count_shared_first_label_tokens(tok):
     assert partner["San Jose"] == partner["San Diego"] == "Oslo" and len(rows) == 4
     assert all(r["clean_label_token"] != r["corrupted_label_token"] for r in rows)
     assert counts["partners_sharing_first_label_token"] == 2 and counts["paired"] == 4
+
+
+# --- end to end -------------------------------------------------------------------------------------
+
+SHARED_CITIES = ["San Antonio", "San Diego", "San Jose", "San Francisco", "Fort Worth", "Fort Wayne", "New Haven"]
+SHARED_UNIVERSITIES = [f"University of {s}" for s in ("Dayton", "Utah", "Oregon", "Kansas", "Iowa")]
+
+
+@pytest.mark.slow
+def test_a_world_whose_values_share_first_words_runs_through_evaluation(tmp_path):
+    """The default pools plus cities and universities that share first words (as the original's), with
+    resources.shared_first_words: the data stages, base training and the first checkpoint's
+    evaluation run; circuit pairs keep distinct label tokens and count what sharing costs; the
+    full-value metrics are there with their chance levels."""
+    from helpers import REPO, TINY, snakemake
+
+    pools = tmp_path / "pools"
+    pools.mkdir()
+    for src in (REPO / "resources" / "pools").glob("*.txt"):
+        (pools / src.name).write_text(src.read_text())
+    for name, extra in (("cities.txt", SHARED_CITIES), ("universities.txt", SHARED_UNIVERSITIES)):
+        kept = [v for v in (pools / name).read_text().splitlines()[:40] if v not in extra]
+        (pools / name).write_text("\n".join(kept + extra) + "\n")
+    shared = tmp_path / "shared.yaml"
+    shared.write_text(f"resources: {{pools: {pools}, shared_first_words: true}}\n")
+    snakemake(tmp_path, "results/tiny/seed-0/eval/epoch-000.parquet", "results/tiny/data/circuit_pairs.parquet",
+              configfiles=(TINY, shared))
+    data = tmp_path / "results" / "tiny" / "data"
+    entities = pd.read_parquet(data / "entities.parquet")
+    cities = set(entities["city"].dropna()) | set(entities["orig_city"].dropna())
+    assert len(cities & set(SHARED_CITIES)) >= 3  # the world has values that share a first word
+
+    pairs = pd.read_parquet(data / "circuit_pairs.parquet")
+    assert len(pairs) and (pairs["clean_label_token"] != pairs["corrupted_label_token"]).all()
+    cells = json.loads((data / "circuit_pairs_report.json").read_text())["cells"]
+    city_cells = [c for key, c in cells.items() if key.startswith("city")]
+    assert sum(c["values_sharing_first_label_token"] for c in city_cells) >= 2
+
+    ev = pd.read_parquet(tmp_path / "results" / "tiny" / "seed-0" / "eval" / "epoch-000.parquet")
+    chance = ev[ev["metric"] == "query_full_top1"].groupby("attribute")["chance"].first()
+    assert chance["city"] == pytest.approx(1 / len(cities))
+    for prefix in ("query", "paraphrase", "bio", "base"):
+        assert {f"{prefix}_full_top1", f"{prefix}_full_hit@10", f"{prefix}_full_mrr@10"} <= set(ev["metric"])
+    wide = ev.pivot_table(index=["target", "type", "freq_group", "attribute"], columns="metric", values="value")
+    full = wide[["query_full_top1", "query_full_mrr@10", "query_full_hit@10"]].dropna()  # cells with queries
+    assert len(full) and (full["query_full_hit@10"] >= full["query_full_mrr@10"]).all()
+    assert (full["query_full_mrr@10"] >= full["query_full_top1"]).all()
