@@ -122,9 +122,9 @@ def test_read_seed_tables(tmp_path):
 
 def test_draw_curve_band_only_with_several_seeds():
     from matplotlib.collections import PolyCollection
-    from kcircuits.figures.acquisition import _pyplot
+    from kcircuits.figures.style import pyplot
 
-    plt, _ = _pyplot()
+    plt, _ = pyplot()
     frame = pd.DataFrame({"seed": [0, 1, 0, 1], "epoch": [0.0, 0.0, 1.0, 1.0], "value": [0.1, 0.3, 0.5, 0.9]})
     fig, (a, b) = plt.subplots(1, 2)
     draw_curve(a, seed_summary(frame, ["epoch"]), "epoch", "red")
@@ -237,7 +237,7 @@ def test_group_order_follows_frequency(seed_tables, tmp_path, monkeypatch):
 
     root, paths = seed_tables
     titles = []
-    monkeypatch.setattr(cf, "save_figure", lambda fig, *a: titles.extend(ax.get_title() for ax in fig.axes))
+    monkeypatch.setattr(cf, "finish", lambda plt, fig, *a: titles.extend(ax.get_title() for ax in fig.axes))
     cf.plot_hits(read_seed_tables(paths["hits"]), group_order(pd.read_parquet(root / "entities.parquet")),
                  TASKS, "zero", "0.1", 10, tmp_path / "h.pdf", tmp_path / "h.png")
     assert titles[:2] == ["low frequency", "high frequency"]
@@ -304,7 +304,7 @@ def test_cli_rows_are_the_configured_tasks_that_have_circuits(seed_tables, tmp_p
 
     root, paths = seed_tables
     labels = []
-    monkeypatch.setattr(cf, "save_figure", lambda fig, *a: labels.extend(ax.get_ylabel() for ax in fig.axes))
+    monkeypatch.setattr(cf, "finish", lambda plt, fig, *a: labels.extend(ax.get_ylabel() for ax in fig.axes))
     settings = json.dumps({"seed": 0, "circuits": {"edge_budgets": [30, 0.1], "hit_k": 5},
                            "circuit_pairs": {"tasks": {"major": "{name} majored in", "company": "{name} works for",
                                                        "city": "{name} lives in"}}})

@@ -16,7 +16,8 @@ import yaml
 from helpers import REPO, planned_jobs, snakemake
 from kcircuits import ATTRIBUTES
 from kcircuits.cli import main
-from kcircuits.config import ConfigError, deep_merge, load_config, stage_rng, stage_settings, validate_config
+from kcircuits.config import ConfigError, deep_merge, load_config, stage_settings, validate_config
+from kcircuits.stats import stage_rng
 from kcircuits.data.biographies import generate_biographies
 from kcircuits.data.world import split_templates
 from kcircuits.resources import ResourceError, load_pools, load_templates

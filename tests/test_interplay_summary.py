@@ -13,6 +13,7 @@ import pytest
 from helpers import REPO, assert_figure_drawn_twice_alike
 from kcircuits.analysis import interplay as ip
 from kcircuits.figures.stage import FIGURES
+from kcircuits.figures.style import name_order
 
 TYPES = {"city": ["city"], "company": ["company"], "major": ["major"]}
 STEPS = [0, 2, 4, 8]
@@ -337,7 +338,7 @@ def test_figure_curves_are_the_tables_means(figure_tables):
     circuits = fi.forgetting_circuit_curves(pd.read_parquet(paths["circuits"]), "0.1").set_index(
         ["replay", "series", "step"])
     assert circuits.loc[(0.0, "jaccard", 4), "mean"] == pytest.approx(0.5)  # the empty cell is left out
-    assert fi.type_order(list(TYPES), ["major", "city", "extra"]) == ["city", "major", "extra"]
+    assert name_order(list(TYPES), ["major", "city", "extra"]) == ["city", "major", "extra"]
     with pytest.raises(ValueError, match="budget"):
         fi.order_circuit_curves(pd.read_parquet(paths["overlap"]), "30")
 
@@ -379,7 +380,7 @@ def test_forgetting_panels_follow_the_configured_corpora_and_group_order(figure_
 
     root, paths = figure_tables
     drawn = []
-    monkeypatch.setattr(fi, "_finish", lambda plt, fig, pdf, png: drawn.append(
+    monkeypatch.setattr(fi, "finish", lambda plt, fig, pdf, png: drawn.append(
         ([ax.get_title() for ax in fig.axes], [ax.get_ylabel() for ax in fig.axes])))
     fi.plot_forgetting_recall(pd.read_parquet(paths["recall"]), ["low", "high"], ["other_entities", "conflicting"],
                               0.05, tmp_path / "r.pdf", tmp_path / "r.png")

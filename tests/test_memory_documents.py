@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kcircuits.config import stage_rng
+from kcircuits.stats import stage_rng
 from kcircuits.memory import n_clusters, parse_allocation
 from kcircuits.memory.allocate import (ALLOCATIONS_COLUMNS, CLUSTER_COLUMNS, SHARING_COLUMNS, allocate, allocate_all,
                                        allocation_table, cluster_all, default_slots, sharing)

@@ -313,7 +313,7 @@ def test_recall_figure_lines_follow_the_settings_order(tables, tmp_path, monkeyp
     from kcircuits.figures import memory as fm
 
     drawn = []
-    monkeypatch.setattr(fm, "_finish", lambda plt, fig, pdf, png: (drawn.append(fig), plt.close(fig)))
+    monkeypatch.setattr(fm, "finish", lambda plt, fig, pdf, png: (drawn.append(fig), plt.close(fig)))
     fm.plot_memory_recall(tables["recall"], tables["interference"], ["random", "partitioned"], tmp_path / "a.pdf",
                           tmp_path / "a.png")
     top, bottom = drawn[0].axes[0], drawn[0].axes[2]  # row-major: recall row, then interference row (2 layers)

@@ -26,7 +26,8 @@ def world(tmp_path_factory):
     """Config, data tables, tokenizer and a random start checkpoint, written once."""
     import yaml
 
-    from kcircuits.config import deep_merge, stage_rng
+    from kcircuits.config import deep_merge
+    from kcircuits.stats import stage_rng
     from kcircuits.data.entities import generate_entities
     from kcircuits.resources import load_pools
     from kcircuits.tokenizer import train_bpe

@@ -282,7 +282,7 @@ def test_accuracy_figure_bars_follow_the_settings_order(figure_tables, tmp_path,
 
     root, paths = figure_tables
     drawn = []
-    monkeypatch.setattr(fr, "_finish", lambda plt, fig, pdf, png: (drawn.append(fig), plt.close(fig)))
+    monkeypatch.setattr(fr, "finish", lambda plt, fig, pdf, png: (drawn.append(fig), plt.close(fig)))
     order = ["ft_icr", "no_facts", "reckoning_mt", "reckoning", "random_facts"]
     fr.plot_reckoning_accuracy(pd.read_parquet(paths["accuracy"]), order, tmp_path / "a.pdf", tmp_path / "a.png")
     ax = drawn[0].axes[0]

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import copy
 import re
-import zlib
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import numpy as np
 import yaml
 
 from . import ATTRIBUTES
@@ -388,10 +386,5 @@ def resource_inputs(cfg: dict, root: str | Path = REPO_ROOT) -> dict[str, list[s
     }
 
 
-def stage_rng(seed: int, stage: str) -> np.random.Generator:
-    """An independent, reproducible random stream per stage (changing one stage leaves the others)."""
-    return np.random.default_rng([seed, zlib.crc32(stage.encode())])
-
-
 __all__ = ["ATTRIBUTE_POOLS", "ConfigError", "deep_merge", "load_config", "validate_config",
-           "stage_settings", "stage_rng", "config_path", "resource_dir", "init_dir", "resource_inputs"]
+           "stage_settings", "config_path", "resource_dir", "init_dir", "resource_inputs"]

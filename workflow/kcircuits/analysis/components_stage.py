@@ -23,7 +23,14 @@ import time
 import pandas as pd
 
 from .. import io
-from ..settings import actions, add_job_arguments, add_paths, command, run_handler, set_threads
+from ..settings import (
+    actions,
+    add_job_arguments,
+    add_paths,
+    command,
+    run_handler,
+    set_threads,
+)
 from ..vocabulary import CELL, budget_label, with_order
 
 log = logging.getLogger("kcircuits")

@@ -14,11 +14,10 @@ Besides them, the knowledge-neuron check of Dai et al. (2022), from the neuron s
 """
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import pandas as pd
 
+from ..stats import stage_rng
 from ..vocabulary import last_checkpoint
 
 LEARNING_METRIC = "query_top1"  # first answer token of the training-template query, greedy top-1
@@ -159,7 +158,7 @@ def _side(stat: dict) -> str:
 def intervention_block(facts: pd.DataFrame, operation: str, n_bootstrap: int, seed: int, label: str) -> dict:
     """Means with intervals of every condition and contrast of intervention_facts rows, and the verdict:
     suppress holds when both contrasts lie below 0; amplify holds when the own change lies above 0."""
-    rng = np.random.default_rng([seed, zlib.crc32(label.encode())])  # per block: independent of the others
+    rng = stage_rng(seed, label)  # per block: independent of the others
     strata = facts["seed"].to_numpy()
     block = {"n_facts": int(len(facts))}
     for name in [*dict.fromkeys(CONDITIONS.values()), *CONTRASTS]:

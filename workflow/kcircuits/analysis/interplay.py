@@ -23,17 +23,14 @@ Pure pandas / numpy; every interval is seeded, so the same tables give the same 
 """
 from __future__ import annotations
 
-import math
-import zlib
-
 import numpy as np
 import pandas as pd
 
 from ..interplay.streams import RANDOM, type_of_fact
+from ..stats import ALL, json_number, stage_rng, with_all
 from ..vocabulary import CELL
 from .findings import stratified_means
 
-ALL = "all"
 FACT = ["entity_id", "type", "freq_group", "attribute"]
 EDGE = ["parent", "child"]
 ORDER_RUN = ["seed", "stream", "first", "second"]
@@ -54,14 +51,6 @@ def _knowledge(table: pd.DataFrame, types: dict, grouping: str, attribute: str =
 
 def _current(accuracy: pd.DataFrame) -> pd.DataFrame:
     return accuracy[accuracy["target"] == "current"]
-
-
-def with_all(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """`frame` plus copies with each subset of `columns` set to ALL (pooled rows)."""
-    out = [frame]
-    for column in columns:
-        out = out + [part.assign(**{column: ALL}) for part in out]
-    return pd.concat(out, ignore_index=True)
 
 
 def _mean_top1(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -87,11 +76,6 @@ def _jaccard(cells: pd.DataFrame, left: pd.DataFrame, right: pd.DataFrame, on: l
     out = out.fillna({"n_left": 0, "n_right": 0, "shared": 0})
     union = out["n_left"] + out["n_right"] - out["shared"]
     return (out["shared"] / union.where(union > 0)).set_axis(cells.index)
-
-
-def json_number(x, digits: int = 4):
-    """A JSON number rounded to `digits` (None for NaN / missing)."""
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), digits)
 
 
 # ---- order ------------------------------------------------------------------------------------------
@@ -168,7 +152,7 @@ def order_outcome(accuracy: pd.DataFrame, types: dict, grouping: str, n_bootstra
             for group in groups:
                 part = paired if group == ALL else paired[paired["freq_group"] == group]
                 if len(part):
-                    rng = np.random.default_rng([seed, zlib.crc32(f"order/{a}-{b}/{metric}".encode())])
+                    rng = stage_rng(seed, f"order/{a}-{b}/{metric}")
                     rows.append({"first": a, "second": b, "metric": metric, "freq_group": group,
                                  **_outcome_row(part, metric, n_bootstrap, rng)})
     columns = ["first", "second", "metric", "freq_group", "value", "value_low", "value_high", "random", "random_low",

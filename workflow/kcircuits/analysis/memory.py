@@ -26,14 +26,12 @@ alpha = 0's recall the same interval at every hook layer and allocation (_rng).
 """
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import pandas as pd
 
+from ..stats import json_number, stage_rng
 from ..vocabulary import budget_value
 from .findings import stratified_means
-from .interplay import json_number
 
 POINT = ["documents", "model", "hook_layer", "alpha", "allocation"]
 BASE = ["documents", "model", "hook_layer", "allocation"]  # a point without alpha: its alpha = 0 counterpart
@@ -75,7 +73,7 @@ def _rng(seed: int, name: str, key: tuple) -> np.random.Generator:
     documents, model, layer, alpha, _ = key[:5]
     if alpha == 0:
         key = (documents, model, *([] if name in MODEL_ONLY else [layer]), "plain", *key[5:])
-    return np.random.default_rng([seed, zlib.crc32("/".join(map(str, ("memory", name, *key))).encode())])
+    return stage_rng(seed, "/".join(map(str, ("memory", name, *key))))
 
 
 def _by_point(frame: pd.DataFrame) -> dict[tuple, pd.DataFrame]:

@@ -20,14 +20,12 @@ numbers whatever else they hold.
 """
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import pandas as pd
 
 from ..reckoning import ENCODED, METHODS
+from ..stats import ALL, json_number, stage_rng, with_all
 from .findings import stratified_means
-from .interplay import ALL, json_number, with_all
 from .reckoning_circuits import reckoning_circuit_finding, reckoning_circuit_markdown
 
 ALL_HOPS = 0  # hops of the rows pooled over one- and two-hop questions
@@ -76,7 +74,7 @@ def _scored(answers: pd.DataFrame) -> pd.DataFrame:
 
 
 def _rng(seed: int, name: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(f"reckoning/{name}".encode())])
+    return stage_rng(seed, f"reckoning/{name}")
 
 
 def _means(part: pd.DataFrame, columns: list[str], n_bootstrap: int, rng: np.random.Generator) -> dict:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..reckoning import ENCODED
-from .interplay import ALL, json_number
+from ..stats import ALL, json_number
 
 KEYS = ["seed", "method", "task"]  # one circuit of theta' (per edge budget)
 ABLATIONS = ("zero", "mean")        # always reported (None where not run); any others follow, sorted

@@ -14,13 +14,13 @@ Training progress is each checkpoint's `epoch` from checkpoint.json (epoch 0 = t
 from __future__ import annotations
 
 import logging
-import zlib
 
 import numpy as np
 import pandas as pd
 
 from .. import io
 from ..settings import actions, add_paths, command, run_handler
+from ..stats import stage_rng
 from ..vocabulary import CELL, at_budget, budget_label, cell_key
 
 log = logging.getLogger("kcircuits")
@@ -47,7 +47,7 @@ def run(args) -> None:
 
 def _rng(seed: int, *key) -> np.random.Generator:
     """A generator per (stage seed, cell, ...): adding a cell or a seed leaves the others' intervals."""
-    return np.random.default_rng([seed, zlib.crc32("/".join(map(str, key)).encode())])
+    return stage_rng(seed, "/".join(map(str, key)))
 
 
 def _config(s: dict) -> dict:

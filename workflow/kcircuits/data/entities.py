@@ -192,6 +192,43 @@ def headquarters(companies: list[str], cities: list[str], rng: np.random.Generat
     return pd.DataFrame({"company": list(companies), "city": [cities[int(i)] for i in picks]})
 
 
+def like_entities(entities: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
+    """rows as a table with exactly the columns and dtypes of `entities` (missing cells: None)."""
+    df = pd.DataFrame(rows, columns=list(entities.columns))
+    return df.astype(entities.dtypes.to_dict())
+
+
+def unused_names(rng: np.random.Generator, pools: dict, n: int, used: set[str]) -> list[str]:
+    """n unique invented names (first middle last) not in `used`, in random order.
+
+    A uniform sample of n + len(used) invented names (capped at every name the pools can form)
+    holds at least n unused ones whenever the pools can supply them; the first n unused are kept.
+    """
+    total = len(pools["first_names"]) * len(pools["middle_names"]) * len(pools["last_names"])
+    sample = invented_names(rng, pools, min(total, n + len(used)))
+    fresh = [name for name in sample if name not in used]
+    if len(fresh) < n:
+        raise ValueError(f"{n} fresh entities need unused names, but the name pools form only {len(fresh)} "
+                         f"names the main world does not use; add names or ask for fewer")
+    return fresh[:n]
+
+
+def other_entities(entities: pd.DataFrame, pools: dict, n: int, years: dict, paragraphs: int,
+                   rng: np.random.Generator) -> pd.DataFrame:
+    """n fresh entities (type "other"; the forgetting corpus, RECKONING's tasks): names no main-world entity has.
+
+    Same columns and dtypes as the entities table; entity_id continues after entities' largest id;
+    frequency = `paragraphs` (training paragraphs each); no frequency group and no orig_* values.
+    """
+    if n < 0:
+        raise ValueError(f"the number of fresh entities must be >= 0, got {n}")
+    names = unused_names(rng, pools, n, set(entities["name"]))
+    start = int(entities["entity_id"].max()) + 1 if len(entities) else 0
+    rows = [{"entity_id": start + i, "name": name, "type": "other", "frequency": int(paragraphs),
+             "freq_group": None, **draw_attributes(rng, pools, years)} for i, name in enumerate(names)]
+    return like_entities(entities, rows)
+
+
 def group_order(entities: pd.DataFrame) -> list[str]:
     """Frequency groups in ascending order of frequency, as generate_entities assigned them."""
     probed = entities[entities["freq_group"].notna()]

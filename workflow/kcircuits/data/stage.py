@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io
-from ..config import REPO_ROOT, ConfigError, stage_rng
+from ..config import REPO_ROOT, ConfigError
+from ..stats import stage_rng
 from ..resources import template_files
 from ..settings import add_paths, command, optional_resource_path, resource_path, run_handler, stage_pools
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..stats import ALL
 from ..vocabulary import in_training_order
 
-ALL = "all"
 CHECKPOINT_COLUMNS = ["seed", "order", "checkpoint", "phase", "epoch", "global_step", "tokens_seen"]
 METRIC_KEYS = ["metric", "target", "type", "freq_group", "attribute"]
 SUMMARY_COLUMNS = CHECKPOINT_COLUMNS + METRIC_KEYS + ["value", "n", "chance"]

@@ -136,7 +136,7 @@ class CandidateSets:
     def birthdays(self, entity_id: int) -> tuple[str, ...]:
         """The entity's own birthday(s) and, around each in turn, dates one field away (written as its
         own), `birthday_candidates` in all; other world birthdays around a date in no known style."""
-        from ..config import stage_rng
+        from ..stats import stage_rng
 
         rng, row = stage_rng(self.seed, f"evaluate_full_value/{entity_id}"), self.rows[entity_id]
         own, near = [], []

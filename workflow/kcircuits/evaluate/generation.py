@@ -25,7 +25,8 @@ import pandas as pd
 import torch
 from transformers import StoppingCriteriaList
 
-from .aggregate import ALL, CHECKPOINT_COLUMNS, checkpoint_order
+from ..stats import ALL
+from .aggregate import CHECKPOINT_COLUMNS, checkpoint_order
 from .scoring import StopAtTokens, check_lengths, encode, stop_token_ids
 
 log = logging.getLogger("kcircuits.evaluate")
@@ -129,7 +130,7 @@ def probe_facts(probes: pd.DataFrame, n_facts: int, seed: int) -> pd.DataFrame:
     Drawn from kcircuits.config.stage_rng(seed, "generation_probe"), spread over attributes as evenly
     as they allow (facts shuffled, then taken round-robin across attributes); all if fewer exist.
     """
-    from ..config import stage_rng
+    from ..stats import stage_rng
 
     revised = probes[probes["orig_answer"].notna()].sort_values(["entity_id", "attribute", "template"], kind="stable")
     revised = revised.assign(_key=stage_rng(seed, "generation_probe").random(len(revised)))  # [R] a key per prompt

@@ -60,7 +60,7 @@ def generation_mask(probes: pd.DataFrame, per_attribute: int | None, seed: int) 
     random per (entity, attribute), the same draw for every checkpoint; None keeps all. -> bool [N]"""
     if per_attribute is None:
         return np.ones(len(probes), dtype=bool)
-    from ..config import stage_rng
+    from ..stats import stage_rng
 
     key = stage_rng(seed, "evaluate").random(len(probes))  # [N]
     order = pd.Series(key, index=probes.index).groupby([probes["entity_id"], probes["attribute"]]).rank(method="first")

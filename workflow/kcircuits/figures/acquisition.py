@@ -9,20 +9,11 @@ Every figure is written as PDF and PNG, atomically and without timestamps (same 
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pandas as pd
 
-from .. import ATTRIBUTES, TYPES, io
+from .. import ATTRIBUTES, TYPES
+from .style import KNOWLEDGE, PALETTE, SEED_BAND, TARGET_PALETTE, TARGETS, progress_axis, pyplot, save_figure
 
-KNOWLEDGE = {"new": "K_compl (new)", "revised": "K_rel (revised)"}
-TARGETS = {"current": "new value", "original": "original value"}
-PALETTE = {KNOWLEDGE["new"]: "#1f77b4", KNOWLEDGE["revised"]: "#d62728"}
-TARGET_PALETTE = {TARGETS["current"]: "#d62728", TARGETS["original"]: "#7f7f7f"}
-# Several training seeds give several rows per checkpoint and curve: seaborn draws their mean and a
-# 95% bootstrap interval; a fixed bootstrap seed keeps the figure bytes reproducible.
-SEED_BAND = {"errorbar": ("ci", 95), "n_boot": 1000, "seed": 0}
 
 
 def acquisition_metrics(hit_k: int, full_value: bool = False) -> dict[str, str]:
@@ -36,32 +27,6 @@ def acquisition_metrics(hit_k: int, full_value: bool = False) -> dict[str, str]:
             "tf_accuracy": "true/false (paired)"}
 
 
-def _pyplot():
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", context="paper")
-    plt.rcParams["svg.hashsalt"] = "kcircuits"  # deterministic ids
-    return plt, sns
-
-
-def save_figure(fig, pdf: str | Path, png: str | Path, dpi: int = 150) -> None:
-    """PDF and PNG, each renamed into place only once fully written; no creation dates."""
-    with io.atomic_path(pdf) as tmp:
-        fig.savefig(tmp, format="pdf", bbox_inches="tight", metadata={"CreationDate": None})
-    with io.atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-
-
-def _progress_axis(ax, epochs) -> None:
-    ax.set_xlabel("continual pre-training (epochs)")
-    ax.set_xlim(min(epochs), max(max(epochs), min(epochs) + 1e-9))
-
-
 def _require(table: pd.DataFrame, metrics: list[str]) -> None:
     missing = sorted(set(metrics) - set(table["metric"]))
     if missing:
@@ -70,7 +35,7 @@ def _require(table: pd.DataFrame, metrics: list[str]) -> None:
 
 def plot_acquisition(summary: pd.DataFrame, groups: list[str], hit_k: int, pdf, png) -> None:
     """Rows: metrics; columns: frequency groups; lines: K_compl vs K_rel (mean over attributes)."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     metrics = acquisition_metrics(hit_k, full_value="query_full_top1" in set(summary["metric"]))
     _require(summary, list(metrics))
     data = summary[(summary["target"] == "current") & (summary["attribute"] == "all") & summary["type"].isin(TYPES)
@@ -90,7 +55,7 @@ def plot_acquisition(summary: pd.DataFrame, groups: list[str], hit_k: int, pdf, 
             ax.set_title(f"{group} frequency" if r == 0 else "")
             ax.set_ylabel(title if c == 0 else "")
             ax.set_ylim(-0.02, 1.02)
-            _progress_axis(ax, data["epoch"])
+            progress_axis(ax, data["epoch"])
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=color, marker="o", label=label) for label, color in PALETTE.items()]
@@ -104,7 +69,7 @@ def plot_acquisition(summary: pd.DataFrame, groups: list[str], hit_k: int, pdf, 
 def plot_overwriting(summary: pd.DataFrame, groups: list[str], pdf, png) -> None:
     """Revised entities: recall of the new vs the original value, per frequency group; last column:
     the base world's own held-out paragraphs (revised originals; background entities dashed)."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     metrics = {"query_top1": "query, first-token top-1", "query_exact_match": "query, greedy exact match",
                "bio_first_token": "held-out paragraph, first token", "base_first_token": "base-world paragraph,\nfirst token (original)"}
     _require(summary, list(metrics))
@@ -127,7 +92,7 @@ def plot_overwriting(summary: pd.DataFrame, groups: list[str], pdf, png) -> None
             ax.set_title(title if r == 0 else "")
             ax.set_ylabel(f"{group} frequency\naccuracy" if c == 0 else "")
             ax.set_ylim(-0.02, 1.02)
-            _progress_axis(ax, summary["epoch"])
+            progress_axis(ax, summary["epoch"])
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=col, marker="o", label=f"revised, {lab}") for lab, col in TARGET_PALETTE.items()]
@@ -159,7 +124,7 @@ def recall_matrix(entity_table: pd.DataFrame, groups: list[str], metric: str = "
 
 
 def plot_heatmap(entity_table: pd.DataFrame, groups: list[str], pdf, png) -> None:
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     matrix, rows, checkpoints = recall_matrix(entity_table, groups)
     fig, ax = plt.subplots(figsize=(min(2 + 0.35 * matrix.shape[1], 14), 8))
     sns.heatmap(matrix, ax=ax, cmap="viridis", vmin=0, vmax=len(ATTRIBUTES), rasterized=True, yticklabels=False,

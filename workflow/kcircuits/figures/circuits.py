@@ -21,7 +21,7 @@ import pandas as pd
 
 from .. import TYPES
 from ..vocabulary import CELL, at_budget, budget_label, in_training_order
-from .acquisition import KNOWLEDGE, PALETTE, _pyplot, save_figure
+from .style import KNOWLEDGE, PALETTE, finish, grid, group_colors, handle, legend, pyplot
 from .seeds import draw_curve, seed_summary
 
 ALL_TASKS = "mean over tasks"
@@ -105,39 +105,13 @@ def budget_order(budgets, edge_budgets: list) -> list[str]:
 
 
 # ---- drawing ----------------------------------------------------------------------------------------
-def _grid(plt, n_rows: int, n_cols: int, width: float = 3.0, height: float = 2.2):
-    return plt.subplots(n_rows, n_cols, figsize=(width * n_cols, height * n_rows), sharex=True, sharey=True,
-                        squeeze=False)
-
-
-def _legend(fig, handles, ncol: int | None = None) -> None:
-    fig.legend(handles=handles, loc="upper center", ncol=ncol or len(handles), bbox_to_anchor=(0.5, 1.0),
-               frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-
-
-def _handle(color, label, **line):
-    from matplotlib.lines import Line2D
-
-    return Line2D([], [], color=color, label=label, **line)
-
-
-def _finish(plt, fig, pdf, png) -> None:
-    save_figure(fig, pdf, png)
-    plt.close(fig)
-
-
-def _group_colors(sns, groups: list[str]) -> dict[str, tuple]:
-    return dict(zip(groups, sns.color_palette("viridis", len(groups))))
-
-
 def plot_hits(hits, groups, tasks, ablation, budget, hit_k, pdf, png) -> pd.DataFrame:
     """Rows: tasks + mean over tasks; columns: frequency groups; K_compl vs K_rel; dashed: full model.
     Returns the plotted summary (mean, lo, hi per curve point)."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     summary = seed_summary(hits_frame(hits, ablation, budget), ["task", "type", "freq_group", "series", "epoch"])
     rows = [*tasks, ALL_TASKS]
-    fig, axes = _grid(plt, len(rows), len(groups))
+    fig, axes = grid(plt, len(rows), len(groups))
     for r, task in enumerate(rows):
         for c, group in enumerate(groups):
             ax = axes[r, c]
@@ -151,10 +125,10 @@ def plot_hits(hits, groups, tasks, ablation, budget, hit_k, pdf, png) -> pd.Data
             ax.set_ylabel(f"{task}\nHit@{hit_k}" if c == 0 else "")
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel("continual pre-training (epochs)" if r == len(rows) - 1 else "")
-    handles = [_handle(PALETTE[KNOWLEDGE[t]], f"{KNOWLEDGE[t]}, circuit", marker="o") for t in TYPES]
-    handles.append(_handle("grey", "full model (dashed, same colours)", ls="--"))
-    _legend(fig, handles)
-    _finish(plt, fig, pdf, png)
+    handles = [handle(PALETTE[KNOWLEDGE[t]], f"{KNOWLEDGE[t]}, circuit", marker="o") for t in TYPES]
+    handles.append(handle("grey", "full model (dashed, same colours)", ls="--"))
+    legend(fig, handles)
+    finish(plt, fig, pdf, png)
     return summary
 
 
@@ -165,7 +139,7 @@ def _cells(groups: list[str]) -> list[tuple[str, str]]:
 def plot_cross_group(hits, groups, tasks, ablation, budget, hit_k, pdf, png) -> pd.DataFrame:
     """Last checkpoint: Hit@k of each source cell's circuit (rows) on each target cell (columns),
     one heatmap per task and over tasks; annotated mean (and +- half the interval with seeds)."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     frame = cross_frame(hits, ablation, budget)
     last = checkpoint_positions(hits).index[-1]
     keys = ["task", "source_type", "source_group", "target_type", "target_group"]
@@ -190,7 +164,7 @@ def plot_cross_group(hits, groups, tasks, ablation, budget, hit_k, pdf, png) -> 
         ax.set_ylabel("circuit of (source cell)" if ax is axes[0, 0] else "")
     fig.suptitle(f"Cross-group Hit@{hit_k} at {last} ({ablation} ablation, edge budget {budget})")
     fig.tight_layout()
-    _finish(plt, fig, pdf, png)
+    finish(plt, fig, pdf, png)
     return summary
 
 
@@ -205,12 +179,12 @@ def _annotation(index: pd.DataFrame, key: tuple) -> str:
 def plot_cross_group_training(hits, groups, tasks, ablation, budget, hit_k, pdf, png) -> pd.DataFrame:
     """Within each type, over tasks: Hit@k on each target group (columns) of the circuits of every
     source group (colours); the target's own circuit is the thick line."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     frame = cross_frame(hits, ablation, budget)
     frame = frame[(frame["task"] == ALL_TASKS) & (frame["source_type"] == frame["target_type"])]
     summary = seed_summary(frame, ["source_type", "source_group", "target_group", "epoch"])
-    colors = _group_colors(sns, groups)
-    fig, axes = _grid(plt, len(TYPES), len(groups))
+    colors = group_colors(sns, groups)
+    fig, axes = grid(plt, len(TYPES), len(groups))
     for r, etype in enumerate(TYPES):
         for c, target in enumerate(groups):
             ax = axes[r, c]
@@ -224,15 +198,15 @@ def plot_cross_group_training(hits, groups, tasks, ablation, budget, hit_k, pdf,
             ax.set_ylabel(f"{KNOWLEDGE[etype]}\nHit@{hit_k}" if c == 0 else "")
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel("continual pre-training (epochs)" if r == len(TYPES) - 1 else "")
-    _legend(fig, [_handle(colors[g], f"circuit of {g} frequency", marker="o") for g in groups])
-    _finish(plt, fig, pdf, png)
+    legend(fig, [handle(colors[g], f"circuit of {g} frequency", marker="o") for g in groups])
+    finish(plt, fig, pdf, png)
     return summary
 
 
 def plot_transplant(transplant, hits, groups, ablation, budget, hit_k, pdf, png) -> pd.DataFrame:
     """Rows: types; columns: frequency groups; mean over tasks. Lines: each transplant source's
     circuit on every checkpoint, the checkpoint's own circuit (black), the full model (dashed)."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     frame = transplant_frame(transplant, hits, ablation, budget)
     summary = seed_summary(frame[frame["task"] == ALL_TASKS], ["type", "freq_group", "series", "epoch"])
     epochs = checkpoint_positions(pd.concat([hits, transplant]))
@@ -240,7 +214,7 @@ def plot_transplant(transplant, hits, groups, ablation, budget, hit_k, pdf, png)
     colors = {OWN: "black", FULL: "grey",
               **{f"circuit of {s}": col for s, col in zip(sources, sns.color_palette("Set1", len(sources)))}}
     styles = {OWN: {"lw": 1.8, "marker": "o", "markersize": 3}, FULL: {"ls": "--", "lw": 0.9}}
-    fig, axes = _grid(plt, len(TYPES), len(groups))
+    fig, axes = grid(plt, len(TYPES), len(groups))
     for r, etype in enumerate(TYPES):
         for c, group in enumerate(groups):
             ax = axes[r, c]
@@ -256,23 +230,23 @@ def plot_transplant(transplant, hits, groups, ablation, budget, hit_k, pdf, png)
             ax.set_ylabel(f"{KNOWLEDGE[etype]}\nHit@{hit_k}" if c == 0 else "")
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel("continual pre-training (epochs)" if r == len(TYPES) - 1 else "")
-    _legend(fig, [_handle(col, lab, ls="--" if lab == FULL else "-") for lab, col in colors.items()])
-    _finish(plt, fig, pdf, png)
+    legend(fig, [handle(col, lab, ls="--" if lab == FULL else "-") for lab, col in colors.items()])
+    finish(plt, fig, pdf, png)
     return summary
 
 
 def plot_faithfulness(stats, tasks, edge_budgets, groups, pdf, png) -> pd.DataFrame:
     """Rows: tasks + mean over tasks; columns: edge budgets; colours: frequency groups; solid K_compl,
     dashed K_rel. Dotted lines at 0 (corrupted run) and 1 (full model)."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     frame = faithfulness_frame(stats)
     budgets = budget_order(frame["budget"], edge_budgets)
     edges = frame.groupby("budget")["n_edges"].mean()
     frame = _with_task_mean(frame.drop(columns=["n_edges", "epoch"]), ["checkpoint", "type", "freq_group", "budget"])
     summary = seed_summary(_epochs(frame, stats), ["task", "type", "freq_group", "budget", "epoch"])
-    colors = _group_colors(sns, groups)
+    colors = group_colors(sns, groups)
     rows = [*tasks, ALL_TASKS]
-    fig, axes = _grid(plt, len(rows), len(budgets), width=3.4)
+    fig, axes = grid(plt, len(rows), len(budgets), width=3.4)
     for r, task in enumerate(rows):
         for c, budget in enumerate(budgets):
             ax = axes[r, c]
@@ -290,10 +264,10 @@ def plot_faithfulness(stats, tasks, edge_budgets, groups, pdf, png) -> pd.DataFr
     low = max(FAITHFULNESS_RANGE[0], min(0.0, summary["lo"].min()))
     high = min(FAITHFULNESS_RANGE[1], max(1.0, summary["hi"].max()))
     axes[0, 0].set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))  # sharey: every panel
-    handles = [_handle(colors[g], f"{g} frequency") for g in groups]
-    handles += [_handle("black", KNOWLEDGE[t], ls=ls) for t, ls in zip(TYPES, ("-", "--"))]
-    _legend(fig, handles)
-    _finish(plt, fig, pdf, png)
+    handles = [handle(colors[g], f"{g} frequency") for g in groups]
+    handles += [handle("black", KNOWLEDGE[t], ls=ls) for t, ls in zip(TYPES, ("-", "--"))]
+    legend(fig, handles)
+    finish(plt, fig, pdf, png)
     return summary
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..vocabulary import at_budget
-from .acquisition import KNOWLEDGE, SEED_BAND, _progress_axis, _pyplot, save_figure
+from .style import KNOWLEDGE, SEED_BAND, progress_axis, pyplot, save_figure
 
 ROLE_PALETTE = {"mover": "#d62728", "relation": "#1f77b4", "mixture": "#7f7f7f"}
 TYPES = list(KNOWLEDGE)
@@ -26,7 +26,7 @@ def _per_seed(table: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
 
 
 def plot_head_roles(roles: pd.DataFrame, groups: list[str], budget: str, pdf, png) -> None:
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     data = _per_seed(at_budget(roles, budget), ["type", "freq_group", "role"], "proportion")
     fig, axes = plt.subplots(len(TYPES), len(groups), figsize=(3.2 * len(groups), 2.4 * len(TYPES)),
                              sharex=True, sharey=True, squeeze=False)
@@ -38,7 +38,7 @@ def plot_head_roles(roles: pd.DataFrame, groups: list[str], budget: str, pdf, pn
                          palette=ROLE_PALETTE, marker="o", markersize=3, ax=ax, legend=False, **SEED_BAND)
             ax.set_title(f"{KNOWLEDGE[etype]}, {group} frequency", fontsize=8)
             ax.set_ylabel("share of circuit nodes" if c == 0 else "")
-            _progress_axis(ax, data["epoch"])
+            progress_axis(ax, data["epoch"])
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=col, marker="o", label=f"{role} heads") for role, col in ROLE_PALETTE.items()]
@@ -52,7 +52,7 @@ def plot_head_roles(roles: pd.DataFrame, groups: list[str], budget: str, pdf, pn
 def plot_head_layers(layers: pd.DataFrame, budget: str, pdf, png) -> None:
     """Rows: knowledge type; columns: role; cell (layer, checkpoint) = mean count per circuit over
     tasks, frequency groups and seeds. One colour scale for every panel."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     data = at_budget(layers, budget).groupby(["type", "role", "layer", "epoch"], as_index=False)["count"].mean()
     vmax = max(float(data["count"].max()), 1e-9)
     epochs = sorted(data["epoch"].unique())
@@ -85,7 +85,7 @@ LENS_MEASURES = {"rank": "rank at last position", "rank_at_subject": "rank at su
 
 def plot_logit_lens(lens: pd.DataFrame, groups: list[str], pdf, png) -> None:
     """Rows: knowledge type x (last position, subject); columns: frequency groups; a line per layer."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     data = lens.melt(id_vars=["seed", "epoch", "task", "type", "freq_group", "layer"],
                      value_vars=list(LENS_MEASURES), var_name="measure", value_name="value")
     data = _per_seed(data, ["type", "freq_group", "layer", "measure"], "value")
@@ -104,7 +104,7 @@ def plot_logit_lens(lens: pd.DataFrame, groups: list[str], pdf, png) -> None:
             ax.set_yscale("log")
             ax.set_title(f"{group} frequency" if r == 0 else "", fontsize=8)
             ax.set_ylabel(f"{KNOWLEDGE[etype]}\n{LENS_MEASURES[measure]}" if c == 0 else "", fontsize=7)
-            _progress_axis(ax, data["epoch"])
+            progress_axis(ax, data["epoch"])
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=col, marker="o", label=name) for name, col in palette.items()]

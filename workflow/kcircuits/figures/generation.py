@@ -13,8 +13,8 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import ATTRIBUTES
-from ..evaluate.aggregate import ALL
-from .acquisition import TARGET_PALETTE, TARGETS, _progress_axis, _pyplot, save_figure
+from ..stats import ALL
+from .style import TARGET_PALETTE, TARGETS, progress_axis, pyplot, save_figure
 from .seeds import draw_curve, seed_summary
 
 # target_kind of the probe -> legend label and colour (the overwriting figure's)
@@ -31,7 +31,7 @@ def panels(summary: pd.DataFrame) -> list[str]:
 
 def plot_generation_probe(summary: pd.DataFrame, k: int, pdf, png) -> None:
     """summary: evaluate.generation.summarise_generations' table of one or more training seeds."""
-    plt, _ = _pyplot()
+    plt, _ = pyplot()
     if summary.empty:
         fig, ax = plt.subplots(figsize=(6, 2))
         ax.axis("off")
@@ -53,7 +53,7 @@ def plot_generation_probe(summary: pd.DataFrame, k: int, pdf, png) -> None:
         n = summary.loc[(summary["attribute"] == name) & (summary["target_kind"] == "new"), "n"]
         ax.set_title(f"{'all attributes' if name == ALL else name} ({int(n.max()) if len(n) else 0} prompts)")
         ax.set_ylim(-0.02, 1.02)
-        _progress_axis(ax, summary["epoch"])
+        progress_axis(ax, summary["epoch"])
     axes[0, 0].set_ylabel(f"generation probe: share of prompts\nwith the target in ≥1 of k={k} samples")
     from matplotlib.lines import Line2D
 

@@ -19,36 +19,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .acquisition import _pyplot
-from .circuits import _finish, _handle
+from ..stats import ALL
 from .seeds import draw_curve, seed_summary
+from .style import RANDOM_COLOR, finish, handle, legend, name_colors, name_order, pyplot, value_colors
 
-ALL = "all"
-RANDOM_COLOR = "#7f7f7f"
 STEP_LABEL = "training step"
 METRIC_TITLES = {"final": "final top-1", "auc": "AUC of top-1 over steps"}
-
-
-def type_order(types: list[str], present) -> list[str]:
-    """The configured names (types, corpora) that occur in `present`, in config order, then any others
-    sorted."""
-    present = set(present)
-    return [t for t in types if t in present] + sorted(present - set(types))
-
-
-def type_colors(sns, types: list[str]) -> dict[str, tuple]:
-    return dict(zip(types, sns.color_palette("tab10", max(len(types), 1))))
-
-
-def share_colors(sns, shares) -> dict[float, tuple]:
-    shares = sorted(set(shares))
-    return dict(zip(shares, sns.color_palette("viridis", max(len(shares), 1))))
-
-
-def _legend(fig, handles, height: float) -> None:
-    """Legend above the panels, with room for it whatever the figure's height (inches)."""
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1.0), frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / height))
 
 
 def _pooled(outcome: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -79,22 +55,22 @@ def _accuracy_panel(ax, part: pd.DataFrame, colors: dict) -> None:
 def plot_order_accuracy(outcome: pd.DataFrame, types: list[str], pdf, png) -> None:
     """A panel per target type B: B's final top-1 after A-first training (a bar per A) and after
     the random order; text: the paired difference (* interval excludes 0)."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     data = _pooled(outcome, "final")
-    seconds = type_order(types, data["second"])
-    colors = type_colors(sns, type_order(types, set(data["first"]) | set(data["second"])))
+    seconds = name_order(types, data["second"])
+    colors = name_colors(sns, name_order(types, set(data["first"]) | set(data["second"])))
     width = max(2.4, 0.55 * (data.groupby("second").size().max() + 1) + 0.8)
     fig, axes = plt.subplots(1, len(seconds), figsize=(width * len(seconds), 3.0), sharey=True, squeeze=False)
     for ax, b in zip(axes[0], seconds):
         part = data[data["second"] == b]
-        part = part.set_index("first").loc[type_order(types, part["first"])].reset_index()
+        part = part.set_index("first").loc[name_order(types, part["first"])].reset_index()
         _accuracy_panel(ax, part, colors)
         ax.set_title(f"B = {b}")
         ax.set_ylim(0, 1.12)
     axes[0, 0].set_ylabel("B's final top-1 accuracy")
     fig.suptitle("Knowledge order: B's facts after learning A first vs the random order")
     fig.tight_layout()
-    _finish(plt, fig, pdf, png)
+    finish(plt, fig, pdf, png)
 
 
 def _difference_matrix(part: pd.DataFrame, order: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -113,9 +89,9 @@ def _difference_matrix(part: pd.DataFrame, order: list[str]) -> tuple[pd.DataFra
 
 def plot_order_heatmap(outcome: pd.DataFrame, types: list[str], pdf, png) -> None:
     """A (rows) x B (columns): B's final top-1 and AUC difference, A->B minus random order."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     parts = {m: _pooled(outcome, m) for m in ("final", "auc") if not outcome[outcome["metric"] == m].empty}
-    order = type_order(types, set(outcome["first"]) | set(outcome["second"]))
+    order = name_order(types, set(outcome["first"]) | set(outcome["second"]))
     limit = max(0.05, float(np.nanmax(np.abs(outcome["difference"].to_numpy(dtype=float)))))
     n = len(order)
     fig, axes = plt.subplots(1, len(parts), figsize=((1.0 + 0.7 * n) * len(parts) + 1.0, 0.7 * n + 1.4),
@@ -131,7 +107,7 @@ def plot_order_heatmap(outcome: pd.DataFrame, types: list[str], pdf, png) -> Non
         ax.set_ylabel("A (learned first)" if ax is axes[0, 0] else "")
     fig.suptitle("Knowledge order: B after A first minus random order (* 95% interval excludes 0)")
     fig.tight_layout()
-    _finish(plt, fig, pdf, png)
+    finish(plt, fig, pdf, png)
 
 
 def order_circuit_curves(overlap: pd.DataFrame, budget: str) -> pd.DataFrame:
@@ -148,22 +124,22 @@ def order_circuit_curves(overlap: pd.DataFrame, budget: str) -> pd.DataFrame:
 def plot_order_circuits(overlap: pd.DataFrame, types: list[str], budget: str, pdf, png) -> pd.DataFrame:
     """A panel per B: Jaccard of B's circuits (edge budget `budget`, mean over B's cells) with A
     first against the random order's, vs steps; a line per A. Returns the plotted curves."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     curves = order_circuit_curves(overlap, budget)
-    seconds = type_order(types, curves["second"])
-    order = type_order(types, set(curves["first"]) | set(curves["second"]))
-    colors = type_colors(sns, order)
+    seconds = name_order(types, curves["second"])
+    order = name_order(types, set(curves["first"]) | set(curves["second"]))
+    colors = name_colors(sns, order)
     fig, axes = plt.subplots(1, len(seconds), figsize=(3.2 * len(seconds), 2.8), sharey=True, squeeze=False)
     for ax, b in zip(axes[0], seconds):
-        for a in type_order(types, curves.loc[curves["second"] == b, "first"]):
+        for a in name_order(types, curves.loc[curves["second"] == b, "first"]):
             draw_curve(ax, curves[(curves["first"] == a) & (curves["second"] == b)], "step", colors[a],
                        marker="o", markersize=2.5)
         ax.set_title(f"B = {b}")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel(STEP_LABEL)
     axes[0, 0].set_ylabel(f"Jaccard of B's circuit edges\nwith vs without A first (budget {budget})")
-    _legend(fig, [_handle(colors[a], f"A = {a}", marker="o") for a in order if a in set(curves["first"])], 2.8)
-    _finish(plt, fig, pdf, png)
+    legend(fig, [handle(colors[a], f"A = {a}", marker="o") for a in order if a in set(curves["first"])], height=2.8)
+    finish(plt, fig, pdf, png)
     return curves
 
 
@@ -179,11 +155,11 @@ def plot_forgetting_recall(recall: pd.DataFrame, groups: list[str], corpora: lis
                            png) -> pd.DataFrame:
     """Columns: corpora (configured order first); rows: all facts, then each frequency group; a line per replay share.
     Dotted: the step-0 recall minus `tolerance` (the finding's limit). Returns the plotted curves."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     curves = forgetting_recall_curves(recall)
-    corpora = type_order(corpora, curves["corpus"])
+    corpora = name_order(corpora, curves["corpus"])
     rows = [g for g in [ALL, *groups] if g in set(curves["freq_group"])]
-    colors = share_colors(sns, curves["replay"])
+    colors = value_colors(sns, curves["replay"])
     fig, axes = plt.subplots(len(rows), len(corpora), figsize=(3.2 * len(corpora), 2.3 * len(rows)), sharex=True,
                              sharey=True, squeeze=False)
     for r, group in enumerate(rows):
@@ -200,9 +176,9 @@ def plot_forgetting_recall(recall: pd.DataFrame, groups: list[str], corpora: lis
             ax.set_ylabel("" if c else f"{name}\nrecall (top-1)")
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel(STEP_LABEL if r == len(rows) - 1 else "")
-    handles = [_handle(color, f"replay {share:g}", marker="o") for share, color in colors.items()]
-    _legend(fig, [*handles, _handle("black", f"step 0 − {tolerance:g}", ls=":")], 2.3 * len(rows))
-    _finish(plt, fig, pdf, png)
+    handles = [handle(color, f"replay {share:g}", marker="o") for share, color in colors.items()]
+    legend(fig, [*handles, handle("black", f"step 0 − {tolerance:g}", ls=":")], height=2.3 * len(rows))
+    finish(plt, fig, pdf, png)
     return curves
 
 
@@ -224,10 +200,10 @@ def plot_forgetting_circuits(circuits: pd.DataFrame, corpora: list[str], budget:
     """Columns: corpora (configured order first). Top: circuit Hit@k (zero ablation; dashed: the full
     model); bottom: Jaccard of the circuit's edges with the circuit before forgetting; a line per
     replay share."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     curves = forgetting_circuit_curves(circuits, budget)
-    corpora = type_order(corpora, curves["corpus"])
-    colors = share_colors(sns, curves["replay"])
+    corpora = name_order(corpora, curves["corpus"])
+    colors = value_colors(sns, curves["replay"])
     rows = {f"circuit Hit@{hit_k}\n(zero ablation)": [("hit_at_k", {}),
                                                       ("full_model_hit_at_k", {"ls": "--", "lw": 0.9})],
             "Jaccard to the circuit\nbefore forgetting": [("jaccard", {})]}
@@ -246,12 +222,11 @@ def plot_forgetting_circuits(circuits: pd.DataFrame, corpora: list[str], budget:
             ax.set_ylabel(label if c == 0 else "")
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel(STEP_LABEL if r == 1 else "")
-    handles = [_handle(color, f"replay {share:g}", marker="o") for share, color in colors.items()]
-    _legend(fig, [*handles, _handle("grey", "full model (dashed)", ls="--")], 4.6)
-    _finish(plt, fig, pdf, png)
+    handles = [handle(color, f"replay {share:g}", marker="o") for share, color in colors.items()]
+    legend(fig, [*handles, handle("grey", "full model (dashed)", ls="--")], height=4.6)
+    finish(plt, fig, pdf, png)
     return curves
 
 
 __all__ = ["plot_order_accuracy", "plot_order_heatmap", "plot_order_circuits", "plot_forgetting_recall",
-           "plot_forgetting_circuits", "order_circuit_curves", "forgetting_recall_curves", "forgetting_circuit_curves",
-           "type_order"]
+           "plot_forgetting_circuits", "order_circuit_curves", "forgetting_recall_curves", "forgetting_circuit_curves"]

@@ -23,9 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..vocabulary import at_budget
-from .acquisition import _pyplot
-from .circuits import _finish, _handle
-from .interplay import RANDOM_COLOR, _legend, type_colors, type_order
+from .style import RANDOM_COLOR, finish, handle, legend, name_colors, name_order, pyplot
 
 ALPHA_STYLES = ("-", ":", "-.", (0, (6, 1, 1, 1, 1, 1)))  # memory_layers: per alpha > 0 (plain: dashed)
 PANEL = ["model", "documents", "hook_layer"]
@@ -72,8 +70,8 @@ def _alpha_grid(plt, sns, rows: list[tuple[pd.DataFrame, str, str]], allocations
     """Rows of panels (table, value column, y label), a column per (model, documents, hook layer); dashed:
     the panel's mean `chance` column, when given."""
     panels = _panels(rows[0][0])
-    order = type_order(allocations, rows[0][0]["allocation"])
-    colors = type_colors(sns, order)
+    order = name_order(allocations, rows[0][0]["allocation"])
+    colors = name_colors(sns, order)
     alphas = sorted(float(a) for a in rows[0][0]["alpha"].unique())
     height = 2.4 * len(rows)
     fig, axes = plt.subplots(len(rows), len(panels), figsize=(3.0 * len(panels) + 0.6, height), sharex=True,
@@ -90,9 +88,9 @@ def _alpha_grid(plt, sns, rows: list[tuple[pd.DataFrame, str, str]], allocations
             axes[0, c].set_title(_title(panel, panels))
             axes[-1, c].set_xlabel("alpha (weight of the inductive loss)")
         axes[r, 0].set_ylabel(label)
-    handles = [_handle(colors[a], a, marker="o") for a in order]
-    _legend(fig, handles + ([_handle("black", "chance (slots / width)", ls="--")] if chance else []), height)
-    _finish(plt, fig, pdf, png)
+    handles = [handle(colors[a], a, marker="o") for a in order]
+    legend(fig, handles + ([handle("black", "chance (slots / width)", ls="--")] if chance else []), height=height)
+    finish(plt, fig, pdf, png)
 
 
 def plot_memory_recall(recall: pd.DataFrame, interference: pd.DataFrame, allocations: list[str], pdf, png) -> None:
@@ -100,7 +98,7 @@ def plot_memory_recall(recall: pd.DataFrame, interference: pd.DataFrame, allocat
     allocation's; defined for every allocation that shares slots, unlike the within-run gap between
     shared and exclusive documents, which the default allocations leave with an empty group); a line
     per allocation, a column per hook layer."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     rows = [(recall, "top1", "top-1 recall of\nthe documents' facts"),
             (interference, "cost", "interference: top-1 lost\nagainst disjoint slots")]
     _alpha_grid(plt, sns, rows, allocations, pdf, png)
@@ -109,7 +107,7 @@ def plot_memory_recall(recall: pd.DataFrame, interference: pd.DataFrame, allocat
 def plot_memory_locality(locality: pd.DataFrame, allocations: list[str], pdf, png) -> None:
     """Top: share of the hook layer's knowledge neurons inside the document's slots; bottom: share
     of the activation energy inside the slots; against alpha, a line per allocation; dashed: chance."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     rows = [(locality, "neurons_inside", "knowledge neurons of the\nhook layer inside the slots"),
             (locality, "slot_share", "activation energy of the\nhook layer inside the slots")]
     _alpha_grid(plt, sns, rows, allocations, pdf, png, chance="chance")
@@ -136,7 +134,7 @@ def _recall_panel(ax, recall: pd.DataFrame, layers: list[int], allocations: list
             ax.plot(layers, line["top1"], color=colors[allocation], ls=style, marker="o", markersize=3)
     ax.set_xticks(layers, labels=[str(v) for v in layers])
     ax.set_xlabel("hook layer")
-    return [_handle("grey", f"alpha {a:g}", ls=s) for a, s in zip(alphas, ALPHA_STYLES * len(alphas))]
+    return [handle("grey", f"alpha {a:g}", ls=s) for a, s in zip(alphas, ALPHA_STYLES * len(alphas))]
 
 
 def plot_memory_layers(layers: pd.DataFrame, recall: pd.DataFrame, allocations: list[str], budget: str,
@@ -144,14 +142,14 @@ def plot_memory_layers(layers: pd.DataFrame, recall: pd.DataFrame, allocations: 
     """A row per model and number of documents: at alpha = 0, the hook layer's share of circuit edges (at the
     edge budget `budget`) and of knowledge neurons (dashed: 1 / layers) against the hook layer; right:
     top-1 of the alpha > 0 runs hooked there, a line per allocation and alpha, grey dashed: alpha 0."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     plain = at_budget(layers, budget)
     plain = plain[plain["alpha"] == 0].sort_values([*PANEL, "allocation"]).drop_duplicates(PANEL)  # one model
     if plain.empty:
         raise ValueError("the layers table has no alpha = 0 rows (plain training): no layer sweep to draw")
     counts = sorted(set(plain[ROW].itertuples(index=False, name=None)))
-    order = type_order(allocations, recall["allocation"])
-    colors = type_colors(sns, order)
+    order = name_order(allocations, recall["allocation"])
+    colors = name_colors(sns, order)
     height = 2.6 * len(counts)
     fig, axes = plt.subplots(len(counts), 3, figsize=(10.0, height), squeeze=False)
     for r, (model, n) in enumerate(counts):
@@ -164,16 +162,16 @@ def plot_memory_layers(layers: pd.DataFrame, recall: pd.DataFrame, allocations: 
         styles = _recall_panel(axes[r, 2], runs, hooks, order, colors)
         prefix = f"{model}, {n} documents\n" if len(counts) > 1 else ""
         axes[r, 0].set_ylabel(f"{prefix}circuit edges leaving\nthe layer (budget {budget})")
-        axes[r, 0].legend(handles=[_handle("black", "share of the circuit's edges", marker="o"),
-                                   _handle("black", "share of the layer's edges", marker="s", ls="--")], fontsize=6)
+        axes[r, 0].legend(handles=[handle("black", "share of the circuit's edges", marker="o"),
+                                   handle("black", "share of the layer's edges", marker="s", ls="--")], fontsize=6)
         axes[r, 1].set_ylabel("knowledge neurons\nin the layer")
         axes[r, 2].set_ylabel("top-1 recall")
     for c, title in enumerate(("circuits, alpha 0", "knowledge neurons, alpha 0", "recall, runs hooked there")):
         axes[0, c].set_title(title)
-    handles = [_handle(colors[a], a, marker="o") for a in order] + styles
-    handles += [_handle(RANDOM_COLOR, "alpha 0 (plain)", ls="--", marker="o"), _handle("black", "1 / layers", ls="--")]
-    _legend(fig, handles, height)
-    _finish(plt, fig, pdf, png)
+    handles = [handle(colors[a], a, marker="o") for a in order] + styles
+    handles += [handle(RANDOM_COLOR, "alpha 0 (plain)", ls="--", marker="o"), handle("black", "1 / layers", ls="--")]
+    legend(fig, handles, height=height)
+    finish(plt, fig, pdf, png)
 
 
 __all__ = ["plot_memory_recall", "plot_memory_locality", "plot_memory_layers"]

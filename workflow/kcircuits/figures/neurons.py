@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from .. import ATTRIBUTES, TYPES
-from .acquisition import KNOWLEDGE, PALETTE, _progress_axis, _pyplot, save_figure
-from .circuits import _grid, _group_colors, _handle, budget_order
+from .circuits import budget_order
+from .style import KNOWLEDGE, PALETTE, grid, group_colors, handle, progress_axis, pyplot, save_figure
 from .neuron_tables import (COLUMNS, EDIT_PPL, EDIT_SUCCESS, EMPTY_REASONS, ERASE, EVOLUTION, SURVIVAL, NoRows,
                             TableError, edit_frame, erase_frame, evolution_frame, intervention_changes,
                             last_checkpoint, layer_shares, overlap_frame, read_tables)
@@ -47,7 +47,7 @@ def plot_nothing(name: str, reason: str, pdf, png) -> None:
     """A figure that only says why there is nothing to draw."""
     import textwrap
 
-    plt, _ = _pyplot()
+    plt, _ = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 1.8))
     ax.axis("off")
     ax.text(0.5, 0.5, f"{name}: nothing to draw\n\n" + textwrap.fill(reason, 90), ha="center", va="center",
@@ -80,8 +80,8 @@ def _below_legend(fig, inches: float) -> None:
 
 
 def _group_legend(fig, colors: dict) -> None:
-    handles = [_handle(col, f"{g} frequency", lw=2) for g, col in colors.items()]
-    handles += [_handle("black", KNOWLEDGE[t], ls=TYPE_STYLE[t]) for t in TYPES]
+    handles = [handle(col, f"{g} frequency", lw=2) for g, col in colors.items()]
+    handles += [handle("black", KNOWLEDGE[t], ls=TYPE_STYLE[t]) for t in TYPES]
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1.0), frameon=False)
     _below_legend(fig, 0.3)
 
@@ -97,7 +97,7 @@ def _log_axis(ax) -> None:
 
 def _progress(ax, epochs, bottom: bool) -> None:
     """The training-progress x axis (acquisition._progress_axis), its label in the bottom row only."""
-    _progress_axis(ax, epochs)
+    progress_axis(ax, epochs)
     if not bottom:
         ax.set_xlabel("")
 
@@ -128,13 +128,13 @@ def _group_curves(ax, rows: pd.DataFrame, colors: dict) -> None:
 def plot_layers(layers: pd.DataFrame, groups: list[str], pdf, png) -> pd.DataFrame:
     """Rows: knowledge types; columns: frequency groups; per layer the share of knowledge neurons, IG
     up and the baseline down. Returns the plotted summary."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     from matplotlib.ticker import FuncFormatter
 
     summary = seed_summary(layer_shares(layers, groups), ["type", "freq_group", "method", "layer"])
     n_layers = int(layers["layer"].max()) + 1
     types = _known_first(summary["type"], TYPES)
-    fig, axes = _grid(plt, len(types), len(groups), width=max(2.6, 0.35 * n_layers + 1.2), height=2.6)
+    fig, axes = grid(plt, len(types), len(groups), width=max(2.6, 0.35 * n_layers + 1.2), height=2.6)
     top = max(float(summary["hi"].max()), float(summary["mean"].max()), 1.0) * 1.12
     for r, etype in enumerate(types):
         for c, group in enumerate(groups):
@@ -170,7 +170,7 @@ NEURON_SETS = {"knowledge": "knowledge neurons", "random": "random neurons (same
 def plot_suppress(interventions: pd.DataFrame, groups: list[str], pdf, png) -> pd.DataFrame:
     """Rows: methods; columns: suppress, amplify; x: own vs unrelated prompts; bars: knowledge neurons
     (solid) and random neurons (hatched) of K_compl and K_rel facts."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     summary = seed_summary(intervention_changes(interventions, groups),
                            ["method", "operation", "prompts", "neurons", "type"])
     methods = _known_first(summary["method"], METHODS)
@@ -209,7 +209,7 @@ def plot_suppress(interventions: pd.DataFrame, groups: list[str], pdf, png) -> p
 def plot_edit(edits: pd.DataFrame, groups: list[str], pdf, png) -> pd.DataFrame:
     """Rows: knowledge types; columns: edited facts, edit success (success@1, @5, changed), intra- and
     inter-attribute PPL before (dashed) and after (solid) the edit; x: training progress."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     summary = seed_summary(edit_frame(edits, groups), ["type", "measure", "epoch"])
     types = _known_first(summary["type"], TYPES)
     success_colors = dict(zip(EDIT_SUCCESS, sns.color_palette("Dark2", len(EDIT_SUCCESS))))
@@ -234,8 +234,8 @@ def plot_edit(edits: pd.DataFrame, groups: list[str], pdf, png) -> pd.DataFrame:
             ax.set_title(title if r == 0 else "", fontsize=8)
             _progress(ax, edits["epoch"], r == len(types) - 1)
         axes[r, 0].set_ylabel(KNOWLEDGE[etype])
-    handles = [_handle(col, EDIT_SUCCESS[m], marker="o") for m, col in success_colors.items()]
-    handles += [_handle("grey", "PPL before the edit", ls="--"), _handle("grey", "PPL after the edit")]
+    handles = [handle(col, EDIT_SUCCESS[m], marker="o") for m, col in success_colors.items()]
+    handles += [handle("grey", "PPL before the edit", ls="--"), handle("grey", "PPL after the edit")]
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1.0), frameon=False)
     _below_legend(fig, 0.3)
     save_figure(fig, pdf, png)
@@ -249,7 +249,7 @@ SCOPES = {"erased": ("erased attribute", "#d62728"), "other": ("other attributes
 def plot_erase(erase: pd.DataFrame, groups: list[str], pdf, png) -> pd.DataFrame:
     """Columns: accuracy, PPL; x: erased attribute; bars: the erased attribute's prompts and the other
     attributes', before (light) and after (solid) the erase."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     summary = seed_summary(erase_frame(erase), ["attribute", "scope", "measure", "when"])
     attributes = _known_first(summary["attribute"], ATTRIBUTES)
     bars = [(scope, when) for scope in SCOPES for when in ("before", "after")]
@@ -286,10 +286,10 @@ def plot_erase(erase: pd.DataFrame, groups: list[str], pdf, png) -> pd.DataFrame
 def plot_training(evolution: pd.DataFrame, groups: list[str], pdf, png) -> pd.DataFrame:
     """Rows: methods; columns: the EVOLUTION measures (value target) and the survival of revised facts'
     original-value neurons; colours: frequency groups; solid K_compl, dashed K_rel."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     summary = seed_summary(evolution_frame(evolution, groups), ["method", "type", "freq_group", "measure", "epoch"])
     methods = _known_first(summary["method"], METHODS)
-    colors = _group_colors(sns, groups)
+    colors = group_colors(sns, groups)
     columns = {**EVOLUTION, SURVIVAL: "K_rel original values:\nshare of first checkpoint's neurons"}
     fig, axes = plt.subplots(len(methods), len(columns), figsize=(2.9 * len(columns), 2.4 * len(methods)),
                              sharex=True, squeeze=False)
@@ -311,12 +311,12 @@ def plot_training(evolution: pd.DataFrame, groups: list[str], pdf, png) -> pd.Da
 def plot_circuit_overlap(overlap: pd.DataFrame, groups: list[str], edge_budgets: list, pdf, png) -> pd.DataFrame:
     """Rows: methods; columns: edge budgets (config order first); colours: frequency groups; solid
     K_compl, dashed K_rel; y: share of the cell's knowledge neurons whose MLP is in its circuit."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     summary = seed_summary(overlap_frame(overlap, groups), ["method", "budget", "type", "freq_group", "epoch"])
     methods = _known_first(summary["method"], METHODS)
     budgets = budget_order(summary["budget"].unique(), edge_budgets)
-    colors = _group_colors(sns, groups)
-    fig, axes = _grid(plt, len(methods), len(budgets), width=3.2, height=2.4)
+    colors = group_colors(sns, groups)
+    fig, axes = grid(plt, len(methods), len(budgets), width=3.2, height=2.4)
     for r, method in enumerate(methods):
         for c, budget in enumerate(budgets):
             ax = axes[r, c]

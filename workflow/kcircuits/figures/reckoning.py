@@ -27,9 +27,8 @@ import pandas as pd
 from ..analysis.reckoning import ALL_HOPS, at_trained_steps
 from ..analysis.reckoning_circuits import reckoning_circuit_finding
 from ..reckoning import ENCODED
-from .acquisition import _pyplot
-from .circuits import _finish, _handle
-from .interplay import ALL, RANDOM_COLOR, _legend, type_colors, type_order
+from ..stats import ALL
+from .style import RANDOM_COLOR, finish, handle, legend, name_colors, name_order, pyplot
 
 FLOOR = "no_facts"  # the method without facts: the accuracy any method gets from the question alone
 MODES = {"encode once": "-", "in context": "--"}
@@ -39,7 +38,7 @@ PRETRAINED = "pre-trained"  # the continual circuits' series (the checkpoint the
 
 def method_colors(sns, methods: list[str]) -> dict[str, tuple]:
     """A colour per method; the floor (no_facts) grey."""
-    colors = type_colors(sns, [m for m in methods if m != FLOOR])
+    colors = name_colors(sns, [m for m in methods if m != FLOOR])
     return colors | ({FLOOR: RANDOM_COLOR} if FLOOR in methods else {})
 
 
@@ -52,7 +51,7 @@ def _hops(table: pd.DataFrame) -> list[int]:
 
 
 def _method_handles(methods: list[str], colors: dict) -> list:
-    return [_handle(colors[m], f"{m} (floor, dotted)" if m == FLOOR else m, lw=6) for m in methods]
+    return [handle(colors[m], f"{m} (floor, dotted)" if m == FLOOR else m, lw=6) for m in methods]
 
 
 def _bars(ax, table: pd.DataFrame, methods: list[str], colors: dict, value: str) -> None:
@@ -81,8 +80,8 @@ def _bars(ax, table: pd.DataFrame, methods: list[str], colors: dict, value: str)
 # ---- accuracy and inner steps --------------------------------------------------------------------------
 def plot_reckoning_accuracy(accuracy: pd.DataFrame, methods: list[str], pdf, png) -> None:
     """A panel per hop count: accuracy per distractor count, a bar per method (settings order first)."""
-    plt, sns = _pyplot()
-    order = type_order(methods, accuracy["method"])
+    plt, sns = pyplot()
+    order = name_order(methods, accuracy["method"])
     colors = method_colors(sns, order)
     hops = _hops(accuracy)
     n_counts = accuracy["distractors"].nunique()
@@ -92,14 +91,14 @@ def plot_reckoning_accuracy(accuracy: pd.DataFrame, methods: list[str], pdf, png
         _bars(ax, accuracy[accuracy["hops"] == h], order, colors, "accuracy")
         ax.set_title(HOPS_TITLE.get(h, f"{h}-hop questions"))
     axes[0, 0].set_ylabel("exact-match accuracy")
-    _legend(fig, _method_handles(order, colors), 3.2)
-    _finish(plt, fig, pdf, png)
+    legend(fig, _method_handles(order, colors), height=3.2)
+    finish(plt, fig, pdf, png)
 
 
 def plot_reckoning_steps(steps_table: pd.DataFrame, trained_steps: int, pdf, png) -> None:
     """Rows: ENCODED methods; columns: hop counts; accuracy against test-time inner steps, a line per
     distractor count with its 95% band; dotted: the trained N."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     rows = [m for m in ENCODED if m in set(steps_table["method"])]
     if not rows:
         raise ValueError(f"the steps table has none of the encoded methods {list(ENCODED)}")
@@ -122,21 +121,21 @@ def plot_reckoning_steps(steps_table: pd.DataFrame, trained_steps: int, pdf, png
             ax.set_ylim(-0.02, 1.02)
             ax.set_ylabel("exact-match accuracy" if c == 0 else "")
             ax.set_xlabel("inner steps at test time" if r == len(rows) - 1 else "")
-    handles = [_handle(colors[d], f"{d} distractors", marker="o") for d in counts]
-    _legend(fig, [*handles, _handle("black", f"trained: {trained_steps} steps", ls=":")], 2.6 * len(rows))
-    _finish(plt, fig, pdf, png)
+    handles = [handle(colors[d], f"{d} distractors", marker="o") for d in counts]
+    legend(fig, [*handles, handle("black", f"trained: {trained_steps} steps", ls=":")], height=2.6 * len(rows))
+    finish(plt, fig, pdf, png)
 
 
 # ---- recitation and time ---------------------------------------------------------------------------------
 def plot_reckoning_recitation(recitation: pd.DataFrame, methods: list[str], trained_steps: int, pdf, png) -> None:
     """A panel per kind of fact (ALL first): exact match per distractor count, a bar per method, at the
     trained inner steps (at_trained_steps: ENCODED methods at N, the others, e.g. base, at 0)."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     data = at_trained_steps(recitation, trained_steps)
     if data.empty:
         raise ValueError(f"the recitation table has no rows at {trained_steps} inner steps "
                          "(or at 0 for methods without an inner loop)")
-    order = type_order(methods, data["method"])
+    order = name_order(methods, data["method"])
     colors = method_colors(sns, order)
     kinds = [ALL, *sorted(k for k in data["kind"].unique() if k != ALL)]
     kinds = kinds if len(kinds) > 2 else [ALL]  # one kind: its panel is the pooled one
@@ -147,18 +146,18 @@ def plot_reckoning_recitation(recitation: pd.DataFrame, methods: list[str], trai
         _bars(ax, data[data["kind"] == kind], order, colors, "exact")
         ax.set_title("all facts" if kind == ALL else f"{kind} facts")
     axes[0, 0].set_ylabel(f"facts recited exactly\n(after {trained_steps} inner steps)")
-    _legend(fig, _method_handles(order, colors), 3.2)
-    _finish(plt, fig, pdf, png)
+    legend(fig, _method_handles(order, colors), height=3.2)
+    finish(plt, fig, pdf, png)
 
 
 def plot_reckoning_timing(timing: pd.DataFrame, methods: list[str], pdf, png) -> None:
     """Seconds to answer k questions about one context against k, log-log; a line per method and mode."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     from matplotlib.ticker import FuncFormatter, NullLocator
 
-    order = type_order(methods, timing["method"])
+    order = name_order(methods, timing["method"])
     colors = method_colors(sns, order)
-    modes = type_order(list(MODES), timing["mode"])
+    modes = name_order(list(MODES), timing["mode"])
     fig, ax = plt.subplots(figsize=(4.2, 3.2))
     for method in order:
         for mode in modes:
@@ -177,11 +176,11 @@ def plot_reckoning_timing(timing: pd.DataFrame, methods: list[str], pdf, png) ->
     ax.tick_params(axis="y", which="minor", labelsize=6)
     ax.set_xlabel("questions about one context (k)")
     ax.set_ylabel("seconds to answer them")
-    handles = [_handle(colors[m], m, marker="o") for m in order]
-    handles += [_handle("grey", mode, ls=MODES.get(mode, ":")) for mode in modes]
+    handles = [handle(colors[m], m, marker="o") for m in order]
+    handles += [handle("grey", mode, ls=MODES.get(mode, ":")) for mode in modes]
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=7)
     fig.tight_layout()
-    _finish(plt, fig, pdf, png)
+    finish(plt, fig, pdf, png)
 
 
 
@@ -261,13 +260,13 @@ def plot_reckoning_circuits(layers: pd.DataFrame, hits: pd.DataFrame, compare: p
     encoded method, against the pre-trained circuits (grey: mean over cells, band: min..max over
     cells), the mean Jaccard with them (reckoning_circuit_finding) in the title; bottom: Hit@k under
     zero ablation, a bar per encoded method (diamond: theta''s full-model Hit@k), then per pre-trained cell."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     curves, bars = circuit_layer_curves(layers, budget), circuit_hit_bars(hits, budget, groups)
     by_task = reckoning_circuit_finding(compare, hits, budget, hit_k)["by_task"]
     present = set(curves["series"]) | set(bars.loc[bars["source"] == "encoded", "bar"])
-    order = type_order(methods, present & set(ENCODED))
+    order = name_order(methods, present & set(ENCODED))
     colors = method_colors(sns, order)
-    tasks = type_order(tasks, set(curves["task"]) | set(bars["task"]))
+    tasks = name_order(tasks, set(curves["task"]) | set(bars["task"]))
     width = max(3.4, 0.32 * int(bars.groupby("task").size().max()) + 1.0)
     fig, axes = plt.subplots(2, len(tasks), figsize=(width * len(tasks), 5.4), sharey="row", squeeze=False)
     for c, task in enumerate(tasks):
@@ -277,12 +276,12 @@ def plot_reckoning_circuits(layers: pd.DataFrame, hits: pd.DataFrame, compare: p
                              f"{_jaccard_note(by_task.get(task, {}), order)}", fontsize=7)
     axes[0, 0].set_ylabel("in-circuit share of\nthe layer's edges")
     axes[1, 0].set_ylabel(f"circuit Hit@{hit_k}\n(zero ablation)")
-    handles = [_handle(colors[m], f"{m} (theta')", marker="o") for m in order]
-    handles += [_handle(RANDOM_COLOR, "pre-trained circuits\n(mean; band: min-max over cells)", marker="o"),
-                _handle("black", "theta' full model", marker="D", ls="")]
+    handles = [handle(colors[m], f"{m} (theta')", marker="o") for m in order]
+    handles += [handle(RANDOM_COLOR, "pre-trained circuits\n(mean; band: min-max over cells)", marker="o"),
+                handle("black", "theta' full model", marker="D", ls="")]
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=7)
     fig.tight_layout()
-    _finish(plt, fig, pdf, png)
+    finish(plt, fig, pdf, png)
 
 __all__ = ["plot_reckoning_accuracy", "plot_reckoning_steps", "plot_reckoning_recitation", "plot_reckoning_timing",
            "plot_reckoning_circuits", "circuit_layer_curves", "circuit_hit_bars", "method_colors"]

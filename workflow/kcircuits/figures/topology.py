@@ -14,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..vocabulary import at_budget, parse_cell_key
-from .acquisition import KNOWLEDGE, PALETTE, SEED_BAND as CI, _progress_axis, _pyplot, save_figure
+from .style import KNOWLEDGE, PALETTE, SEED_BAND as CI, progress_axis, pyplot, save_figure
 
 
 def _with_knowledge(frame: pd.DataFrame) -> pd.DataFrame:
@@ -35,7 +35,7 @@ def _legend(fig, plt) -> None:
 
 
 def plot_entropy(topo: pd.DataFrame, groups: list[str], budget: str, pdf, png) -> None:
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     data = _with_knowledge(at_budget(topo, budget))
     tasks = sorted(data["task"].unique())
     fig, axes = plt.subplots(len(tasks), len(groups), figsize=(3.2 * len(groups), 2.3 * len(tasks)),
@@ -48,7 +48,7 @@ def plot_entropy(topo: pd.DataFrame, groups: list[str], budget: str, pdf, png) -
                          palette=PALETTE, marker="o", markersize=3, ax=ax, legend=False, **CI)
             ax.set_title(f"{group} frequency" if r == 0 else "")
             ax.set_ylabel(f"{task}\nedge entropy (nats)" if c == 0 else "")
-            _progress_axis(ax, data["epoch"])
+            progress_axis(ax, data["epoch"])
     _legend(fig, plt)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     save_figure(fig, pdf, png)
@@ -60,7 +60,7 @@ JACCARD = {"node_jaccard_final": "nodes, to final", "edge_jaccard_final": "edges
 
 
 def plot_jaccard(topo: pd.DataFrame, groups: list[str], budget: str, pdf, png) -> None:
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     data = _over_tasks(at_budget(topo, budget), list(JACCARD))
     fig, axes = plt.subplots(len(JACCARD), len(groups), figsize=(3.2 * len(groups), 2.1 * len(JACCARD)),
                              sharex=True, sharey=True, squeeze=False)
@@ -73,7 +73,7 @@ def plot_jaccard(topo: pd.DataFrame, groups: list[str], budget: str, pdf, png) -
             ax.set_title(f"{group} frequency" if r == 0 else "")
             ax.set_ylabel(f"Jaccard\n{title}" if c == 0 else "")
             ax.set_ylim(-0.02, 1.02)
-            _progress_axis(ax, data["epoch"])
+            progress_axis(ax, data["epoch"])
     _legend(fig, plt)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     save_figure(fig, pdf, png)
@@ -88,7 +88,7 @@ def layer_matrix(layers: pd.DataFrame) -> pd.DataFrame:
 
 def plot_layer_heatmap(layers: pd.DataFrame, budget: str, cell: str | None, pdf, png) -> None:
     """One panel per task (mean over types, groups, seeds), or only `cell` ("task/type/freq_group")."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     data = at_budget(layers, budget)
     if cell:
         task, etype, group = parse_cell_key(cell)
@@ -117,7 +117,7 @@ def plot_layer_heatmap(layers: pd.DataFrame, budget: str, cell: str | None, pdf,
 
 def plot_mean_layer(topo: pd.DataFrame, groups: list[str], budget: str, trend: dict, pdf, png) -> None:
     """Pooled mean layer (mean over cells within each seed) with the fitted trend; then per group."""
-    plt, sns = _pyplot()
+    plt, sns = pyplot()
     data = at_budget(topo, budget)
     pooled = data.groupby(["seed", "order", "epoch"], as_index=False)["mean_layer"].mean()
     per_group = _over_tasks(data, ["mean_layer"])
@@ -134,14 +134,14 @@ def plot_mean_layer(topo: pd.DataFrame, groups: list[str], budget: str, trend: d
     ax.legend(fontsize=7, frameon=False)
     ax.set_title("all cells")
     ax.set_ylabel("mean layer of circuit edges\n(|score|-weighted, parent layer)")
-    _progress_axis(ax, pooled["epoch"])
+    progress_axis(ax, pooled["epoch"])
     for c, group in enumerate(groups, start=1):
         ax = axes[0, c]
         sns.lineplot(data=per_group[per_group["freq_group"] == group], x="epoch", y="mean_layer", hue="knowledge",
                      hue_order=list(KNOWLEDGE.values()), palette=PALETTE, marker="o", markersize=3, ax=ax,
                      legend=c == len(groups), **CI)
         ax.set_title(f"{group} frequency")
-        _progress_axis(ax, per_group["epoch"])
+        progress_axis(ax, per_group["epoch"])
     fig.tight_layout()
     save_figure(fig, pdf, png)
     plt.close(fig)

@@ -18,47 +18,10 @@ import pandas as pd
 
 from .. import ATTRIBUTES
 from ..data.biographies import entity_paragraphs, entity_values
-from ..data.entities import VALUE_COLUMNS, draw_attributes, invented_names
+from ..data.entities import VALUE_COLUMNS, draw_attributes, like_entities
 from ..resources import Templates
 
 CORPORA = ("other_entities", "conflicting")
-
-
-def _like(entities: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
-    """rows as a table with exactly the columns and dtypes of `entities` (missing cells: None)."""
-    df = pd.DataFrame(rows, columns=list(entities.columns))
-    return df.astype(entities.dtypes.to_dict())
-
-
-def unused_names(rng: np.random.Generator, pools: dict, n: int, used: set[str]) -> list[str]:
-    """n unique invented names (first middle last) not in `used`, in random order.
-
-    A uniform sample of n + len(used) invented names (capped at every name the pools can form)
-    holds at least n unused ones whenever the pools can supply them; the first n unused are kept.
-    """
-    total = len(pools["first_names"]) * len(pools["middle_names"]) * len(pools["last_names"])
-    sample = invented_names(rng, pools, min(total, n + len(used)))
-    fresh = [name for name in sample if name not in used]
-    if len(fresh) < n:
-        raise ValueError(f"forgetting.entities: {n} other entities need unused names, but the name pools "
-                         f"form only {len(fresh)} names the main world does not use; add names or lower it")
-    return fresh[:n]
-
-
-def other_entities(entities: pd.DataFrame, pools: dict, n: int, years: dict, paragraphs: int,
-                   rng: np.random.Generator) -> pd.DataFrame:
-    """n fresh entities (type "other") for the forgetting corpus: names no main-world entity has.
-
-    Same columns and dtypes as the entities table; entity_id continues after entities' largest id;
-    frequency = `paragraphs` (training paragraphs each); no frequency group and no orig_* values.
-    """
-    if n < 0:
-        raise ValueError(f"forgetting.entities must be >= 0, got {n}")
-    names = unused_names(rng, pools, n, set(entities["name"]))
-    start = int(entities["entity_id"].max()) + 1 if len(entities) else 0
-    rows = [{"entity_id": start + i, "name": name, "type": "other", "frequency": int(paragraphs),
-             "freq_group": None, **draw_attributes(rng, pools, years)} for i, name in enumerate(names)]
-    return _like(entities, rows)
 
 
 def conflicting_entities(entities: pd.DataFrame, ids, pools: dict, years: dict, paragraphs: int,
@@ -83,7 +46,7 @@ def conflicting_entities(entities: pd.DataFrame, ids, pools: dict, years: dict, 
         rows.append({**row.to_dict(), "frequency": int(paragraphs),
                      **draw_attributes(rng, pools, years, avoid=current),
                      **{f"orig_{c}": v for c, v in current.items()}})
-    return _like(entities, rows).reset_index(drop=True)
+    return like_entities(entities, rows).reset_index(drop=True)
 
 
 def corpus_paragraphs(table: pd.DataFrame, templates: Templates, rng: np.random.Generator) -> list[dict]:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import io
-from ..config import stage_rng
+from ..stats import stage_rng
 from ..settings import (actions, add_job_arguments, add_paths, command, resource_path, run_handler, set_threads,
                         stage_pools)
 
@@ -69,7 +69,8 @@ def _order_corpus(args, s: dict) -> None:
 def _forgetting_corpus(args, s: dict) -> None:
     from ..data.probes import probe_entities
     from ..resources import load_templates
-    from .forgetting import conflicting_entities, corpus_paragraphs, followed_facts, other_entities
+    from ..data.entities import other_entities
+    from .forgetting import conflicting_entities, corpus_paragraphs, followed_facts
 
     f, years = s["forgetting"], s["entities"]["birth_years"]
     entities, pools = pd.read_parquet(args.entities), stage_pools(args)
@@ -112,7 +113,8 @@ def _measure(args, s: dict) -> None:
     import json
 
     from ..tokenizer import load_tokenizer
-    from .measure import measure_run, run_checkpoints, select_facts
+    from ..evaluate.facts import select_facts
+    from .measure import measure_run, run_checkpoints
 
     probes, pairs, tasks = select_facts(pd.read_parquet(args.probes), pd.read_parquet(args.pairs),
                                         pd.read_parquet(args.facts), s["circuit_pairs"]["tasks"])

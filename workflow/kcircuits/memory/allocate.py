@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..config import stage_rng
+from ..stats import stage_rng
 from . import STRATEGIES, n_clusters, parse_allocation
 from .documents import cluster, document_shingles, jaccard_matrix
 

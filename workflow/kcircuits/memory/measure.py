@@ -1,7 +1,7 @@
 """Measure one point of the document-memory sweep: what the trained model recalls, and where.
 
 With the main study's machinery, on the documents' entities:
-- facts: top-1 and Hit@k of the first value token on each fact's query prompts (interplay.measure
+- facts: top-1 and Hit@k of the first value token on each fact's query prompts (evaluate.facts
   .fact_accuracy), and for `measure.neuron_facts` sampled facts their knowledge neurons (integrated
   gradients and the original selection, kcircuits.neurons) with how many lie in the hook layer and
   inside the fact's document's allocated slots;
@@ -9,7 +9,7 @@ With the main study's machinery, on the documents' entities:
   tokens, is every following token the argmax (exactly when greedy decoding reproduces the rest);
 - documents: each document's sharing (slots also allocated to others) and the slot share of its
   tokens' activation energy at the hook layer (memory.loss.slot_share), against chance s / m;
-- circuits: EAP-IG circuits of the documents' facts per cell (interplay.measure.circuit_tables), the
+- circuits: EAP-IG circuits of the documents' facts per cell (circuits.pipeline.circuit_tables), the
   in-circuit edges leaving each layer (analysis.topology.layer_ratios) and Hit@k;
 - generations: the generation probe (evaluate.generation) on one query prompt per fact.
 
@@ -133,7 +133,7 @@ def circuit_layers(model, tok, pairs: pd.DataFrame, probes: pd.DataFrame, tasks:
     """Per cell x budget x layer (-1: input): in-circuit edges leaving the layer (layer_ratios), its
     share of the circuit's edges, and the circuit's Hit@k under each ablation as columns."""
     from ..analysis.topology import edge_mask, layer_ratios
-    from ..interplay.measure import circuit_tables
+    from ..circuits.pipeline import circuit_tables
     from ..vocabulary import CELL
 
     parts = None if memory is None else (lambda rows: document_parts(memory, rows))
@@ -155,7 +155,7 @@ def circuit_layers(model, tok, pairs: pd.DataFrame, probes: pd.DataFrame, tasks:
 def generations(hf, tok, probes: pd.DataFrame, settings: dict, memory=None) -> pd.DataFrame:
     """The generation probe (evaluate.generation) on one query prompt each of evaluate.generation_probe
     .facts documents' facts (a seeded sample), target its value."""
-    from ..config import stage_rng
+    from ..stats import stage_rng
     from ..evaluate.generation import probe_rows, sample_generations
 
     gp, ev = settings["evaluate"]["generation_probe"], settings["evaluate"]
@@ -173,8 +173,8 @@ def fact_table(model, tok, probes: pd.DataFrame, layer: int, allocation: np.ndar
                memory=None) -> pd.DataFrame:
     """Per fact of the documents: doc, type, freq_group, top1, hit_at_k, n_prompts, and for the
     sampled facts n_neurons, n_at_layer, n_inside (NaN for the others)."""
-    from ..config import stage_rng
-    from ..interplay.measure import FACT, fact_accuracy
+    from ..stats import stage_rng
+    from ..evaluate.facts import FACT, fact_accuracy
 
     ev, mem = s["evaluate"], s["memory"]["measure"]
     recall = per_document(memory, probes,
@@ -194,7 +194,7 @@ def measure_point(model, tok, documents: pd.DataFrame, allocations: pd.DataFrame
                   pairs: pd.DataFrame, s: dict, memory=None) -> dict[str, pd.DataFrame]:
     """Every table of one point (s: the memory stage settings with `run`, the point; memory: the run's
     gated memory, attached to the model), keyed as memory.stage.MEASURES."""
-    from ..interplay.measure import select_facts
+    from ..evaluate.facts import select_facts
     from .allocate import sharing
     from .train import allocation_mask
 

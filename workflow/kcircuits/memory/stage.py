@@ -24,7 +24,8 @@ import logging
 import pandas as pd
 
 from .. import io
-from ..config import ConfigError, stage_rng
+from ..config import ConfigError
+from ..stats import stage_rng
 from ..settings import actions, add_job_arguments, add_paths, command, run_handler, set_threads
 
 log = logging.getLogger("kcircuits")

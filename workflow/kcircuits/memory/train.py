@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .. import io
-from ..config import stage_rng
+from ..stats import stage_rng
 from ..train.corpus import BlockDataset, epoch_blocks, pack_paragraphs, steps_per_epoch, tokenize_paragraphs
 from .loss import inductive_loss
 

@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from .. import io
-from ..config import stage_rng
+from ..stats import stage_rng
 from ..settings import actions, add_job_arguments, add_paths, command, run_handler, set_threads
 from ..vocabulary import with_order
 

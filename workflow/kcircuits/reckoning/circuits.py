@@ -4,7 +4,7 @@ For every circuit task (circuit_pairs.tasks) that is a studied attribute: a grou
 whose task prompt ("{name} lives in") has one token length -- so every pair lines up -- has its
 facts of that attribute (the sentences of its contexts with the fewest distractors) encoded by the
 trained inner loop in one context, giving theta'. On theta', with the main study's machinery and
-settings (kcircuits.interplay.measure.circuit_tables): EAP-IG scores of the group's clean /
+settings (kcircuits.circuits.pipeline.circuit_tables): EAP-IG scores of the group's clean /
 corrupted pairs (data.pairs.circuit_pairs: different first answer tokens), the circuit at every
 edge budget and its Hit@k under every ablation. The cell is (task, "new", "encoded"): fresh
 entities, their knowledge encoded rather than pre-trained.
@@ -66,9 +66,9 @@ def _entities(group: pd.DataFrame, task: str) -> pd.DataFrame:
 def encoded_circuits(model, rates, tok, contexts: pd.DataFrame, tasks: dict[str, str], inner: dict, c: dict,
                      size: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(edges, hits, circuit models by task) of every task's encoded group (c: circuits settings)."""
-    from ..config import stage_rng
+    from ..stats import stage_rng
     from ..data.pairs import circuit_pairs
-    from ..interplay.measure import circuit_tables
+    from ..circuits.pipeline import circuit_tables
 
     edges, hits, models = [], [], {}
     for task, template in tasks.items():

@@ -21,7 +21,8 @@ import pandas as pd
 
 from .. import io
 from . import ENCODED
-from ..config import ConfigError, stage_rng
+from ..config import ConfigError
+from ..stats import stage_rng
 from ..settings import (actions, add_job_arguments, add_paths, command, resource_path, run_handler, set_threads,
                         stage_pools)
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from .. import ATTRIBUTES
 from ..data.biographies import fill_sentence
-from ..interplay.forgetting import other_entities
+from ..data.entities import other_entities
 from ..resources import placeholders, prompt_prefix
 from . import HEADQUARTERS
 

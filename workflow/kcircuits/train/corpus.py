@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import io
-from ..config import stage_rng
+from ..stats import stage_rng
 
 
 def pack_paragraphs(paragraphs: list[list[int]], block_size: int, eos_id: int,
