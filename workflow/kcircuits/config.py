@@ -1,9 +1,11 @@
 """Configuration: merge, schema validation with messages that name the key, semantic checks.
 
 Used by the Snakefile before any job runs and by the CLI when a stage is run by hand. The schema is
-`schemas/config.schema.yaml`; checks that a schema cannot express (disjoint frequency groups, files
+`schemas/config.schema.yaml` plus every study's `schema.yaml` (kcircuits.studies), and every study's
+`config.yaml` lies under any config (its sections' defaults); checks that a schema cannot express (disjoint frequency groups, files
 that must exist, prompts that must be training-template prefixes, model shapes the families can build,
-a usable `model.init` folder, ordered thresholds) live in `check_semantics`.
+a usable `model.init` folder, ordered thresholds) live in `check_semantics`, and each study's in its
+`check`.
 """
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ from .vocabulary import CHECKPOINT_WILDCARD
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "schemas" / "config.schema.yaml"
 
-# Which config sections each stage reads; they become the rule's params, so changing one section
-# reruns exactly the stages that read it (and what follows).
+# Which config sections each core stage reads (stage_sections() adds the studies'); they become the
+# rule's params, so changing one section reruns exactly the stages that read it (and what follows).
 STAGE_SECTIONS = {
     "entities": ["entities"],
     "biographies": ["biographies"],
@@ -72,15 +74,64 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+def _studies() -> dict:
+    from .studies import STUDIES
+
+    return STUDIES
+
+
+def _yaml(path: Path) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def with_study_defaults(cfg: dict) -> dict:
+    """cfg over every study's config.yaml (a study's sections and compute kinds where cfg leaves them out)."""
+    defaults: dict = {}
+    for study in _studies().values():
+        defaults = deep_merge(defaults, _yaml(study.file("config.yaml")))
+    return deep_merge(defaults, cfg)
+
+
 def load_config(paths: list[str | Path]) -> dict:
-    """Load and deep-merge YAML files (later files override earlier ones), as Snakemake does."""
+    """Load and deep-merge YAML files (later files override earlier ones), as Snakemake does, over
+    the studies' defaults."""
     cfg: dict = {}
     for path in paths:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        cfg = deep_merge(cfg, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    return cfg
+        cfg = deep_merge(cfg, _yaml(path))
+    return with_study_defaults(cfg)
+
+
+def stage_sections() -> dict[str, list[str]]:
+    """Every settings stage's config sections: the core's (STAGE_SECTIONS) and each study's."""
+    out = dict(STAGE_SECTIONS)
+    for study in _studies().values():
+        for stage, sections in study.sections.items():
+            if stage in out:
+                raise ConfigError(f"study {study.name}: settings stage {stage!r} is already defined")
+            out[stage] = list(sections)
+    return out
+
+
+def load_schema() -> dict:
+    """The whole config schema: the core's, each study's top-level sections (its schema.yaml
+    `properties`, all required) and compute kinds (its `compute` entries: description each)."""
+    schema = _yaml(SCHEMA_PATH)
+    compute = schema["properties"]["compute"]
+    for study in _studies().values():
+        fragment = _yaml(study.file("schema.yaml"))
+        for key, section in fragment.get("properties", {}).items():
+            if key in schema["properties"]:
+                raise ConfigError(f"{study.file('schema.yaml')}: section {key!r} is already defined")
+            schema["properties"][key] = section
+            schema["required"].append(key)
+        for kind, description in fragment.get("compute", {}).items():
+            compute["properties"][kind] = {"$ref": "#/$defs/job_resources", "description": description}
+            compute["required"].append(kind)
+        schema["$defs"].update(fragment.get("$defs", {}))
+    return schema
 
 
 def _key(path) -> str:
@@ -98,8 +149,7 @@ def _format_schema_error(err: jsonschema.ValidationError) -> str:
 
 
 def validate_schema(cfg: Any) -> None:
-    schema = yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = "\n".join(f"  - {_format_schema_error(e)}" for e in errors)
@@ -343,6 +393,9 @@ def check_semantics(cfg: dict, root: str | Path = REPO_ROOT) -> None:
     elif tok.get("path"):
         raise ConfigError("tokenizer.path: only used with tokenizer.kind 'pretrained'")
     check_world(cfg, root)
+    for study in _studies().values():
+        if study.check:
+            study.function(study.check)(cfg, root)
     n_imported = check_imported_entities(cfg, root)
     try:
         pools = load_pools(resource_dir(cfg, "pools", root), cfg["resources"]["shared_first_words"])
@@ -373,7 +426,7 @@ def validate_config(cfg: Any, root: str | Path = REPO_ROOT) -> dict:
 
 def stage_settings(cfg: dict, stage: str) -> dict:
     """The part of the config a stage reads, plus the seed (becomes the rule's params)."""
-    return {"seed": cfg["seed"], **{s: cfg[s] for s in STAGE_SECTIONS[stage]}}
+    return {"seed": cfg["seed"], **{s: cfg[s] for s in stage_sections()[stage]}}
 
 
 def resource_inputs(cfg: dict, root: str | Path = REPO_ROOT) -> dict[str, list[str]]:
@@ -386,5 +439,6 @@ def resource_inputs(cfg: dict, root: str | Path = REPO_ROOT) -> dict[str, list[s
     }
 
 
-__all__ = ["ATTRIBUTE_POOLS", "ConfigError", "deep_merge", "load_config", "validate_config",
+__all__ = ["ATTRIBUTE_POOLS", "ConfigError", "deep_merge", "load_config", "load_schema", "stage_sections",
+           "validate_config", "with_study_defaults",
            "stage_settings", "config_path", "resource_dir", "init_dir", "resource_inputs"]
