@@ -1,6 +1,7 @@
 # Shared by all rules/*.smk, holding no rules itself (snakemake --lint): config validation, the output
 # paths (PATHS), the job shell, compute requests, and the functions rules call (params, inputs, figures).
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -10,8 +11,11 @@ from snakemake.exceptions import WorkflowError
 REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "workflow"))
 
+from kcircuits.analysis.components_stage import COMPONENT_SECTIONS
 from kcircuits.config import ConfigError, config_path, init_dir, resource_inputs, stage_settings, validate_config
 from kcircuits.data.world import import_files
+from kcircuits.figures.stage import all_figures
+from kcircuits.figures.table import is_enabled
 from kcircuits.memory.stage import MEASURES as MEMORY_MEASURES, SUMMARIES as MEMORY_SUMMARIES
 from kcircuits.train.schedule import (
     check_steps_within_training,
@@ -262,14 +266,8 @@ def replicate_settings(stage, **sections):
     )
 
 
-# The components stage: a topology or Hit@k setting does not rerun every checkpoint's job
-# (circuits.parquet, an input, already reruns it when circuits change).
-COMPONENTS_SETTINGS = narrow_settings(
-    "analysis",
-    analysis=["heads"],
-    circuit_pairs=["tasks"],
-    circuits=["batch_size", "max_pairs", "edge_budgets", "prepend_bos"],
-)
+# The components stage: a topology or Hit@k setting does not rerun every checkpoint's job.
+COMPONENTS_SETTINGS = narrow_settings("analysis", **COMPONENT_SECTIONS)
 # Knowledge neurons: every neurons setting; of the circuits, only how prompts are encoded
 # (circuits.parquet, an input, reruns it when circuits change).
 NEURON_SETTINGS = narrow_settings("neurons", neurons=None, circuits=["prepend_bos"])
@@ -371,18 +369,33 @@ def until_option(wildcards):
 # --- Figures (rules/figures.smk) ------------------------------------------------------------------
 
 
-def figure_outputs(name, label, category):
-    """PDF and PNG of one figure, both shown in the Snakemake report under one category, with the
-    caption report/{name}.rst."""
+def figure_outputs(name, label, category, caption):
+    """PDF and PNG of one figure, both shown in the Snakemake report under one category, with its
+    caption (a .rst file; Snakemake reads a relative caption path against the rules folder)."""
     return {
         ext: report(
             PATHS["figure"].format(name=name, ext=ext),
-            caption=f"../report/{name}.rst",
+            caption=os.path.relpath(caption, REPO / "rules"),
             category=category,
             labels={"figure": label, "format": ext.upper()},
         )
         for ext in ("pdf", "png")
     }
+
+
+def figure_inputs(figure):
+    """Each input option's paths: every replicate's (or the first's) where the path has {seed}."""
+    seeds = SEEDS[:1] if figure.first_seed else SEEDS
+    return {
+        option: expand(PATHS[key], seed=seeds) if "{seed}" in PATHS[key] else PATHS[key]
+        for option, key in figure.inputs.items()
+    }
+
+
+def figure_settings(figure):
+    if figure.sections is None:
+        return settings(figure.stage)
+    return narrow_settings(figure.stage, **figure.sections)
 
 
 def output_options(wildcards, output):

@@ -12,7 +12,9 @@ import pytest
 from helpers import TINY, assert_figure_drawn_twice_alike, checkpoint_meta, planned_jobs, snakemake
 from kcircuits.figures import circuits as cf
 from kcircuits.figures.seeds import bootstrap_interval, draw_curve, read_seed_tables, seed_summary
-from kcircuits.figures.stage import FIGURES
+from kcircuits.figures.stage import all_figures
+
+FIGURES = all_figures()
 
 CIRCUIT_FIGURES = [name for name, f in FIGURES.items() if f.stage == "circuits"]
 
@@ -217,7 +219,7 @@ def seed_tables(tmp_path_factory):
 def test_the_circuit_figures_are_the_five_known_ones():
     assert CIRCUIT_FIGURES == ["circuit_hits", "circuit_cross_group", "circuit_cross_group_training",
                                "circuit_transplant", "circuit_faithfulness"]
-    assert FIGURES["circuit_transplant"].inputs == ("hits", "transplant")
+    assert tuple(FIGURES["circuit_transplant"].inputs) == ("hits", "transplant")
 
 
 @pytest.mark.parametrize("name", CIRCUIT_FIGURES)

@@ -12,7 +12,9 @@ import pytest
 
 from helpers import REPO, assert_figure_drawn_twice_alike
 from kcircuits.analysis import interplay as ip
-from kcircuits.figures.stage import FIGURES
+from kcircuits.figures.stage import all_figures
+
+FIGURES = all_figures()
 from kcircuits.figures.style import name_order
 
 TYPES = {"city": ["city"], "company": ["company"], "major": ["major"]}

@@ -21,7 +21,9 @@ import pytest
 
 from helpers import REPO, assert_figure_drawn_twice_alike
 from kcircuits.analysis import memory as mem
-from kcircuits.figures.stage import FIGURES
+from kcircuits.figures.stage import all_figures
+
+FIGURES = all_figures()
 
 DOCS, FACTS, SHARED = 8, 10, {0, 1, 2, 3}
 MEMORY_FIGURES = {"memory_recall": ("recall", "interference"), "memory_layers": ("layers", "recall"),

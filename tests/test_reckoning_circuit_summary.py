@@ -13,7 +13,9 @@ import pytest
 from helpers import REPO, assert_figure_drawn_twice_alike
 from kcircuits.analysis import reckoning as rk
 from kcircuits.analysis.reckoning_circuits import reckoning_circuit_markdown
-from kcircuits.figures.stage import FIGURES
+from kcircuits.figures.stage import all_figures
+
+FIGURES = all_figures()
 
 N = 4  # trained inner steps
 METHODS = ["reckoning", "reckoning_mt", "ft_icr", "no_facts", "random_facts"]

@@ -25,21 +25,27 @@ from .config import ConfigError
 from .data import stage as data_stage
 from .evaluate import stage as evaluate_stage
 from .figures import stage as figures_stage
-from .interplay import stage as interplay_stage
-from .memory import stage as memory_stage
 from .neurons import stage as neurons_stage
-from .reckoning import stage as reckoning_stage
+from .studies import STUDIES
 from .train import stage as train_stage
 
-# In the order of the pipeline (and of `kcircuits --help`); each imports without torch.
-STAGES = (data_stage, train_stage, evaluate_stage, circuits_stage, components_stage, neurons_stage, topology_stage,
-          interplay_stage, reckoning_stage, memory_stage, report_stage, figures_stage)
+# In the order of the pipeline (and of `kcircuits --help`), the studies' stages before the results;
+# each imports without torch.
+CORE_STAGES = (data_stage, train_stage, evaluate_stage, circuits_stage, components_stage, neurons_stage,
+               topology_stage)
+FINAL_STAGES = (report_stage, figures_stage)
+
+
+def stages() -> tuple:
+    """Every stage module: the core's, then each study's (kcircuits.studies), then results and figures."""
+    studies = tuple(study.module(name) for study in STUDIES.values() for name in study.stages)
+    return (*CORE_STAGES, *studies, *FINAL_STAGES)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kcircuits", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="stage", required=True)
-    for stage in STAGES:
+    for stage in stages():
         stage.add_parser(sub)
     return parser
 

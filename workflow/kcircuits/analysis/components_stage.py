@@ -37,6 +37,11 @@ log = logging.getLogger("kcircuits")
 TABLES = ("heads", "roles", "layers", "lens")
 
 
+# The settings its jobs read (the rules narrow the analysis stage to them): a topology or Hit@k setting
+# reruns neither the jobs nor their figures (circuits.parquet, an input, reruns them when circuits change).
+COMPONENT_SECTIONS = {"analysis": ["heads"], "circuit_pairs": ["tasks"],
+                      "circuits": ["batch_size", "max_pairs", "edge_budgets", "prepend_bos"]}
+
 def add_parser(subparsers) -> None:
     acts = actions(subparsers, "components", "specialised heads and the logit lens per checkpoint; summaries",
                    run, __doc__.split("\n")[0])

@@ -1,9 +1,10 @@
 """The one figure command: `kcircuits figure NAME --settings JSON --pdf PDF --png PNG --INPUT PATH... ...`.
 
-NAME is the figure's file stem (results/{run}/figures/NAME.{pdf,png}); FIGURES is the registry:
-the settings stage it reads, its input options (each the rule's input key, `_` -> `-`; one path per
-training seed where several seeds apply) and how it is drawn. Every figure also reads --entities
-(frequency-group order). Circuit figures take --ablation and --budget by hand. Knowledge-neuron
+NAME is the figure's file stem (results/{run}/figures/NAME.{pdf,png}); all_figures() is the one
+figure table (kcircuits.figures.table.Figure: the core's FIGURES here and every study's), read by the
+rules too: the settings stage it reads, its input options (each the rule's input key, `_` -> `-`; one
+path per training seed where several seeds apply) and how it is drawn. Every figure also reads
+--entities (frequency-group order). Circuit figures take --ablation and --budget by hand. Knowledge-neuron
 figures (neurons_*, figures/neurons.py) check their tables first: a missing or outdated table is a
 one-line error naming the file. By hand:
 
@@ -12,33 +13,21 @@ one-line error naming the file. By hand:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
 
+from ..analysis.components_stage import COMPONENT_SECTIONS
+from ..config import REPO_ROOT
 from ..io import read_parquets
 from ..settings import actions, add_paths, command, run_handler
-from ..vocabulary import budget_label
+from ..studies import STUDIES
+from .table import Figure, first_budget, groups
 
 log = logging.getLogger("kcircuits")
-
-
-@dataclass(frozen=True)
-class Figure:
-    stage: str                # settings stage (kcircuits.config.STAGE_SECTIONS)
-    inputs: tuple[str, ...]   # input options besides --entities, one or more paths each
-    draw: Callable            # draw(args, settings)
-    help: str
-    hit_options: bool = False  # --ablation / --budget (circuit figures)
-
-
-def _groups(args) -> list[str]:
-    from ..data.entities import group_order
-
-    return group_order(pd.read_parquet(args.entities))
 
 
 def _order_types(s: dict) -> list[str]:
@@ -47,27 +36,23 @@ def _order_types(s: dict) -> list[str]:
     return list(knowledge_types(s["order"]["types"]))
 
 
-def _first_budget(s: dict) -> str:
-    return budget_label(s["circuits"]["edge_budgets"][0])
-
-
 # ---- acquisition (settings: figures) ---------------------------------------------------------------
 def _acquisition(args, s: dict) -> None:
     from .acquisition import plot_acquisition
 
-    plot_acquisition(read_parquets(args.table), _groups(args), s["evaluate"]["hit_k"], args.pdf, args.png)
+    plot_acquisition(read_parquets(args.table), groups(args), s["evaluate"]["hit_k"], args.pdf, args.png)
 
 
 def _overwriting(args, s: dict) -> None:
     from .acquisition import plot_overwriting
 
-    plot_overwriting(read_parquets(args.table), _groups(args), args.pdf, args.png)
+    plot_overwriting(read_parquets(args.table), groups(args), args.pdf, args.png)
 
 
 def _entity_heatmap(args, s: dict) -> None:
     from .acquisition import plot_heatmap
 
-    plot_heatmap(read_parquets(args.table), _groups(args), args.pdf, args.png)
+    plot_heatmap(read_parquets(args.table), groups(args), args.pdf, args.png)
 
 
 def _generation_probe(args, s: dict) -> None:
@@ -88,7 +73,7 @@ def _tasks(args, s: dict, *tables: pd.DataFrame) -> list[str]:
 
 def _hit(args, s: dict) -> tuple:
     """Hit@k figures' trailing arguments: ablation, budget label, k, pdf, png."""
-    return args.ablation, args.budget or _first_budget(s), s["circuits"]["hit_k"], args.pdf, args.png
+    return args.ablation, args.budget or first_budget(s), s["circuits"]["hit_k"], args.pdf, args.png
 
 
 def _draw_hits(args, s: dict, plot: Callable) -> None:
@@ -96,7 +81,7 @@ def _draw_hits(args, s: dict, plot: Callable) -> None:
     from .seeds import read_seed_tables
 
     hits = read_seed_tables(args.hits)
-    plot(hits, _groups(args), _tasks(args, s, hits), *_hit(args, s))
+    plot(hits, groups(args), _tasks(args, s, hits), *_hit(args, s))
 
 
 def _circuit_hits(args, s: dict) -> None:
@@ -123,7 +108,7 @@ def _circuit_transplant(args, s: dict) -> None:
 
     hits, transplant = read_seed_tables(args.hits), read_seed_tables(args.transplant)
     _tasks(args, s, hits, transplant)
-    plot_transplant(transplant, hits, _groups(args), *_hit(args, s))
+    plot_transplant(transplant, hits, groups(args), *_hit(args, s))
 
 
 def _circuit_faithfulness(args, s: dict) -> None:
@@ -131,45 +116,45 @@ def _circuit_faithfulness(args, s: dict) -> None:
     from .seeds import read_seed_tables
 
     stats = read_seed_tables(args.stats)
-    plot_faithfulness(stats, _tasks(args, s, stats), s["circuits"]["edge_budgets"], _groups(args), args.pdf, args.png)
+    plot_faithfulness(stats, _tasks(args, s, stats), s["circuits"]["edge_budgets"], groups(args), args.pdf, args.png)
 
 
 # ---- components and topology (settings: analysis) --------------------------------------------------
 def _head_roles(args, s: dict) -> None:
     from .components import plot_head_roles
 
-    plot_head_roles(read_parquets(args.roles), _groups(args), _first_budget(s), args.pdf, args.png)
+    plot_head_roles(read_parquets(args.roles), groups(args), first_budget(s), args.pdf, args.png)
 
 
 def _head_layers(args, s: dict) -> None:
     from .components import plot_head_layers
 
-    plot_head_layers(read_parquets(args.layers), _first_budget(s), args.pdf, args.png)
+    plot_head_layers(read_parquets(args.layers), first_budget(s), args.pdf, args.png)
 
 
 def _logit_lens(args, s: dict) -> None:
     from .components import plot_logit_lens
 
-    plot_logit_lens(read_parquets(args.lens), _groups(args), args.pdf, args.png)
+    plot_logit_lens(read_parquets(args.lens), groups(args), args.pdf, args.png)
 
 
 def _topology_entropy(args, s: dict) -> None:
     from .topology import plot_entropy
 
-    plot_entropy(read_parquets(args.topology), _groups(args), _first_budget(s), args.pdf, args.png)
+    plot_entropy(read_parquets(args.topology), groups(args), first_budget(s), args.pdf, args.png)
 
 
 def _topology_jaccard(args, s: dict) -> None:
     from .topology import plot_jaccard
 
-    plot_jaccard(read_parquets(args.topology), _groups(args), _first_budget(s), args.pdf, args.png)
+    plot_jaccard(read_parquets(args.topology), groups(args), first_budget(s), args.pdf, args.png)
 
 
 def _topology_layers(args, s: dict) -> None:
     from .topology import plot_layer_heatmap
 
     cell = s["analysis"]["topology"].get("heatmap_cell")
-    plot_layer_heatmap(read_parquets(args.layers), _first_budget(s), cell, args.pdf, args.png)
+    plot_layer_heatmap(read_parquets(args.layers), first_budget(s), cell, args.pdf, args.png)
 
 
 def _topology_mean_layer(args, s: dict) -> None:
@@ -177,10 +162,10 @@ def _topology_mean_layer(args, s: dict) -> None:
 
     if len(args.trend) != 1:
         raise SystemExit("kcircuits figure topology_mean_layer: --trend takes the one depth_trend.json")
-    budget = _first_budget(s)
+    budget = first_budget(s)
     with open(args.trend[0], encoding="utf-8") as fh:
         trend = json.load(fh)["budgets"][budget]["pooled"]
-    plot_mean_layer(read_parquets(args.topology), _groups(args), budget, trend, args.pdf, args.png)
+    plot_mean_layer(read_parquets(args.topology), groups(args), budget, trend, args.pdf, args.png)
 
 
 # ---- knowledge neurons (settings: neurons) ----------------------------------------------------------
@@ -195,7 +180,7 @@ def _neuron_figure(args, option: str, plot: str, *extra) -> None:
     log.info("figure %s: seeds %s, %d checkpoints, %d rows", args.figure, sorted(table["seed"].unique()),
              table["checkpoint"].nunique(), len(table))
     try:
-        getattr(neurons, plot)(table, _groups(args), *extra, args.pdf, args.png)
+        getattr(neurons, plot)(table, groups(args), *extra, args.pdf, args.png)
     except neurons.NoRows as err:
         files = " ".join(map(str, paths))
         if option not in neurons.EMPTY_REASONS:
@@ -245,20 +230,20 @@ def _order_heatmap(args, s: dict) -> None:
 def _order_circuits(args, s: dict) -> None:
     from .interplay import plot_order_circuits
 
-    plot_order_circuits(read_parquets(args.overlap), _order_types(s), _first_budget(s), args.pdf, args.png)
+    plot_order_circuits(read_parquets(args.overlap), _order_types(s), first_budget(s), args.pdf, args.png)
 
 
 def _forgetting_recall(args, s: dict) -> None:
     from .interplay import plot_forgetting_recall
 
     f = s["forgetting"]
-    plot_forgetting_recall(read_parquets(args.recall), _groups(args), f["corpora"], f["tolerance"], args.pdf, args.png)
+    plot_forgetting_recall(read_parquets(args.recall), groups(args), f["corpora"], f["tolerance"], args.pdf, args.png)
 
 
 def _forgetting_circuits(args, s: dict) -> None:
     from .interplay import plot_forgetting_circuits
 
-    plot_forgetting_circuits(read_parquets(args.circuits), s["forgetting"]["corpora"], _first_budget(s),
+    plot_forgetting_circuits(read_parquets(args.circuits), s["forgetting"]["corpora"], first_budget(s),
                              s["circuits"]["hit_k"], args.pdf, args.png)
 
 
@@ -297,7 +282,7 @@ def _reckoning_circuits(args, s: dict) -> None:
 
     layers, hits, compare = (read_parquets(getattr(args, name)) for name in ("layers", "hits", "compare"))
     plot_reckoning_circuits(layers, hits, compare, _reckoning_methods(s), list(s["circuit_pairs"]["tasks"]),
-                            _groups(args), _first_budget(s), s["circuits"]["hit_k"], args.pdf, args.png)
+                            groups(args), first_budget(s), s["circuits"]["hit_k"], args.pdf, args.png)
 
 
 # ---- document memory (settings: memory) -------------------------------------------------------------
@@ -316,7 +301,7 @@ def _memory_layers(args, s: dict) -> None:
     from .memory import plot_memory_layers
 
     plot_memory_layers(read_parquets(args.layers), read_parquets(args.recall), _memory_allocations(s),
-                       _first_budget(s), args.pdf, args.png)
+                       first_budget(s), args.pdf, args.png)
 
 
 def _memory_locality(args, s: dict) -> None:
@@ -325,71 +310,144 @@ def _memory_locality(args, s: dict) -> None:
     plot_memory_locality(read_parquets(args.locality), _memory_allocations(s), args.pdf, args.png)
 
 
+ACQUISITION = "Knowledge acquisition"
+CIRCUIT = "Knowledge circuits"
+TOPOLOGY = "Circuit topology"
+COMPONENTS = "Specialised heads and logit lens"
+NEURONS = "Knowledge neurons"
+
+
+def _f(draw, help_text, label, category, stage, **inputs_and_options) -> Figure:
+    options = {k: inputs_and_options.pop(k) for k in list(inputs_and_options) if k in _OPTIONS}
+    return Figure(draw, help_text, label, category, stage, inputs_and_options, **options)
+
+
+_OPTIONS = {f.name for f in dataclasses.fields(Figure)}
+
+# Hit@k figures use zero ablation and the first edge budget (circuits.edge_budgets[0]); by hand,
+# `kcircuits figure circuit_hits --ablation mean --budget 0.25 ...` draws another.
 FIGURES = {
-    "acquisition": Figure("figures", ("table",), _acquisition, "accuracy across training (eval summary per seed)"),
-    "overwriting": Figure("figures", ("table",), _overwriting, "revised facts: new vs original values"),
-    "entity_heatmap": Figure("figures", ("table",), _entity_heatmap, "entity x checkpoint recall (entity tables)"),
-    "generation_probe": Figure("figures", ("table",), _generation_probe,
-                               "revised facts: new vs original value in k sampled generations"),
-    "circuit_hits": Figure("circuits", ("hits",), _circuit_hits, "own-circuit Hit@k across training", True),
-    "circuit_cross_group": Figure("circuits", ("hits",), _circuit_cross_group,
-                                  "circuit of cell A on cell B, last checkpoint", True),
-    "circuit_cross_group_training": Figure("circuits", ("hits",), _circuit_cross_group_training,
-                                           "cross-group Hit@k across training", True),
-    "circuit_transplant": Figure("circuits", ("hits", "transplant"), _circuit_transplant,
-                                 "transplant sources' circuits vs each checkpoint's own", True),
-    "circuit_faithfulness": Figure("circuits", ("stats",), _circuit_faithfulness, "faithfulness per edge budget"),
-    "head_roles": Figure("analysis", ("roles",), _head_roles, "mover / relation / mixture heads in circuits"),
-    "head_layers": Figure("analysis", ("layers",), _head_layers, "in-circuit heads by layer and role"),
-    "logit_lens": Figure("analysis", ("lens",), _logit_lens, "logit-lens rank by layer"),
-    "topology_entropy": Figure("analysis", ("topology",), _topology_entropy, "circuit edge entropy"),
-    "topology_jaccard": Figure("analysis", ("topology",), _topology_jaccard, "Jaccard to final and previous"),
-    "topology_layers": Figure("analysis", ("topology", "layers"), _topology_layers,
-                              "edge activation ratio, layer x checkpoint"),
-    "topology_mean_layer": Figure("analysis", ("topology", "trend"), _topology_mean_layer,
-                                  "mean circuit layer and its trend"),
-    "neurons_layers": Figure("neurons", ("layers",), _neurons_layers,
-                             "knowledge neurons by layer, IG vs baseline, last checkpoint"),
-    "neurons_suppress": Figure("neurons", ("interventions",), _neurons_suppress,
-                               "suppress / amplify knowledge vs random neurons, last checkpoint"),
-    "neurons_edit": Figure("neurons", ("edits",), _neurons_edit, "fact edits through value slots across training"),
-    "neurons_erase": Figure("neurons", ("erase",), _neurons_erase, "erasing an attribute, last checkpoint"),
-    "neurons_training": Figure("neurons", ("evolution",), _neurons_training,
-                               "knowledge neurons across training: count, layer, Jaccard, survival"),
-    "neurons_circuit_overlap": Figure("neurons", ("overlap",), _neurons_circuit_overlap,
-                                      "knowledge neurons inside circuits across training"),
-    "order_accuracy": Figure("order", ("outcome",), _order_accuracy,
-                             "knowledge order: B's final accuracy after A first vs random order"),
-    "order_heatmap": Figure("order", ("outcome",), _order_heatmap, "knowledge order: A x B accuracy difference"),
-    "order_circuits": Figure("order", ("overlap",), _order_circuits,
-                             "knowledge order: Jaccard of B's circuits with vs without A first"),
-    "forgetting_recall": Figure("forgetting", ("recall",), _forgetting_recall,
-                                "forgetting: recall of learned facts per replay share"),
-    "forgetting_circuits": Figure("forgetting", ("circuits",), _forgetting_circuits,
-                                  "forgetting: circuit Hit@k and Jaccard to before, per replay share"),
-    "reckoning_accuracy": Figure("reckoning", ("accuracy",), _reckoning_accuracy,
-                                 "RECKONING: accuracy per method, hop count and distractor count"),
-    "reckoning_steps": Figure("reckoning", ("steps",), _reckoning_steps,
-                              "RECKONING: accuracy against the inner steps at test time"),
-    "reckoning_recitation": Figure("reckoning", ("recitation",), _reckoning_recitation,
-                                   "RECKONING: facts recited exactly from the encoded weights"),
-    "reckoning_timing": Figure("reckoning", ("timing",), _reckoning_timing,
-                               "RECKONING: seconds to answer k questions, encode once vs in context"),
-    "reckoning_circuits": Figure("reckoning", ("layers", "hits", "compare"), _reckoning_circuits,
-                                 "RECKONING: circuits of theta' vs the pre-trained ones, layer profile and Hit@k"),
-    "memory_recall": Figure("memory", ("recall", "interference"), _memory_recall,
-                            "document memory: recall and interference (sharing cost) against alpha, per allocation"),
-    "memory_layers": Figure("memory", ("layers", "recall"), _memory_layers,
-                            "document memory: the layer sweep at alpha 0 (circuit edges, knowledge neurons)"),
-    "memory_locality": Figure("memory", ("locality",), _memory_locality,
-                              "document memory: knowledge neurons and activation inside the slots against alpha"),
+    "acquisition": _f(_acquisition, "accuracy across training (eval summary per seed)", "acquisition curves",
+                      ACQUISITION, "figures", table="eval_summary"),
+    "overwriting": _f(_overwriting, "revised facts: new vs original values", "overwriting of revised facts",
+                      ACQUISITION, "figures", table="eval_summary"),
+    "entity_heatmap": _f(_entity_heatmap, "entity x checkpoint recall (entity tables)", "entity x checkpoint recall",
+                         ACQUISITION, "figures", table="eval_summary_entities", first_seed=True),
+    "generation_probe": _f(_generation_probe, "revised facts: new vs original value in k sampled generations",
+                           "generation probe: new vs original value in sampled generations", ACQUISITION, "figures",
+                           table="eval_summary_generations"),
+    "circuit_hits": _f(_circuit_hits, "own-circuit Hit@k across training", "circuit Hit@k across training", CIRCUIT,
+                       "circuits", hits="summary_hits", hit_options=True),
+    "circuit_cross_group": _f(_circuit_cross_group, "circuit of cell A on cell B, last checkpoint",
+                              "cross-group Hit@k, last checkpoint", CIRCUIT, "circuits", hits="summary_hits",
+                              hit_options=True),
+    "circuit_cross_group_training": _f(_circuit_cross_group_training, "cross-group Hit@k across training",
+                                       "cross-group Hit@k across training", CIRCUIT, "circuits", hits="summary_hits",
+                                       hit_options=True),
+    "circuit_transplant": _f(_circuit_transplant, "transplant sources' circuits vs each checkpoint's own",
+                             "circuit transplant", CIRCUIT, "circuits", hits="summary_hits",
+                             transplant="summary_transplant", hit_options=True),
+    "circuit_faithfulness": _f(_circuit_faithfulness, "faithfulness per edge budget", "circuit faithfulness", CIRCUIT,
+                               "circuits", stats="summary_stats"),
+    "topology_entropy": _f(_topology_entropy, "circuit edge entropy", "circuit edge entropy across training",
+                           TOPOLOGY, "analysis", topology="topology"),
+    "topology_jaccard": _f(_topology_jaccard, "Jaccard to final and previous", "circuit Jaccard to final and previous",
+                           TOPOLOGY, "analysis", topology="topology"),
+    "topology_layers": _f(_topology_layers, "edge activation ratio, layer x checkpoint",
+                          "edge activation ratio, layer x checkpoint", TOPOLOGY, "analysis", topology="topology",
+                          layers="layers"),
+    "topology_mean_layer": _f(_topology_mean_layer, "mean circuit layer and its trend",
+                              "mean circuit layer and its trend", TOPOLOGY, "analysis", topology="topology",
+                              trend="depth_trend_json"),
+    "head_roles": _f(_head_roles, "mover / relation / mixture heads in circuits",
+                     "mover / relation / mixture heads in circuits", COMPONENTS, "analysis", roles="seed_head_roles",
+                     sections=COMPONENT_SECTIONS),
+    "head_layers": _f(_head_layers, "in-circuit heads by layer and role", "in-circuit heads by layer and role",
+                      COMPONENTS, "analysis", layers="seed_head_layers", sections=COMPONENT_SECTIONS),
+    "logit_lens": _f(_logit_lens, "logit-lens rank by layer", "logit-lens rank by layer", COMPONENTS, "analysis",
+                     lens="seed_logit_lens", sections=COMPONENT_SECTIONS),
+    "neurons_layers": _f(_neurons_layers, "knowledge neurons by layer, IG vs baseline, last checkpoint",
+                         "knowledge neurons by layer, IG vs baseline", NEURONS, "neurons", layers="neuron_layers"),
+    "neurons_suppress": _f(_neurons_suppress, "suppress / amplify knowledge vs random neurons, last checkpoint",
+                           "suppress / amplify knowledge neurons", NEURONS, "neurons",
+                           interventions="seed_neuron_interventions"),
+    "neurons_edit": _f(_neurons_edit, "fact edits through value slots across training", "fact edits across training",
+                       NEURONS, "neurons", edits="seed_neuron_edits"),
+    "neurons_erase": _f(_neurons_erase, "erasing an attribute, last checkpoint", "erasing an attribute", NEURONS,
+                        "neurons", erase="seed_neuron_erase"),
+    "neurons_training": _f(_neurons_training, "knowledge neurons across training: count, layer, Jaccard, survival",
+                           "knowledge neurons across training", NEURONS, "neurons", evolution="neuron_evolution"),
+    "neurons_circuit_overlap": _f(_neurons_circuit_overlap, "knowledge neurons inside circuits across training",
+                                  "knowledge neurons inside circuits", NEURONS, "neurons",
+                                  overlap="seed_neuron_overlap"),
+    # ---- studies, until each moves to its folder ----
+    "order_accuracy": _f(_order_accuracy, "knowledge order: B's final accuracy after A first vs random order",
+                         "knowledge order: B's accuracy after A first", "Knowledge interplay", "order",
+                         outcome="order_outcome", enabled="order.enabled"),
+    "order_heatmap": _f(_order_heatmap, "knowledge order: A x B accuracy difference",
+                        "knowledge order: interference and synergy, A x B", "Knowledge interplay", "order",
+                        outcome="order_outcome", enabled="order.enabled"),
+    "order_circuits": _f(_order_circuits, "knowledge order: Jaccard of B's circuits with vs without A first",
+                         "knowledge order: B's circuits with vs without A first", "Knowledge interplay", "order",
+                         overlap="order_overlap", enabled="order.enabled"),
+    "forgetting_recall": _f(_forgetting_recall, "forgetting: recall of learned facts per replay share",
+                            "forgetting: recall per replay share", "Knowledge interplay", "forgetting",
+                            recall="forgetting_recall", enabled="forgetting.enabled"),
+    "forgetting_circuits": _f(_forgetting_circuits, "forgetting: circuit Hit@k and Jaccard to before, per replay share",
+                              "forgetting: circuits per replay share", "Knowledge interplay", "forgetting",
+                              circuits="forgetting_circuits", enabled="forgetting.enabled"),
+    "reckoning_accuracy": _f(_reckoning_accuracy, "RECKONING: accuracy per method, hop count and distractor count",
+                             "RECKONING: label accuracy by hops and distractors", "RECKONING", "reckoning",
+                             accuracy="reckoning_summary_accuracy", enabled="reckoning.enabled"),
+    "reckoning_steps": _f(_reckoning_steps, "RECKONING: accuracy against the inner steps at test time",
+                          "RECKONING: accuracy against test-time inner steps", "RECKONING", "reckoning",
+                          steps="reckoning_summary_steps", enabled="reckoning.enabled"),
+    "reckoning_recitation": _f(_reckoning_recitation, "RECKONING: facts recited exactly from the encoded weights",
+                               "RECKONING: recitation of the relevant facts", "RECKONING", "reckoning",
+                               recitation="reckoning_summary_recitation", enabled="reckoning.enabled"),
+    "reckoning_timing": _f(_reckoning_timing, "RECKONING: seconds to answer k questions, encode once vs in context",
+                           "RECKONING: time to answer k questions", "RECKONING", "reckoning",
+                           timing="reckoning_summary_timing", enabled="reckoning.enabled"),
+    "reckoning_circuits": _f(_reckoning_circuits,
+                             "RECKONING: circuits of theta' vs the pre-trained ones, layer profile and Hit@k",
+                             "RECKONING: circuits of theta' against the pre-trained circuits", "RECKONING",
+                             "reckoning", layers="reckoning_summary_circuit_layers",
+                             hits="reckoning_summary_circuit_hits", compare="reckoning_summary_circuit_compare",
+                             enabled="reckoning.enabled"),
+    "memory_recall": _f(_memory_recall,
+                        "document memory: recall and interference (sharing cost) against alpha, per allocation",
+                        "document memory: recall and interference against alpha", "Document memory", "memory",
+                        recall="memory_summary_recall", interference="memory_summary_interference",
+                        sections={"memory": ["allocations"], "circuits": ["edge_budgets"]}, enabled="memory.enabled"),
+    "memory_layers": _f(_memory_layers,
+                        "document memory: the layer sweep at alpha 0 (circuit edges, knowledge neurons)",
+                        "document memory: layer sweep at alpha 0", "Document memory", "memory",
+                        layers="memory_summary_layers", recall="memory_summary_recall",
+                        sections={"memory": ["allocations"], "circuits": ["edge_budgets"]}, enabled="memory.enabled"),
+    "memory_locality": _f(_memory_locality,
+                          "document memory: knowledge neurons and activation inside the slots against alpha",
+                          "document memory: knowledge neurons and activation inside the slots", "Document memory",
+                          "memory", locality="memory_summary_locality",
+                          sections={"memory": ["allocations"], "circuits": ["edge_budgets"]},
+                          enabled="memory.enabled"),
 }
+
+
+def all_figures() -> dict[str, Figure]:
+    """Every figure, the core's and each study's, with its caption (report/NAME.rst of its folder)."""
+    out = {name: dataclasses.replace(f, caption=REPO_ROOT / "report" / f"{name}.rst") for name, f in FIGURES.items()}
+    for study in STUDIES.values():
+        for name, figure in study.figure_table().items():
+            if name in out:
+                raise ValueError(f"study {study.name}: figure {name!r} is already defined")
+            out[name] = dataclasses.replace(figure, caption=study.file(f"report/{name}.rst"))
+    return out
 
 
 def add_parser(subparsers) -> None:
     names = actions(subparsers, "figure", "one figure (PDF and PNG)", run, __doc__.split("\n")[0], dest="figure",
                     metavar="NAME")
-    for name, figure in FIGURES.items():
+    for name, figure in all_figures().items():
         a = command(names, name, figure.help, figure.stage, figure.draw)
         add_paths(a, *figure.inputs, many=True)
         add_paths(a, "entities", "pdf", "png")
@@ -402,4 +460,4 @@ def run(args) -> None:
     run_handler(args)
 
 
-__all__ = ["FIGURES", "Figure", "add_parser", "run"]
+__all__ = ["FIGURES", "all_figures", "add_parser", "run"]
