@@ -25,6 +25,14 @@ include: "rules/topology.smk"
 include: "rules/interplay.smk"
 include: "rules/reckoning.smk"
 include: "rules/memory.smk"
+
+
+# Each study's rules (kcircuits.studies: its folder's rules.smk), after the core's, before the results.
+for study in STUDIES.values():
+
+    include: study.file("rules.smk")
+
+
 include: "rules/results.smk"
 include: "rules/figures.smk"
 
@@ -44,6 +52,7 @@ rule all:
         MEMORY_TARGETS,
         RESULTS_TARGETS,
         FIGURE_TARGETS,
+        STUDY_TARGETS,
 
 
 # Light rules run on the submitting machine under a cluster executor (no queue wait): checkpoint
@@ -69,5 +78,6 @@ LOCAL_RULES = [
     "results_table",
     "findings",
     *FIGURE_RULES,
+    *STUDY_LOCAL_RULES,
 ]
 workflow.localrules(*LOCAL_RULES)

@@ -16,6 +16,7 @@ from kcircuits.config import ConfigError, config_path, init_dir, resource_inputs
 from kcircuits.data.world import import_files
 from kcircuits.figures.stage import all_figures
 from kcircuits.figures.table import is_enabled
+from kcircuits.studies import STUDIES
 from kcircuits.memory.stage import MEASURES as MEMORY_MEASURES, SUMMARIES as MEMORY_SUMMARIES
 from kcircuits.train.schedule import (
     check_steps_within_training,
@@ -205,6 +206,18 @@ if DEEPSPEED_CONFIG:
     DEEPSPEED_CONFIG = str(config_path(DEEPSPEED_CONFIG, REPO))
     if not Path(DEEPSPEED_CONFIG).is_file():
         raise WorkflowError(f"train.deepspeed: DeepSpeed config not found: {DEEPSPEED_CONFIG}")
+
+
+# What the study rules add (each study's rules.smk, included after the core's): its targets in the
+# default target, its light rules (run on the submitting machine), and the summary.json of each of its
+# findings keys (kcircuits.studies: Study.findings) that findings.md reports on, when it is switched on.
+STUDY_TARGETS = []
+STUDY_LOCAL_RULES = []
+FINDING_INPUTS = {}
+
+
+def finding_inputs(wildcards):
+    return FINDING_INPUTS
 
 
 def path(key, **wildcards):

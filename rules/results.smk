@@ -38,7 +38,7 @@ rule results_table:
 
 rule findings:
     input:
-        unpack(study_findings),
+        unpack(finding_inputs),
         entity_evals=across_seeds("eval_summary_entities"),
         phase_shift=PATHS["phase_shift_json"],
         depth_trend=PATHS["depth_trend_json"],
@@ -53,9 +53,7 @@ rule findings:
         ),
     params:
         settings=settings("analysis"),
-        studies=lambda wildcards, input: " ".join(
-            f"--{study} {input[study]}" for study in FINDING_STUDIES if study in input.keys()
-        ),
+        studies=lambda wildcards, input: " ".join(f"--{key} {input[key]}" for key in FINDING_INPUTS),
     log:
         f"{LOGS}/analysis/findings.log",
     conda:

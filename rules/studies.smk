@@ -205,9 +205,6 @@ def across_points(key):
 
 
 # --- Findings (rules/results.smk) ---------------------------------------------------------------------
-FINDING_STUDIES = ("order", "forgetting", "reckoning", "memory")
-
-
-def study_findings(wildcards):
-    """The study summaries findings.md reports on: those of the studies switched on."""
-    return {study: PATHS[f"{study}_json"] for study in FINDING_STUDIES if config[study]["enabled"]}
+for _study in ("order", "forgetting", "reckoning", "memory"):
+    if config[_study]["enabled"]:
+        FINDING_INPUTS[_study] = PATHS[f"{_study}_json"]

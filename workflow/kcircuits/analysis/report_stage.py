@@ -4,11 +4,9 @@
     findings  evaluation + phase-shift + depth-trend summaries (+ knowledge-neuron interventions)
               -> findings.json + findings.md; findings.json keys: relevance, phase_shift,
               deep_to_shallow, knowledge_neurons (analysis.findings.neuron_finding; null without
-              --neuron-interventions), provenance; with --order / --forgetting (the knowledge-interplay
-              summary.json files, analysis.interplay.order_finding / forgetting_finding) and
-              --reckoning (analysis.reckoning.reckoning_finding) and --memory (analysis.memory
-              .memory_finding) also the keys order / forgetting / reckoning / memory and their
-              findings.md sections
+              --neuron-interventions), provenance; and, for every findings key of a study
+              (kcircuits.studies: Study.findings) whose summary.json is given as --KEY, that key and
+              the study's findings.md section
 """
 from __future__ import annotations
 
@@ -19,14 +17,14 @@ import pandas as pd
 
 from .. import io
 from ..settings import actions, add_paths, command, run_handler
-from .interplay import forgetting_markdown, order_markdown
-from .memory import memory_markdown
-from .reckoning import reckoning_markdown
+from ..studies import STUDIES
 
 log = logging.getLogger("kcircuits.results")
-# The studies whose summary.json findings.md restates when given, each with its markdown section.
-STUDIES = {"order": order_markdown, "forgetting": forgetting_markdown, "reckoning": reckoning_markdown,
-           "memory": memory_markdown}
+
+
+def study_findings() -> dict:
+    """findings key -> (study, "module:function" of its findings.md section), every study's in turn."""
+    return {key: (study, spec) for study in STUDIES.values() for key, spec in study.findings.items()}
 
 
 def add_parser(subparsers) -> None:
@@ -41,7 +39,7 @@ def add_parser(subparsers) -> None:
     add_paths(a, "entity_evals", many=True)
     add_paths(a, "neuron_interventions", many=True, required=False)
     add_paths(a, "phase_shift", "depth_trend", "out_json", "out_md")
-    add_paths(a, *STUDIES, required=False)
+    add_paths(a, *study_findings(), required=False)
 
 
 def run(args) -> None:
@@ -80,7 +78,7 @@ def _findings(args, s: dict) -> None:
                               if args.neuron_interventions else None),
         "provenance": io.provenance("findings", s["seed"], s),
     }
-    for key in STUDIES:  # only when its summary is given
+    for key in study_findings():  # only when its summary is given
         if getattr(args, key, None):
             with open(getattr(args, key), encoding="utf-8") as fh:
                 summary[key] = json.load(fh)
@@ -184,7 +182,7 @@ def findings_markdown(summary: dict) -> str:
         "## 3. Deep-to-shallow", "", f"Verdict: {dp['verdict']} (edge budget {dp['budget']}).", "",
         *neuron_markdown(kn),
     ]
-    for key, markdown in STUDIES.items():
+    for key, (study, markdown) in study_findings().items():
         if key in summary:
-            lines += markdown(summary[key])
+            lines += study.function(markdown)(summary[key])
     return "\n".join(lines)

@@ -41,6 +41,7 @@ class Study:
     figures: str | None = None             # module with FIGURES: {name: kcircuits.figures.table.Figure}
     findings: dict[str, str] = field(default_factory=dict)  # findings.json key -> "module:markdown(summary)"
     compute: tuple[str, ...] = ()          # compute kinds it adds (compute.<kind> in its config.yaml)
+    place: int = 100                       # its place among the studies (CLI, findings.md): lower first
 
     @cached_property
     def folder(self) -> Path:
@@ -63,7 +64,7 @@ class Study:
 
 
 def discover() -> dict[str, Study]:
-    """Every study folder's record, by name (folders starting with _ are not studies)."""
+    """Every study folder's record, by place then name (folders starting with _ are not studies)."""
     found = {}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         if not info.ispkg or info.name.startswith("_"):
@@ -72,7 +73,7 @@ def discover() -> dict[str, Study]:
         if not isinstance(study, Study) or study.name != info.name:
             raise ImportError(f"{__name__}.{info.name}: a study folder defines STUDY = Study(name={info.name!r}, ...)")
         found[study.name] = study
-    return found
+    return dict(sorted(found.items(), key=lambda item: (item[1].place, item[0])))
 
 
 STUDIES: dict[str, Study] = discover()
