@@ -22,7 +22,6 @@ include: "rules/circuits.smk"
 include: "rules/components.smk"
 include: "rules/neurons.smk"
 include: "rules/topology.smk"
-include: "rules/interplay.smk"
 include: "rules/reckoning.smk"
 include: "rules/memory.smk"
 
@@ -30,6 +29,7 @@ include: "rules/memory.smk"
 # Each study's rules (kcircuits.studies: its folder's rules.smk), after the core's, before the results.
 for study in STUDIES.values():
 
+    include: study.file("common.smk")
     include: study.file("rules.smk")
 
 
@@ -47,7 +47,6 @@ rule all:
         COMPONENT_TARGETS,
         NEURON_TARGETS,
         TOPOLOGY_TARGETS,
-        INTERPLAY_TARGETS,
         RECKONING_TARGETS,
         MEMORY_TARGETS,
         RESULTS_TARGETS,
@@ -69,8 +68,6 @@ LOCAL_RULES = [
     "topology_tables",
     "topology_phase_shift",
     "topology_depth_trend",
-    "order_summary",
-    "forgetting_summary",
     "companies",
     "reckoning_summary",
     "memory_documents",

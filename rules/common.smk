@@ -12,7 +12,15 @@ REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "workflow"))
 
 from kcircuits.analysis.components_stage import COMPONENT_SECTIONS
-from kcircuits.config import ConfigError, config_path, init_dir, resource_inputs, stage_settings, validate_config
+from kcircuits.config import (
+    ConfigError,
+    config_path,
+    init_dir,
+    resource_inputs,
+    stage_settings,
+    validate_config,
+    with_study_defaults,
+)
 from kcircuits.data.world import import_files
 from kcircuits.figures.stage import all_figures
 from kcircuits.figures.table import is_enabled
@@ -27,7 +35,9 @@ from kcircuits.train.schedule import (
 )
 from kcircuits.vocabulary import CHECKPOINT_WILDCARD, epoch_name, parse_checkpoint
 
-# Validate before any job is scheduled: a bad key stops the run here with a message naming it.
+# Every study's defaults under the config (its config.yaml), then validation before any job is
+# scheduled: a bad key stops the run here with a message naming it.
+config.update(with_study_defaults(config))
 try:
     validate_config(config, root=REPO)
 except ConfigError as err:
@@ -120,26 +130,6 @@ PATHS = {
     "findings_json": f"{ANALYSIS}/findings.json",
     "findings_md": f"{ANALYSIS}/findings.md",
     "figure": f"{RESULTS}/figures/{{name}}.{{ext}}",  # ext: pdf, png
-    # knowledge interplay (rules/interplay.smk): the order corpus and its streams (shared by every
-    # replicate), then per seed one run per branch of a study -- order: {branch} = a stream
-    # ("random", "A-B"); forgetting: {branch} = "{corpus}-replay-{share}" -- and the summaries
-    "order_sentences": f"{DATA}/order/sentences.parquet",
-    "order_streams": f"{DATA}/order/streams.parquet",
-    "order_blocks": f"{DATA}/order/blocks/{{branch}}.npz",
-    "order_report": f"{DATA}/order/report.json",
-    "forgetting_corpus": f"{DATA}/forgetting/{{corpus}}.jsonl",
-    "forgetting_facts": f"{DATA}/forgetting/facts.parquet",
-    "forgetting_entities": f"{DATA}/forgetting/{{corpus}}.parquet",
-    "forgetting_blocks": f"{SEED_DIR}/forgetting/{{branch}}/blocks.npz",
-    "branch_checkpoints": f"{SEED_DIR}/{{study}}/{{branch}}/checkpoints",
-    "branch_scratch": f"{SEED_DIR}/{{study}}/{{branch}}/scratch",
-    **{
-        f"branch_{name}": f"{SEED_DIR}/{{study}}/{{branch}}/{name}.parquet" for name in ("accuracy", "circuits", "hits")
-    },
-    **{f"order_{name}": f"{ANALYSIS}/order/{name}.parquet" for name in ("outcome", "curves", "overlap")},
-    "order_json": f"{ANALYSIS}/order/summary.json",
-    **{f"forgetting_{name}": f"{ANALYSIS}/forgetting/{name}.parquet" for name in ("recall", "circuits")},
-    "forgetting_json": f"{ANALYSIS}/forgetting/summary.json",
     # RECKONING (rules/reckoning.smk): the companies' headquarters (a data-stage table), the task's
     # entities, contexts and questions; per seed one folder per method (the trained model, its test
     # answers, recitation, timing; for encoded methods the circuits of theta' and their comparison with
@@ -192,6 +182,7 @@ SEEDS = list(config["train"]["seeds"])  # training replicates: init, packing and
 CHECKPOINTS = checkpoint_names(config)
 INIT = init_dir(config, REPO)  # model.init, resolved against the repository root
 START_MODEL = str(INIT) if INIT else PATHS["base_model"]  # what continual pre-training starts from
+LAST_EPOCH = epoch_name(config["train"]["continual"]["epochs"])  # the main study's last epoch checkpoint
 RESOURCE_FILES = resource_inputs(config, root=REPO)
 # world.source set: the files the rule import_world reads and writes (world.out, what resources read).
 WORLD_IMPORT = (
@@ -218,6 +209,11 @@ FINDING_INPUTS = {}
 
 def finding_inputs(wildcards):
     return FINDING_INPUTS
+
+
+def env(name):
+    """A conda environment file of envs/, for rules outside rules/ (the studies')."""
+    return str(REPO / "envs" / f"{name}.yaml")
 
 
 def path(key, **wildcards):

@@ -6,71 +6,16 @@ import itertools
 import pandas as pd
 from snakemake.utils import Paramspace
 
-from kcircuits.interplay.streams import knowledge_types, parse_stream, stream_names
 from kcircuits.memory import hook_layers, memory_models
 from kcircuits.memory.stage import MEASURES, POINT
 from kcircuits.reckoning import ENCODED
-from kcircuits.train.schedule import SHARED_KEYS, stream_settings
-
-# --- Knowledge interplay (rules/interplay.smk) ----------------------------------------------------
-ORDER = config["order"]
-FORGETTING = config["forgetting"]
-# Every rule exists whatever the switches say (a figure stays requestable by path); `enabled` decides
-# what the default target asks for.
-ORDER_STREAMS = stream_names(knowledge_types(ORDER["types"]))
-FORGETTING_BRANCHES = {
-    f"{corpus}-replay-{share:g}": (corpus, share) for corpus in FORGETTING["corpora"] for share in FORGETTING["replay"]
-}
-STUDY_BRANCHES = {"order": ORDER_STREAMS, "forgetting": list(FORGETTING_BRANCHES)}
-STREAM_SETTINGS = stage_settings(config, "stream")
-# Where a stream run trains (compute.stream.device) and its DeepSpeed config and save interval: untracked.
-STREAM_EXECUTION = json.dumps(execution_settings(config, "stream") | {"deepspeed": DEEPSPEED_CONFIG}, sort_keys=True)
-# Where each study starts: the main study's start model (order) or its last epoch (forgetting, and
-# RECKONING's "last").
-STUDY_START = {"order": CHECKPOINTS[0], "forgetting": epoch_name(config["train"]["continual"]["epochs"])}
-
-
-def stream_start(wildcards):
-    return path("checkpoint", seed=wildcards.seed, ckpt=STUDY_START[wildcards.study])
-
-
-def stream_blocks(wildcards):
-    if wildcards.study == "order":
-        return path("order_blocks", branch=wildcards.branch)
-    return path("forgetting_blocks", seed=wildcards.seed, branch=wildcards.branch)
-
-
-def stream_params(wildcards):
-    """A stream run's training settings (model, shared train keys, the study's lr and schedule) and seed."""
-    return json.dumps(stream_settings(STREAM_SETTINGS, wildcards.study, wildcards.seed), sort_keys=True)
-
-
-def branch_labels(wildcards):
-    """The leading columns of a run's measurements: its study and what distinguishes the run."""
-    if wildcards.study == "order":
-        first, second = parse_stream(wildcards.branch) or (None, None)
-        labels = {"stream": wildcards.branch, "first": first, "second": second}
-    else:
-        corpus, share = FORGETTING_BRANCHES[wildcards.branch]
-        labels = {"corpus": corpus, "replay": share}
-    return json.dumps({"study": wildcards.study, **labels})
-
-
-def measure_facts(wildcards):
-    """The facts a run is measured on: the order corpus's, or the followed learned facts."""
-    return PATHS["order_sentences" if wildcards.study == "order" else "forgetting_facts"]
-
-
-def across_branches(study, key):
-    """PATHS[key] of every run of `study`, every training replicate."""
-    return expand(PATHS[key], seed=SEEDS, study=study, branch=STUDY_BRANCHES[study])
-
+from kcircuits.train.schedule import SHARED_KEYS
 
 # --- RECKONING (rules/reckoning.smk) ---------------------------------------------------------------
 RECKONING = config["reckoning"]
 RECKONING_METHODS = list(RECKONING["methods"])
 # The main-study checkpoint every method starts from: reckoning.start, "last" = the last epoch.
-RECKONING_START = STUDY_START["forgetting"] if RECKONING["start"] == "last" else RECKONING["start"]
+RECKONING_START = LAST_EPOCH if RECKONING["start"] == "last" else RECKONING["start"]
 if RECKONING_START not in CHECKPOINTS:
     raise WorkflowError(
         f"reckoning.start: {RECKONING_START!r} is not a checkpoint of this run ({', '.join(CHECKPOINTS)})"
@@ -110,7 +55,7 @@ MEMORY_SPACE = Paramspace(
     single_wildcard="point",
 )
 MEMORY_POINTS = list(MEMORY_SPACE.instance_patterns)
-MEMORY_START = {"first": CHECKPOINTS[0], "last": STUDY_START["forgetting"]}.get(MEMORY["start"], MEMORY["start"])
+MEMORY_START = {"first": CHECKPOINTS[0], "last": LAST_EPOCH}.get(MEMORY["start"], MEMORY["start"])
 if MEMORY_START not in CHECKPOINTS:
     raise WorkflowError(f"memory.start: {MEMORY_START!r} is not a checkpoint of this run ({', '.join(CHECKPOINTS)})")
 
@@ -205,6 +150,6 @@ def across_points(key):
 
 
 # --- Findings (rules/results.smk) ---------------------------------------------------------------------
-for _study in ("order", "forgetting", "reckoning", "memory"):
+for _study in ("reckoning", "memory"):
     if config[_study]["enabled"]:
         FINDING_INPUTS[_study] = PATHS[f"{_study}_json"]

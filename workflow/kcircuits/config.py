@@ -38,17 +38,11 @@ STAGE_SECTIONS = {
     "tokenizer": ["tokenizer"],
     "circuit_pairs": ["circuit_pairs"],
     "train": ["model", "train"],  # each training job keeps only its slice: kcircuits.train.schedule.phase_settings
-    "stream": ["model", "train", "order", "forgetting"],  # a stream run: kcircuits.train.schedule.stream_settings
-    # knowledge interplay: corpora, streams, measures, summaries (rules narrow it to what each reads)
-    "interplay": ["order", "forgetting", "circuits", "circuit_pairs", "evaluate", "entities", "train", "analysis"],
     "evaluate": ["evaluate"],
     "figures": ["evaluate"],  # metric names (Hit@k) and which probe sets exist
     "circuits": ["circuits", "circuit_pairs"],  # task prompts: Hit@k is read on the circuit's own prompt
     "analysis": ["analysis", "circuits", "circuit_pairs"],  # edge budgets, task prompts (subject positions)
     "neurons": ["neurons", "circuits"],  # circuits: edge budgets of the neuron-circuit overlap
-    # knowledge-interplay figures: the types' order, replay tolerance, edge budgets, Hit@k
-    "order": ["order", "circuits", "circuit_pairs", "evaluate"],
-    "forgetting": ["forgetting", "circuits", "circuit_pairs", "evaluate"],
     "companies": [],  # the companies' headquarters: pools and the seed only
     "world": ["world", "circuit_pairs"],  # import-world: the paraphrase share; circuit task prompts are never held out
     # RECKONING: tasks (birth years of fresh entities), training, evaluation, circuits (the main
@@ -236,16 +230,6 @@ def check_neurons(cfg: dict, templates) -> None:
                               f"the value); neurons.min_prompts needs {n['min_prompts']} per bag: add templates")
 
 
-def check_order(cfg: dict) -> None:
-    """Knowledge types that can be ordered (disjoint, one kind of member, names usable in paths)."""
-    from .interplay.streams import check_types, knowledge_types
-
-    try:
-        check_types(knowledge_types(cfg["order"]["types"]), cfg["order"]["entity_types"])
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
-
-
 def check_questions(questions: dict, attributes: list[str]) -> None:
     """ConfigError unless every question template uses {name} once and nothing else in braces, every
     key is an attribute or "headquarters", and at least one question applies to `attributes`."""
@@ -377,7 +361,6 @@ def check_imported_entities(cfg: dict, root: str | Path = REPO_ROOT) -> int | No
 def check_semantics(cfg: dict, root: str | Path = REPO_ROOT) -> None:
     check_model(cfg, root)
     check_analysis(cfg)
-    check_order(cfg)
     check_reckoning(cfg)
     check_memory(cfg)
     ent = cfg["entities"]

@@ -25,15 +25,9 @@ from ..config import REPO_ROOT
 from ..io import read_parquets
 from ..settings import actions, add_paths, command, run_handler
 from ..studies import STUDIES
-from .table import Figure, first_budget, groups
+from .table import Figure, figure, first_budget, groups
 
 log = logging.getLogger("kcircuits")
-
-
-def _order_types(s: dict) -> list[str]:
-    from ..interplay.streams import knowledge_types
-
-    return list(knowledge_types(s["order"]["types"]))
 
 
 # ---- acquisition (settings: figures) ---------------------------------------------------------------
@@ -214,39 +208,6 @@ def _neurons_circuit_overlap(args, s: dict) -> None:
     _neuron_figure(args, "overlap", "plot_circuit_overlap", s["circuits"]["edge_budgets"])
 
 
-# ---- knowledge interplay (settings: order / forgetting) ---------------------------------------------------
-def _order_accuracy(args, s: dict) -> None:
-    from .interplay import plot_order_accuracy
-
-    plot_order_accuracy(read_parquets(args.outcome), _order_types(s), args.pdf, args.png)
-
-
-def _order_heatmap(args, s: dict) -> None:
-    from .interplay import plot_order_heatmap
-
-    plot_order_heatmap(read_parquets(args.outcome), _order_types(s), args.pdf, args.png)
-
-
-def _order_circuits(args, s: dict) -> None:
-    from .interplay import plot_order_circuits
-
-    plot_order_circuits(read_parquets(args.overlap), _order_types(s), first_budget(s), args.pdf, args.png)
-
-
-def _forgetting_recall(args, s: dict) -> None:
-    from .interplay import plot_forgetting_recall
-
-    f = s["forgetting"]
-    plot_forgetting_recall(read_parquets(args.recall), groups(args), f["corpora"], f["tolerance"], args.pdf, args.png)
-
-
-def _forgetting_circuits(args, s: dict) -> None:
-    from .interplay import plot_forgetting_circuits
-
-    plot_forgetting_circuits(read_parquets(args.circuits), s["forgetting"]["corpora"], first_budget(s),
-                             s["circuits"]["hit_k"], args.pdf, args.png)
-
-
 # ---- RECKONING (settings: reckoning) ----------------------------------------------------------------
 def _reckoning_methods(s: dict) -> list[str]:
     return list(s["reckoning"]["methods"])
@@ -317,114 +278,92 @@ COMPONENTS = "Specialised heads and logit lens"
 NEURONS = "Knowledge neurons"
 
 
-def _f(draw, help_text, label, category, stage, **inputs_and_options) -> Figure:
-    options = {k: inputs_and_options.pop(k) for k in list(inputs_and_options) if k in _OPTIONS}
-    return Figure(draw, help_text, label, category, stage, inputs_and_options, **options)
-
-
-_OPTIONS = {f.name for f in dataclasses.fields(Figure)}
-
 # Hit@k figures use zero ablation and the first edge budget (circuits.edge_budgets[0]); by hand,
 # `kcircuits figure circuit_hits --ablation mean --budget 0.25 ...` draws another.
 FIGURES = {
-    "acquisition": _f(_acquisition, "accuracy across training (eval summary per seed)", "acquisition curves",
+    "acquisition": figure(_acquisition, "accuracy across training (eval summary per seed)", "acquisition curves",
                       ACQUISITION, "figures", table="eval_summary"),
-    "overwriting": _f(_overwriting, "revised facts: new vs original values", "overwriting of revised facts",
+    "overwriting": figure(_overwriting, "revised facts: new vs original values", "overwriting of revised facts",
                       ACQUISITION, "figures", table="eval_summary"),
-    "entity_heatmap": _f(_entity_heatmap, "entity x checkpoint recall (entity tables)", "entity x checkpoint recall",
+    "entity_heatmap": figure(_entity_heatmap, "entity x checkpoint recall (entity tables)", "entity x checkpoint recall",
                          ACQUISITION, "figures", table="eval_summary_entities", first_seed=True),
-    "generation_probe": _f(_generation_probe, "revised facts: new vs original value in k sampled generations",
+    "generation_probe": figure(_generation_probe, "revised facts: new vs original value in k sampled generations",
                            "generation probe: new vs original value in sampled generations", ACQUISITION, "figures",
                            table="eval_summary_generations"),
-    "circuit_hits": _f(_circuit_hits, "own-circuit Hit@k across training", "circuit Hit@k across training", CIRCUIT,
+    "circuit_hits": figure(_circuit_hits, "own-circuit Hit@k across training", "circuit Hit@k across training", CIRCUIT,
                        "circuits", hits="summary_hits", hit_options=True),
-    "circuit_cross_group": _f(_circuit_cross_group, "circuit of cell A on cell B, last checkpoint",
+    "circuit_cross_group": figure(_circuit_cross_group, "circuit of cell A on cell B, last checkpoint",
                               "cross-group Hit@k, last checkpoint", CIRCUIT, "circuits", hits="summary_hits",
                               hit_options=True),
-    "circuit_cross_group_training": _f(_circuit_cross_group_training, "cross-group Hit@k across training",
+    "circuit_cross_group_training": figure(_circuit_cross_group_training, "cross-group Hit@k across training",
                                        "cross-group Hit@k across training", CIRCUIT, "circuits", hits="summary_hits",
                                        hit_options=True),
-    "circuit_transplant": _f(_circuit_transplant, "transplant sources' circuits vs each checkpoint's own",
+    "circuit_transplant": figure(_circuit_transplant, "transplant sources' circuits vs each checkpoint's own",
                              "circuit transplant", CIRCUIT, "circuits", hits="summary_hits",
                              transplant="summary_transplant", hit_options=True),
-    "circuit_faithfulness": _f(_circuit_faithfulness, "faithfulness per edge budget", "circuit faithfulness", CIRCUIT,
+    "circuit_faithfulness": figure(_circuit_faithfulness, "faithfulness per edge budget", "circuit faithfulness", CIRCUIT,
                                "circuits", stats="summary_stats"),
-    "topology_entropy": _f(_topology_entropy, "circuit edge entropy", "circuit edge entropy across training",
+    "topology_entropy": figure(_topology_entropy, "circuit edge entropy", "circuit edge entropy across training",
                            TOPOLOGY, "analysis", topology="topology"),
-    "topology_jaccard": _f(_topology_jaccard, "Jaccard to final and previous", "circuit Jaccard to final and previous",
+    "topology_jaccard": figure(_topology_jaccard, "Jaccard to final and previous", "circuit Jaccard to final and previous",
                            TOPOLOGY, "analysis", topology="topology"),
-    "topology_layers": _f(_topology_layers, "edge activation ratio, layer x checkpoint",
+    "topology_layers": figure(_topology_layers, "edge activation ratio, layer x checkpoint",
                           "edge activation ratio, layer x checkpoint", TOPOLOGY, "analysis", topology="topology",
                           layers="layers"),
-    "topology_mean_layer": _f(_topology_mean_layer, "mean circuit layer and its trend",
+    "topology_mean_layer": figure(_topology_mean_layer, "mean circuit layer and its trend",
                               "mean circuit layer and its trend", TOPOLOGY, "analysis", topology="topology",
                               trend="depth_trend_json"),
-    "head_roles": _f(_head_roles, "mover / relation / mixture heads in circuits",
+    "head_roles": figure(_head_roles, "mover / relation / mixture heads in circuits",
                      "mover / relation / mixture heads in circuits", COMPONENTS, "analysis", roles="seed_head_roles",
                      sections=COMPONENT_SECTIONS),
-    "head_layers": _f(_head_layers, "in-circuit heads by layer and role", "in-circuit heads by layer and role",
+    "head_layers": figure(_head_layers, "in-circuit heads by layer and role", "in-circuit heads by layer and role",
                       COMPONENTS, "analysis", layers="seed_head_layers", sections=COMPONENT_SECTIONS),
-    "logit_lens": _f(_logit_lens, "logit-lens rank by layer", "logit-lens rank by layer", COMPONENTS, "analysis",
+    "logit_lens": figure(_logit_lens, "logit-lens rank by layer", "logit-lens rank by layer", COMPONENTS, "analysis",
                      lens="seed_logit_lens", sections=COMPONENT_SECTIONS),
-    "neurons_layers": _f(_neurons_layers, "knowledge neurons by layer, IG vs baseline, last checkpoint",
+    "neurons_layers": figure(_neurons_layers, "knowledge neurons by layer, IG vs baseline, last checkpoint",
                          "knowledge neurons by layer, IG vs baseline", NEURONS, "neurons", layers="neuron_layers"),
-    "neurons_suppress": _f(_neurons_suppress, "suppress / amplify knowledge vs random neurons, last checkpoint",
+    "neurons_suppress": figure(_neurons_suppress, "suppress / amplify knowledge vs random neurons, last checkpoint",
                            "suppress / amplify knowledge neurons", NEURONS, "neurons",
                            interventions="seed_neuron_interventions"),
-    "neurons_edit": _f(_neurons_edit, "fact edits through value slots across training", "fact edits across training",
+    "neurons_edit": figure(_neurons_edit, "fact edits through value slots across training", "fact edits across training",
                        NEURONS, "neurons", edits="seed_neuron_edits"),
-    "neurons_erase": _f(_neurons_erase, "erasing an attribute, last checkpoint", "erasing an attribute", NEURONS,
+    "neurons_erase": figure(_neurons_erase, "erasing an attribute, last checkpoint", "erasing an attribute", NEURONS,
                         "neurons", erase="seed_neuron_erase"),
-    "neurons_training": _f(_neurons_training, "knowledge neurons across training: count, layer, Jaccard, survival",
+    "neurons_training": figure(_neurons_training, "knowledge neurons across training: count, layer, Jaccard, survival",
                            "knowledge neurons across training", NEURONS, "neurons", evolution="neuron_evolution"),
-    "neurons_circuit_overlap": _f(_neurons_circuit_overlap, "knowledge neurons inside circuits across training",
+    "neurons_circuit_overlap": figure(_neurons_circuit_overlap, "knowledge neurons inside circuits across training",
                                   "knowledge neurons inside circuits", NEURONS, "neurons",
                                   overlap="seed_neuron_overlap"),
     # ---- studies, until each moves to its folder ----
-    "order_accuracy": _f(_order_accuracy, "knowledge order: B's final accuracy after A first vs random order",
-                         "knowledge order: B's accuracy after A first", "Knowledge interplay", "order",
-                         outcome="order_outcome", enabled="order.enabled"),
-    "order_heatmap": _f(_order_heatmap, "knowledge order: A x B accuracy difference",
-                        "knowledge order: interference and synergy, A x B", "Knowledge interplay", "order",
-                        outcome="order_outcome", enabled="order.enabled"),
-    "order_circuits": _f(_order_circuits, "knowledge order: Jaccard of B's circuits with vs without A first",
-                         "knowledge order: B's circuits with vs without A first", "Knowledge interplay", "order",
-                         overlap="order_overlap", enabled="order.enabled"),
-    "forgetting_recall": _f(_forgetting_recall, "forgetting: recall of learned facts per replay share",
-                            "forgetting: recall per replay share", "Knowledge interplay", "forgetting",
-                            recall="forgetting_recall", enabled="forgetting.enabled"),
-    "forgetting_circuits": _f(_forgetting_circuits, "forgetting: circuit Hit@k and Jaccard to before, per replay share",
-                              "forgetting: circuits per replay share", "Knowledge interplay", "forgetting",
-                              circuits="forgetting_circuits", enabled="forgetting.enabled"),
-    "reckoning_accuracy": _f(_reckoning_accuracy, "RECKONING: accuracy per method, hop count and distractor count",
+    "reckoning_accuracy": figure(_reckoning_accuracy, "RECKONING: accuracy per method, hop count and distractor count",
                              "RECKONING: label accuracy by hops and distractors", "RECKONING", "reckoning",
                              accuracy="reckoning_summary_accuracy", enabled="reckoning.enabled"),
-    "reckoning_steps": _f(_reckoning_steps, "RECKONING: accuracy against the inner steps at test time",
+    "reckoning_steps": figure(_reckoning_steps, "RECKONING: accuracy against the inner steps at test time",
                           "RECKONING: accuracy against test-time inner steps", "RECKONING", "reckoning",
                           steps="reckoning_summary_steps", enabled="reckoning.enabled"),
-    "reckoning_recitation": _f(_reckoning_recitation, "RECKONING: facts recited exactly from the encoded weights",
+    "reckoning_recitation": figure(_reckoning_recitation, "RECKONING: facts recited exactly from the encoded weights",
                                "RECKONING: recitation of the relevant facts", "RECKONING", "reckoning",
                                recitation="reckoning_summary_recitation", enabled="reckoning.enabled"),
-    "reckoning_timing": _f(_reckoning_timing, "RECKONING: seconds to answer k questions, encode once vs in context",
+    "reckoning_timing": figure(_reckoning_timing, "RECKONING: seconds to answer k questions, encode once vs in context",
                            "RECKONING: time to answer k questions", "RECKONING", "reckoning",
                            timing="reckoning_summary_timing", enabled="reckoning.enabled"),
-    "reckoning_circuits": _f(_reckoning_circuits,
+    "reckoning_circuits": figure(_reckoning_circuits,
                              "RECKONING: circuits of theta' vs the pre-trained ones, layer profile and Hit@k",
                              "RECKONING: circuits of theta' against the pre-trained circuits", "RECKONING",
                              "reckoning", layers="reckoning_summary_circuit_layers",
                              hits="reckoning_summary_circuit_hits", compare="reckoning_summary_circuit_compare",
                              enabled="reckoning.enabled"),
-    "memory_recall": _f(_memory_recall,
+    "memory_recall": figure(_memory_recall,
                         "document memory: recall and interference (sharing cost) against alpha, per allocation",
                         "document memory: recall and interference against alpha", "Document memory", "memory",
                         recall="memory_summary_recall", interference="memory_summary_interference",
                         sections={"memory": ["allocations"], "circuits": ["edge_budgets"]}, enabled="memory.enabled"),
-    "memory_layers": _f(_memory_layers,
+    "memory_layers": figure(_memory_layers,
                         "document memory: the layer sweep at alpha 0 (circuit edges, knowledge neurons)",
                         "document memory: layer sweep at alpha 0", "Document memory", "memory",
                         layers="memory_summary_layers", recall="memory_summary_recall",
                         sections={"memory": ["allocations"], "circuits": ["edge_budgets"]}, enabled="memory.enabled"),
-    "memory_locality": _f(_memory_locality,
+    "memory_locality": figure(_memory_locality,
                           "document memory: knowledge neurons and activation inside the slots against alpha",
                           "document memory: knowledge neurons and activation inside the slots", "Document memory",
                           "memory", locality="memory_summary_locality",
@@ -437,21 +376,21 @@ def all_figures() -> dict[str, Figure]:
     """Every figure, the core's and each study's, with its caption (report/NAME.rst of its folder)."""
     out = {name: dataclasses.replace(f, caption=REPO_ROOT / "report" / f"{name}.rst") for name, f in FIGURES.items()}
     for study in STUDIES.values():
-        for name, figure in study.figure_table().items():
+        for name, entry in study.figure_table().items():
             if name in out:
                 raise ValueError(f"study {study.name}: figure {name!r} is already defined")
-            out[name] = dataclasses.replace(figure, caption=study.file(f"report/{name}.rst"))
+            out[name] = dataclasses.replace(entry, caption=study.file(f"report/{name}.rst"))
     return out
 
 
 def add_parser(subparsers) -> None:
     names = actions(subparsers, "figure", "one figure (PDF and PNG)", run, __doc__.split("\n")[0], dest="figure",
                     metavar="NAME")
-    for name, figure in all_figures().items():
-        a = command(names, name, figure.help, figure.stage, figure.draw)
-        add_paths(a, *figure.inputs, many=True)
+    for name, entry in all_figures().items():
+        a = command(names, name, entry.help, entry.stage, entry.draw)
+        add_paths(a, *entry.inputs, many=True)
         add_paths(a, "entities", "pdf", "png")
-        if figure.hit_options:
+        if entry.hit_options:
             a.add_argument("--ablation", default="zero", help="which ablation (default: zero)")
             a.add_argument("--budget", help="edge budget as stored, e.g. 0.1 (default: the first)")
 

@@ -7,6 +7,7 @@ frequency groups' order) and writes results/{run}/figures/NAME.{pdf,png}.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,6 +32,15 @@ class Figure:
     caption: Path | None = None    # report/NAME.rst of its folder (set by all_figures)
 
 
+def figure(draw: Callable, help_text: str, label: str, category: str, stage: str, **keywords) -> Figure:
+    """A Figure written as its table reads: keywords that are Figure fields set them, the others are
+    its inputs (option=PATHS key), in order."""
+    fields = {f.name for f in dataclasses.fields(Figure)}
+    options = {k: v for k, v in keywords.items() if k in fields}
+    inputs = {k: v for k, v in keywords.items() if k not in fields}
+    return Figure(draw, help_text, label, category, stage, inputs, **options)
+
+
 def groups(args) -> list[str]:
     """Frequency groups, low to high, from the --entities table."""
     from ..data.entities import group_order
@@ -53,4 +63,4 @@ def is_enabled(figure: Figure, cfg: dict) -> bool:
     return bool(value)
 
 
-__all__ = ["Figure", "groups", "first_budget", "is_enabled"]
+__all__ = ["Figure", "figure", "groups", "first_budget", "is_enabled"]

@@ -15,9 +15,9 @@ import re
 import numpy as np
 import pandas as pd
 
-from .. import ATTRIBUTES, TYPES
-from ..data.biographies import fill_sentence
-from ..resources import Templates
+from ... import ATTRIBUTES, TYPES
+from ...data.biographies import fill_sentence
+from ...resources import Templates
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 RANDOM = "random"

@@ -1,4 +1,4 @@
-"""Order study corpus and streams (kcircuits.interplay.streams): fast, no Snakemake, no torch."""
+"""Order study corpus and streams (kcircuits.studies.interplay.streams): fast, no Snakemake, no torch."""
 from __future__ import annotations
 
 import re
@@ -10,7 +10,7 @@ from helpers import REPO
 
 from kcircuits import ATTRIBUTES
 from kcircuits.data.biographies import fill_sentence
-from kcircuits.interplay.streams import (
+from kcircuits.studies.interplay.streams import (
     build_streams, check_types, fact_sentences, knowledge_types, parse_stream, random_stream, reorder, stream_names,
     stream_texts, streams_frame, type_of_fact)
 from kcircuits.resources import load_templates

@@ -1,4 +1,4 @@
-"""Knowledge-interplay summaries (kcircuits.analysis.interplay), their figures and findings, on hand-made
+"""Knowledge-interplay summaries (kcircuits.studies.interplay.summary), their figures and findings, on hand-made
 measurement tables whose answers are known: order runs where A first shifts B's accuracy by an exact
 amount (interference, synergy, none), hand-made circuit edge sets, forgetting curves with known drops."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from helpers import REPO, assert_figure_drawn_twice_alike
-from kcircuits.analysis import interplay as ip
+from kcircuits.studies.interplay import summary as ip
 from kcircuits.figures.stage import all_figures
 
 FIGURES = all_figures()
@@ -279,22 +279,21 @@ def test_forgetting_circuits_jaccard_to_step_zero():
 
 
 # ---- figures ------------------------------------------------------------------------------------------
-def test_the_interplay_figures_have_entries_rules_and_captions():
+def test_the_interplay_figures_have_entries_and_captions():
     names = [n for n, f in FIGURES.items() if f.stage in ("order", "forgetting")]
     assert names == INTERPLAY_FIGURES
-    rules = (REPO / "rules" / "figures.smk").read_text(encoding="utf-8")
     for name in names:
-        (option,) = FIGURES[name].inputs
-        stage = FIGURES[name].stage
-        key = f"{stage}_{option}"  # the summary tables' PATHS keys
-        assert re.search(rf'"{name}": dict\(\s*category=INTERPLAY_CATEGORY,.*?settings=settings\("{stage}"\),\s*'
-                         rf'inputs=dict\({option}=PATHS\["{key}"\]\)', rules, re.S), name
-        caption = (REPO / "report" / f"{name}.rst").read_text(encoding="utf-8")
+        figure = FIGURES[name]
+        (key,) = figure.inputs.values()
+        assert key == f"{figure.stage}_{next(iter(figure.inputs))}"  # the summary tables' PATHS keys
+        assert figure.enabled == f"{figure.stage}.enabled" and figure.category == "Knowledge interplay"
+        caption = figure.caption.read_text(encoding="utf-8")
+        assert figure.caption.parent.parent.name == "interplay"
         assert 'snakemake.config["run"]' in caption and 'snakemake.config["train"]["seeds"]' in caption, name
-    from kcircuits.config import STAGE_SECTIONS
+    from kcircuits.config import stage_sections
 
-    assert STAGE_SECTIONS["order"] == ["order", "circuits", "circuit_pairs", "evaluate"]
-    assert STAGE_SECTIONS["forgetting"] == ["forgetting", "circuits", "circuit_pairs", "evaluate"]
+    assert stage_sections()["order"] == ["order", "circuits", "circuit_pairs", "evaluate"]
+    assert stage_sections()["forgetting"] == ["forgetting", "circuits", "circuit_pairs", "evaluate"]
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +328,7 @@ def test_interplay_figures_are_written_and_reproducible(figure_tables, name, tmp
 
 
 def test_figure_curves_are_the_tables_means(figure_tables):
-    from kcircuits.figures import interplay as fi
+    from kcircuits.studies.interplay import plots as fi
 
     root, paths = figure_tables
     curves = fi.order_circuit_curves(pd.read_parquet(paths["overlap"]), "0.1").set_index(["first", "step"])
@@ -378,7 +377,7 @@ def test_findings_take_the_interplay_summaries(tmp_path, outcome):
 
 
 def test_forgetting_panels_follow_the_configured_corpora_and_group_order(figure_tables, tmp_path, monkeypatch):
-    from kcircuits.figures import interplay as fi
+    from kcircuits.studies.interplay import plots as fi
 
     root, paths = figure_tables
     drawn = []

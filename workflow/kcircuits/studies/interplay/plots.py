@@ -1,4 +1,4 @@
-"""Figures of knowledge interplay (analysis/interplay.py's summary tables; Ou et al. 2025).
+"""Figures of knowledge interplay (summary.py's tables; Ou et al. 2025).
 
 - order_accuracy:      per target type B, B's final top-1 after training all of A first (a bar per A)
                        and after the random order; whiskers: 95% bootstrap interval over facts and seeds;
@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..stats import ALL
-from .seeds import draw_curve, seed_summary
-from .style import RANDOM_COLOR, finish, handle, legend, name_colors, name_order, pyplot, value_colors
+from ...stats import ALL
+from ...figures.seeds import draw_curve, seed_summary
+from ...figures.style import RANDOM_COLOR, finish, handle, legend, name_colors, name_order, pyplot, value_colors
 
 STEP_LABEL = "training step"
 METRIC_TITLES = {"final": "final top-1", "auc": "AUC of top-1 over steps"}

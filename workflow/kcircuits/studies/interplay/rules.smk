@@ -1,4 +1,4 @@
-# Knowledge interplay (workflow/kcircuits/interplay): training order and forgetting with replay.
+# Knowledge interplay (kcircuits.studies.interplay): training order and forgetting with replay.
 #
 # Both studies are "stream runs": one ordered pass of the project's trainer (kcircuits train-stream)
 # over a stream of packed blocks, from a checkpoint of the main study, with model-only checkpoints on
@@ -37,7 +37,7 @@ rule order_corpus:
     log:
         f"{LOGS}/order/corpus.log",
     conda:
-        "../envs/train.yaml"
+        env("train")
     shell:
         "TOKENIZERS_PARALLELISM=false python -m kcircuits interplay order-corpus --settings {params.settings:q} "
         "--templates {params.templates:q} --entities {input.entities} --probes {input.probes} "
@@ -66,7 +66,7 @@ rule forgetting_corpus:
     log:
         f"{LOGS}/forgetting/corpus.log",
     conda:
-        "../envs/data.yaml"
+        env("data")
     shell:
         "python -m kcircuits interplay forgetting-corpus --settings {params.settings:q} --pools {params.pools:q} "
         "--templates {params.templates:q} --entities {input.entities} --probes {input.probes} "
@@ -93,7 +93,7 @@ rule forgetting_mix:
     log:
         f"{SEED_LOGS}/forgetting/mix.log",
     conda:
-        "../envs/train.yaml"
+        env("train")
     shell:
         "TOKENIZERS_PARALLELISM=false python -m kcircuits interplay forgetting-mix --settings {params.settings:q} "
         "--replay {input.replay} --corpora {input.corpora} --tokenizer {input.tokenizer} "
@@ -120,7 +120,7 @@ rule train_stream:
     resources:
         **job_resources("stream"),
     conda:
-        "../envs/train.yaml"
+        env("train")
     shell:
         "{params.env} OMP_NUM_THREADS={threads} python -m kcircuits train-stream "
         "--settings {params.settings:q} --execution {params.execution:q} --study {wildcards.study} "
@@ -166,7 +166,7 @@ rule interplay_measure:
     resources:
         **job_resources("circuits"),
     conda:
-        "../envs/evaluate.yaml"
+        env("evaluate")
     shell:
         "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits interplay measure "
         "--settings {params.settings:q} --labels {params.labels:q} --start {input.start} "
@@ -190,7 +190,7 @@ rule order_summary:
     log:
         f"{LOGS}/order/summary.log",
     conda:
-        "../envs/figures.yaml"
+        env("figures")
     shell:
         "python -m kcircuits interplay order-summary --settings {params.settings:q} --accuracy {input.accuracy} "
         "--circuits {input.circuits} --hits {input.hits} --out-outcome {output.outcome} "
@@ -211,14 +211,18 @@ rule forgetting_summary:
     log:
         f"{LOGS}/forgetting/summary.log",
     conda:
-        "../envs/figures.yaml"
+        env("figures")
     shell:
         "python -m kcircuits interplay forgetting-summary --settings {params.settings:q} "
         "--accuracy {input.accuracy} --circuits {input.circuits} --hits {input.hits} "
         "--out-recall {output.recall} --out-circuits {output.circuits} --out-json {output.json} > {log} 2>&1"
 
 
-INTERPLAY_TARGETS = [
-    *(rules.order_summary.output if ORDER["enabled"] else []),
-    *(rules.forgetting_summary.output if FORGETTING["enabled"] else []),
-]
+STUDY_TARGETS.extend(
+    [
+        *(rules.order_summary.output if ORDER["enabled"] else []),
+        *(rules.forgetting_summary.output if FORGETTING["enabled"] else []),
+    ]
+)
+STUDY_LOCAL_RULES.extend(["order_summary", "forgetting_summary"])
+FINDING_INPUTS.update({key: PATHS[f"{key}_json"] for key in ("order", "forgetting") if config[key]["enabled"]})

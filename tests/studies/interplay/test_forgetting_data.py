@@ -9,7 +9,7 @@ from helpers import REPO
 from kcircuits import ATTRIBUTES
 from kcircuits.stats import stage_rng
 from kcircuits.data.entities import BIRTH_FIELDS, VALUE_COLUMNS, generate_entities, other_entities
-from kcircuits.interplay.forgetting import CORPORA, conflicting_entities, corpus_paragraphs, followed_facts, replay_mix
+from kcircuits.studies.interplay.forgetting import CORPORA, conflicting_entities, corpus_paragraphs, followed_facts, replay_mix
 from kcircuits.resources import load_pools, load_templates
 
 YEARS = {"min": 1940, "max": 2005}

@@ -16,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import ATTRIBUTES
-from ..data.biographies import entity_paragraphs, entity_values
-from ..data.entities import VALUE_COLUMNS, draw_attributes, like_entities
-from ..resources import Templates
+from ... import ATTRIBUTES
+from ...data.biographies import entity_paragraphs, entity_values
+from ...data.entities import VALUE_COLUMNS, draw_attributes, like_entities
+from ...resources import Templates
 
 CORPORA = ("other_entities", "conflicting")
 

@@ -19,19 +19,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import io
-from ..stats import stage_rng
-from ..settings import (actions, add_job_arguments, add_paths, command, resource_path, run_handler, set_threads,
+from ... import io
+from ...stats import stage_rng
+from ...settings import (actions, add_job_arguments, add_paths, command, resource_path, run_handler, set_threads,
                         stage_pools)
 
 log = logging.getLogger("kcircuits")
 
 
 def _order_corpus(args, s: dict) -> None:
-    from ..data.probes import probe_entities
-    from ..resources import load_templates
-    from ..tokenizer import load_tokenizer
-    from ..train.corpus import pack_texts
+    from ...data.probes import probe_entities
+    from ...resources import load_templates
+    from ...tokenizer import load_tokenizer
+    from ...train.corpus import pack_texts
     from .streams import build_streams, check_types, fact_sentences, knowledge_types, stream_texts, streams_frame
 
     o = s["order"]
@@ -67,9 +67,9 @@ def _order_corpus(args, s: dict) -> None:
 
 
 def _forgetting_corpus(args, s: dict) -> None:
-    from ..data.probes import probe_entities
-    from ..resources import load_templates
-    from ..data.entities import other_entities
+    from ...data.probes import probe_entities
+    from ...resources import load_templates
+    from ...data.entities import other_entities
     from .forgetting import conflicting_entities, corpus_paragraphs, followed_facts
 
     f, years = s["forgetting"], s["entities"]["birth_years"]
@@ -92,8 +92,8 @@ def _forgetting_corpus(args, s: dict) -> None:
 
 
 def _forgetting_mix(args, s: dict) -> None:
-    from ..tokenizer import load_tokenizer
-    from ..train.corpus import load_blocks, pack_texts
+    from ...tokenizer import load_tokenizer
+    from ...train.corpus import load_blocks, pack_texts
     from .forgetting import replay_mix
 
     f, t = s["forgetting"], s["train"]
@@ -112,8 +112,8 @@ def _forgetting_mix(args, s: dict) -> None:
 def _measure(args, s: dict) -> None:
     import json
 
-    from ..tokenizer import load_tokenizer
-    from ..evaluate.facts import select_facts
+    from ...tokenizer import load_tokenizer
+    from ...evaluate.facts import select_facts
     from .measure import measure_run, run_checkpoints
 
     probes, pairs, tasks = select_facts(pd.read_parquet(args.probes), pd.read_parquet(args.pairs),
@@ -127,7 +127,7 @@ def _measure(args, s: dict) -> None:
 
 
 def _order_summary(args, s: dict) -> None:
-    from ..analysis.interplay import order_curves, order_finding, order_outcome, order_overlap
+    from .summary import order_curves, order_finding, order_outcome, order_overlap
     from .streams import check_types, knowledge_types
 
     o, n_boot = s["order"], s["analysis"]["topology"]["n_bootstrap"]
@@ -144,7 +144,7 @@ def _order_summary(args, s: dict) -> None:
 
 
 def _forgetting_summary(args, s: dict) -> None:
-    from ..analysis.interplay import forgetting_circuits, forgetting_finding, forgetting_recall
+    from .summary import forgetting_circuits, forgetting_finding, forgetting_recall
 
     recall = forgetting_recall(io.read_parquets(args.accuracy))
     prov = io.provenance("forgetting_summary", s["seed"], s)

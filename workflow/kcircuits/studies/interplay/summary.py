@@ -1,5 +1,5 @@
 """Knowledge interplay (Ou et al. 2025): training order and forgetting with replay, from the stream
-runs' measurements (kcircuits.interplay.measure; one table per seed and run, concatenated).
+runs' measurements (measure.py; one table per seed and run, concatenated).
 
 Order: every ordered pair (A, B) of knowledge types has a run with all A facts before all B facts,
 and one run sees the same sentences in random order. Tested on B's facts, paired per fact and seed:
@@ -26,10 +26,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..interplay.streams import RANDOM, type_of_fact
-from ..stats import ALL, json_number, stage_rng, with_all
-from ..vocabulary import CELL
-from .findings import stratified_means
+from .streams import RANDOM, type_of_fact
+from ...stats import ALL, json_number, stage_rng, with_all
+from ...vocabulary import CELL
+from ...analysis.findings import stratified_means
 
 FACT = ["entity_id", "type", "freq_group", "attribute"]
 EDGE = ["parent", "child"]
