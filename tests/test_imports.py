@@ -7,6 +7,7 @@ specific kcircuits module it names (`from .x import y`: module x.y if it exists,
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,68 @@ def test_the_cli_starts_without_torch():
     code = "import sys; from kcircuits.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# ---- studies are plugins: the core never reaches them, and no study reaches another ------------------
+def study_of(module: str) -> str | None:
+    """'kcircuits.studies.memory.train' -> 'memory'; None for the core (and for the registry itself)."""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[1] == "studies" else None
+
+
+def study_crossings(graph: dict[str, set[str]]) -> list[str]:
+    """Every import edge from the core into a study, or from one study into another."""
+    found = []
+    for module, deps in sorted(graph.items()):
+        for dep in sorted(deps):
+            target, source = study_of(dep), study_of(module)
+            if target is not None and source != target:
+                found.append(f"{module} imports {dep}")
+    return found
+
+
+def test_study_crossings_on_a_hand_made_package(tmp_path):
+    pkg = tmp_path / "kcircuits"
+    for folder in ("studies/a", "studies/b", "core"):
+        (pkg / folder).mkdir(parents=True)
+        (pkg / folder / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "studies" / "__init__.py").write_text("")
+    (pkg / "core" / "x.py").write_text("def f():\n    from ..studies.a import y\n")  # inside a function
+    (pkg / "studies" / "a" / "y.py").write_text("from ...core import x\nfrom . import z\n")
+    (pkg / "studies" / "a" / "z.py").write_text("")
+    (pkg / "studies" / "b" / "w.py").write_text("from ..a import y\n")
+    assert study_crossings(import_graph(pkg)) == ["kcircuits.core.x imports kcircuits.studies.a.y",
+                                                  "kcircuits.studies.b.w imports kcircuits.studies.a.y"]
+
+
+def test_the_core_never_imports_a_study_and_no_study_imports_another():
+    graph = import_graph()
+    assert any(study_of(m) for m in graph)  # the studies were read
+    assert study_crossings(graph) == []
+
+
+def core_naming(root: Path, names: list[str]) -> list[str]:
+    """Files of the core (package outside studies/, rules/, the Snakefile) that name a study's module or
+    folder (studies.NAME, studies/NAME): the core reaches a study only through the registry."""
+    package = root / "workflow" / "kcircuits"
+    core = [p for p in package.rglob("*.py") if "studies" not in p.relative_to(package).parts]
+    core += [*sorted((root / "rules").glob("*.smk")), root / "Snakefile"]
+    pattern = re.compile(r"studies[./](" + "|".join(map(re.escape, names)) + r")\b")
+    return [str(p.relative_to(root)) for p in core if p.is_file() and pattern.search(p.read_text(encoding="utf-8"))]
+
+
+def test_core_naming_is_caught(tmp_path):
+    (tmp_path / "workflow" / "kcircuits" / "studies" / "toy").mkdir(parents=True)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "workflow" / "kcircuits" / "studies" / "toy" / "x.py").write_text("import kcircuits.studies.toy\n")
+    (tmp_path / "workflow" / "kcircuits" / "cli.py").write_text("from .studies import STUDIES\n")
+    (tmp_path / "rules" / "a.smk").write_text('include: "../workflow/kcircuits/studies/toy/rules.smk"\n')
+    (tmp_path / "Snakefile").write_text("")
+    assert core_naming(tmp_path, ["toy"]) == ["rules/a.smk"]
+
+
+def test_the_core_names_no_study():
+    from kcircuits.studies import STUDIES
+
+    assert STUDIES and core_naming(PACKAGE.parents[1], list(STUDIES)) == []
