@@ -2,7 +2,7 @@
 during continual training -- the whole process group, Snakemake and its running job, as a power
 loss or an out-of-memory kill of the session would -- then rerun by hand. The rerun stops on
 Snakemake's lock; `snakemake --unlock` and a rerun finish the work, the killed training job resuming
-from its last scratch save; and every result equals an uninterrupted run's (README, "Recovering
+from its last scratch save; and every result equals an uninterrupted run's (docs/cluster.md, "Recovering
 from a crash")."""
 from __future__ import annotations
 
