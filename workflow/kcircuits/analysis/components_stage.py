@@ -59,7 +59,7 @@ def run(args) -> None:
 
 
 def _measure(args, s: dict) -> None:
-    from ..circuits.stage import load_checkpoint
+    from ..circuits.pipeline import load_checkpoint
     from ..tokenizer import load_tokenizer
     from .heads import HeadSums, circuit_roles, prompt_batches, trace
     from .logit_lens import LensSums

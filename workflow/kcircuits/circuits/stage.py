@@ -19,7 +19,8 @@ import pandas as pd
 
 from .. import io
 from ..settings import actions, add_job_arguments, add_paths, command, run_handler, set_threads
-from ..vocabulary import CELL, at_budget, budget_label, budget_value, cell_key, parse_cell_key
+from ..vocabulary import CELL, at_budget, budget_label, budget_value, parse_cell_key
+from .pipeline import encoding, hit_prompts, load_checkpoint, mean_references, pair_cells, select_circuit
 
 log = logging.getLogger("kcircuits")
 
@@ -48,74 +49,6 @@ def add_parser(subparsers) -> None:
 def run(args) -> None:
     set_threads(getattr(args, "threads", None))
     run_handler(args)
-
-
-# ---- helpers (also used by the knowledge-interplay measurements) ------------------------------------
-def load_checkpoint(checkpoint: str, device: str = "cpu"):
-    """(CircuitModel on `device` (auto | cpu | cuda), checkpoint metadata) of a checkpoint folder."""
-    from ..checkpoint import checkpoint_metadata, load_model
-    from .model import CircuitModel
-
-    return CircuitModel(load_model(checkpoint, device)), checkpoint_metadata(checkpoint)
-
-
-def pair_cells(pairs: pd.DataFrame, max_pairs: int | None):
-    for cell, part in pairs.groupby(CELL, sort=True):
-        yield cell_key(*cell), part.head(max_pairs) if max_pairs else part
-
-
-def encoding(model, c: dict) -> dict:
-    """How prompts are encoded for `model`: on its device, with BOS when circuits.prepend_bos."""
-    return {"device": model.device, "prepend_bos": c["prepend_bos"]}
-
-
-def hit_prompts(probes: pd.DataFrame, tasks: dict[str, str], tokenizer, batch_size: int, on: dict,
-                parts=None) -> dict:
-    """(task, type, group) -> probe batches of the task's circuit prompt for each probe entity (on:
-    encoding; parts: see batched)."""
-    from .evaluate import probe_batches
-
-    def make(rows):
-        return probe_batches(rows[["prompt", "answer"]].reset_index(drop=True), tokenizer, batch_size, **on)
-
-    out = {}
-    for task, template in tasks.items():
-        rows = probes[probes["attribute"] == task].drop_duplicates("entity_id")
-        for (etype, group), part in rows.groupby(["type", "freq_group"], sort=True):
-            prompts = part.assign(prompt=[template.format(name=n) for n in part["name"]])
-            out[(task, etype, group)] = batched(prompts, make, parts)
-    return out
-
-
-class PartBatches:
-    """The batches of a table made part by part, anew at each pass (see batched)."""
-
-    def __init__(self, rows: pd.DataFrame, make, parts):
-        self.rows, self.make, self.parts = rows, make, parts
-
-    def __iter__(self):
-        for part in self.parts(self.rows):
-            yield from self.make(part)
-
-
-def batched(rows: pd.DataFrame, make, parts=None):
-    """make(rows) -> batches; or, given parts(rows) -> an iterator of row groups that may hold a
-    context while each group's batches are used (e.g. a gated memory reading one document:
-    kcircuits.memory.measure.document_parts), a re-iterable of every group's batches."""
-    return make(rows) if parts is None else PartBatches(rows, make, parts)
-
-
-def mean_references(model, prompts: dict, ablations: list[str]) -> dict:
-    """Per probe cell, the mean activations that mean ablation patches in (only if it is asked for)."""
-    from .evaluate import mean_reference
-
-    return {cell: mean_reference(model, batches) for cell, batches in prompts.items()} if "mean" in ablations else {}
-
-
-def select_circuit(scores, graph, budget, how: str):
-    from .graph import select_greedy, select_top_n
-
-    return (select_greedy if how == "greedy" else select_top_n)(scores, graph, budget)
 
 
 # ---- actions ---------------------------------------------------------------------------------------
@@ -257,5 +190,4 @@ def transplant_sources(names: list[str], checkpoints: list[str]) -> list[str]:
     return resolved
 
 
-__all__ = ["add_parser", "run", "load_checkpoint", "pair_cells", "encoding", "hit_prompts", "mean_references",
-           "select_circuit", "transplant_sources"]
+__all__ = ["add_parser", "run", "transplant_sources"]

@@ -90,7 +90,7 @@ def _train(args, s: dict) -> None:
 
 
 def _measure(args, s: dict) -> None:
-    from ..circuits.stage import load_checkpoint
+    from ..circuits.pipeline import load_checkpoint
     from ..tokenizer import load_tokenizer
     from .measure import measure_point
     from .module import load_memory

@@ -101,7 +101,7 @@ def _facts(args, s: dict) -> None:
 def _measure(args, s: dict) -> None:
     """Attribution, then selection and experiments on the same loaded model (one interpreter and
     one model load per checkpoint: on the default, they cost as much as the work itself)."""
-    from ..circuits.stage import load_checkpoint
+    from ..circuits.pipeline import load_checkpoint
     from ..tokenizer import load_tokenizer
 
     model, meta = load_checkpoint(args.checkpoint, args.device)
@@ -143,7 +143,7 @@ def _select(args, s: dict, model=None, meta: dict | None = None, tok=None) -> No
     from .store import load_scores
 
     if model is None:
-        from ..circuits.stage import load_checkpoint
+        from ..circuits.pipeline import load_checkpoint
         from ..tokenizer import load_tokenizer
 
         (model, meta), tok = load_checkpoint(args.checkpoint, args.device), load_tokenizer(args.tokenizer)

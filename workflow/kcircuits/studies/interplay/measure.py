@@ -36,7 +36,7 @@ def measure_run(checkpoints: list[tuple[int, Path]], tok, probes: pd.DataFrame, 
                 tasks: dict[str, str], s: dict, max_pairs: int | None, device: str = "cpu") -> dict[str, pd.DataFrame]:
     """accuracy, circuits and hits of every checkpoint (s: the study's stage settings), each row led
     by seed, step and checkpoint."""
-    from ...circuits.stage import load_checkpoint
+    from ...circuits.pipeline import load_checkpoint
 
     ev = s["evaluate"]
     out = {"accuracy": [], "circuits": [], "hits": []}
