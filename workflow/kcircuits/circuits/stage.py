@@ -100,8 +100,8 @@ class PartBatches:
 
 def batched(rows: pd.DataFrame, make, parts=None):
     """make(rows) -> batches; or, given parts(rows) -> an iterator of row groups that may hold a
-    context while each group's batches are used (e.g. a gated memory reading one document:
-    kcircuits.memory.measure.document_parts), a re-iterable of every group's batches."""
+    context while each group's batches are used (e.g. a gated memory reading one document, in a
+    study's measures), a re-iterable of every group's batches."""
     return make(rows) if parts is None else PartBatches(rows, make, parts)
 
 
