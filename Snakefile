@@ -23,7 +23,6 @@ include: "rules/components.smk"
 include: "rules/neurons.smk"
 include: "rules/topology.smk"
 include: "rules/reckoning.smk"
-include: "rules/memory.smk"
 
 
 # Each study's rules (kcircuits.studies: its folder's rules.smk), after the core's, before the results.
@@ -48,7 +47,6 @@ rule all:
         NEURON_TARGETS,
         TOPOLOGY_TARGETS,
         RECKONING_TARGETS,
-        MEMORY_TARGETS,
         RESULTS_TARGETS,
         FIGURE_TARGETS,
         STUDY_TARGETS,
@@ -70,8 +68,6 @@ LOCAL_RULES = [
     "topology_depth_trend",
     "companies",
     "reckoning_summary",
-    "memory_documents",
-    "memory_summary",
     "results_table",
     "findings",
     *FIGURE_RULES,

@@ -25,7 +25,6 @@ from kcircuits.data.world import import_files
 from kcircuits.figures.stage import all_figures
 from kcircuits.figures.table import is_enabled
 from kcircuits.studies import STUDIES
-from kcircuits.memory.stage import MEASURES as MEMORY_MEASURES, SUMMARIES as MEMORY_SUMMARIES
 from kcircuits.train.schedule import (
     check_steps_within_training,
     checkpoint_names,
@@ -147,24 +146,6 @@ PATHS = {
         for name in ("accuracy", "steps", "recitation", "timing", "circuit_hits", "circuit_compare", "circuit_layers")
     },
     "reckoning_json": f"{ANALYSIS}/reckoning/summary.json",
-    # document memory (rules/memory.smk): {point} = model~M/layer~L/alpha~A/allocation~X, {run} =
-    # model~M/plain or a point; {model}: a name in memory.models
-    "memory_documents": f"{DATA}/memory/documents.parquet",
-    "memory_clusters": f"{DATA}/memory/clusters.parquet",
-    "memory_report": f"{DATA}/memory/report.json",
-    "memory_allocations": f"{DATA}/memory/model~{{model}}/allocations.parquet",
-    "memory_allocations_report": f"{DATA}/memory/model~{{model}}/allocations.json",
-    "memory_base": f"{SEED_DIR}/memory/model~{{model}}/base/model",
-    "memory_base_scratch": f"{SEED_DIR}/memory/model~{{model}}/base/scratch",
-    "memory_base_tensorboard": f"{SEED_DIR}/memory/model~{{model}}/base/tensorboard",
-    "memory_model": f"{SEED_DIR}/memory/documents~{{documents}}/{{run}}/model",
-    "memory_scratch": f"{SEED_DIR}/memory/documents~{{documents}}/{{run}}/scratch",
-    **{
-        f"memory_point_{name}": f"{SEED_DIR}/memory/documents~{{documents}}/{{point}}/{name}.parquet"
-        for name in MEMORY_MEASURES
-    },
-    **{f"memory_summary_{name}": f"{ANALYSIS}/memory/{name}.parquet" for name in MEMORY_SUMMARIES},
-    "memory_json": f"{ANALYSIS}/memory/summary.json",
 }
 
 

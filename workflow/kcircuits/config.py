@@ -48,9 +48,6 @@ STAGE_SECTIONS = {
     # RECKONING: tasks (birth years of fresh entities), training, evaluation, circuits (the main
     # study's circuit settings and tasks), summary (bootstrap), figures
     "reckoning": ["reckoning", "entities", "circuits", "circuit_pairs", "analysis"],
-    # document memory: documents (model width for the slots), training (the train section's optimiser),
-    # measures (the main study's probes, circuits, neurons and generation probe), summary (bootstrap)
-    "memory": ["memory", "model", "train", "evaluate", "circuits", "circuit_pairs", "neurons", "analysis"],
 }
 
 
@@ -275,38 +272,6 @@ def check_reckoning(cfg: dict) -> None:
         raise ConfigError(f"reckoning.start: {r['start']!r} is neither last nor a checkpoint name (epoch-005)")
 
 
-def check_memory(cfg: dict) -> None:
-    """The memory sweep's start can be a checkpoint, a simset cluster count is whole, one model at most
-    is the main study's, every model builds, and (for models built from the config) its hook layers
-    exist and every allocation's slots fit in its MLP."""
-    from .memory import hook_layers, memory_models, n_clusters
-    from .train.model import mlp_width
-
-    mem = cfg["memory"]
-    if mem["start"] not in ("first", "last") and not re.fullmatch(CHECKPOINT_WILDCARD, mem["start"]):
-        raise ConfigError(f"memory.start: {mem['start']!r} is neither first, last nor a checkpoint name (epoch-005)")
-    main = [name for name, keys in mem["models"].items() if keys is None]
-    if len(main) > 1:
-        raise ConfigError(f"memory.models: {main} are all the main study's model (null); name it once")
-    n = max(mem["documents"])
-    try:
-        blocks = {"partitioned": n, **{a: n_clusters(mem["clusters"], n) for a in mem["allocations"]
-                                       if a.startswith("simset")}}
-        for name, model in memory_models(cfg).items():
-            check_shape(model)
-            if model["init"] is not None:
-                continue  # the model's shape is known once its folder is read (the jobs check it)
-            hook_layers(mem["layers"], model["n_layer"])
-            width = mlp_width(model)
-            slots = mem["slots"] or max(1, width // n)
-            for allocation, count in blocks.items():
-                if allocation in mem["allocations"] and count * slots > width:
-                    raise ConfigError(f"memory.slots: {allocation} needs {count} disjoint blocks of {slots} slots but "
-                                      f"model {name} has {width} MLP neurons per layer")
-    except ValueError as err:
-        raise ConfigError(f"memory.models: {err}" if str(err).startswith("model.") else str(err)) from err
-
-
 def check_world(cfg: dict, root: str | Path = REPO_ROOT) -> None:
     """An imported world's source (world.source) exists and is the one the resources read: the
     folders of resources.pools / templates are world.out's pools/ and templates/."""
@@ -362,7 +327,6 @@ def check_semantics(cfg: dict, root: str | Path = REPO_ROOT) -> None:
     check_model(cfg, root)
     check_analysis(cfg)
     check_reckoning(cfg)
-    check_memory(cfg)
     ent = cfg["entities"]
     check_frequency_groups(ent["frequency_groups"])
     if ent["birth_years"]["min"] > ent["birth_years"]["max"]:

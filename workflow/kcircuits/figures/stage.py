@@ -246,31 +246,6 @@ def _reckoning_circuits(args, s: dict) -> None:
                             groups(args), first_budget(s), s["circuits"]["hit_k"], args.pdf, args.png)
 
 
-# ---- document memory (settings: memory) -------------------------------------------------------------
-def _memory_allocations(s: dict) -> list[str]:
-    return list(s["memory"]["allocations"])
-
-
-def _memory_recall(args, s: dict) -> None:
-    from .memory import plot_memory_recall
-
-    plot_memory_recall(read_parquets(args.recall), read_parquets(args.interference), _memory_allocations(s),
-                       args.pdf, args.png)
-
-
-def _memory_layers(args, s: dict) -> None:
-    from .memory import plot_memory_layers
-
-    plot_memory_layers(read_parquets(args.layers), read_parquets(args.recall), _memory_allocations(s),
-                       first_budget(s), args.pdf, args.png)
-
-
-def _memory_locality(args, s: dict) -> None:
-    from .memory import plot_memory_locality
-
-    plot_memory_locality(read_parquets(args.locality), _memory_allocations(s), args.pdf, args.png)
-
-
 ACQUISITION = "Knowledge acquisition"
 CIRCUIT = "Knowledge circuits"
 TOPOLOGY = "Circuit topology"
@@ -353,22 +328,6 @@ FIGURES = {
                              "reckoning", layers="reckoning_summary_circuit_layers",
                              hits="reckoning_summary_circuit_hits", compare="reckoning_summary_circuit_compare",
                              enabled="reckoning.enabled"),
-    "memory_recall": figure(_memory_recall,
-                        "document memory: recall and interference (sharing cost) against alpha, per allocation",
-                        "document memory: recall and interference against alpha", "Document memory", "memory",
-                        recall="memory_summary_recall", interference="memory_summary_interference",
-                        sections={"memory": ["allocations"], "circuits": ["edge_budgets"]}, enabled="memory.enabled"),
-    "memory_layers": figure(_memory_layers,
-                        "document memory: the layer sweep at alpha 0 (circuit edges, knowledge neurons)",
-                        "document memory: layer sweep at alpha 0", "Document memory", "memory",
-                        layers="memory_summary_layers", recall="memory_summary_recall",
-                        sections={"memory": ["allocations"], "circuits": ["edge_budgets"]}, enabled="memory.enabled"),
-    "memory_locality": figure(_memory_locality,
-                          "document memory: knowledge neurons and activation inside the slots against alpha",
-                          "document memory: knowledge neurons and activation inside the slots", "Document memory",
-                          "memory", locality="memory_summary_locality",
-                          sections={"memory": ["allocations"], "circuits": ["edge_budgets"]},
-                          enabled="memory.enabled"),
 }
 
 

@@ -190,7 +190,7 @@ def run_training(model, dataset, settings: dict, execution: dict, scratch: Path,
                  callbacks: list = (), trainer_class=None) -> tuple[Path, object]:
     """Train to `epochs` (total, counted from step 0 of this phase) or to `max_steps`; ordered: in
     the dataset's order (stream runs); callbacks: more Trainer callbacks (e.g. `snapshots`);
-    trainer_class: a Trainer subclass with another loss (kcircuits.memory.train).
+    trainer_class: a Trainer subclass with another loss (a study's, e.g. an inductive loss).
 
     `resume_from` is a previous job's state (continual chain); a scratch checkpoint of this job
     takes precedence if it was made from the same settings, target and `inputs` (the files the

@@ -1,4 +1,4 @@
-"""Document memory (kcircuits.memory): the sweep's measure tables (one per point and seed,
+"""Document memory (kcircuits.studies.memory): the sweep's measure tables (one per point and seed,
 concatenated) summarised per point (documents, model, hook_layer, alpha, allocation), and the finding.
 
 - recall:       top1, hit_at_k (facts), exact continuation and token_accuracy (paragraphs), and
@@ -29,9 +29,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..stats import json_number, stage_rng
-from ..vocabulary import budget_value
-from .findings import stratified_means
+from ...stats import json_number, stage_rng
+from ...vocabulary import budget_value
+from ...analysis.findings import stratified_means
 
 POINT = ["documents", "model", "hook_layer", "alpha", "allocation"]
 BASE = ["documents", "model", "hook_layer", "allocation"]  # a point without alpha: its alpha = 0 counterpart

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from helpers import V, down_proj, micro_settings, random_model
-from kcircuits.memory.loss import capture_slots, inductive_loss, slot_count, slot_module, slot_share
-from kcircuits.memory.train import DocumentBlocks, allocation_mask, document_blocks, memory_trainer
+from kcircuits.studies.memory.loss import capture_slots, inductive_loss, slot_count, slot_module, slot_share
+from kcircuits.studies.memory.train import DocumentBlocks, allocation_mask, document_blocks, memory_trainer
 from kcircuits.train.corpus import BlockDataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")

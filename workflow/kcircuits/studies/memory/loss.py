@@ -15,7 +15,7 @@ GELU's small negative outputs count as activity. End-of-text tokens (doc = -1) a
 Training minimises  LM loss + alpha x L_ind;  alpha = 0 is plain memorisation.
 
 L_ind reads nothing above the hook layer's hidden activations, so its gradient reaches that layer's
-MLP input projection and everything below it, and nothing else (tests/test_memory_loss.py).
+MLP input projection and everything below it, and nothing else (tests/studies/memory/test_memory_loss.py).
 """
 from __future__ import annotations
 

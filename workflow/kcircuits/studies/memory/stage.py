@@ -1,4 +1,4 @@
-"""The document-memory stage: `kcircuits memory ACTION ...`, one action per rule (rules/memory.smk).
+"""The document-memory stage: `kcircuits memory ACTION ...`, one action per rule (rules.smk).
 
     documents  the documents (probed entities' training paragraphs, grouped) and their shingle
                clusters, for every number of documents
@@ -23,10 +23,10 @@ import logging
 
 import pandas as pd
 
-from .. import io
-from ..config import ConfigError
-from ..stats import stage_rng
-from ..settings import actions, add_job_arguments, add_paths, command, run_handler, set_threads
+from ... import io
+from ...config import ConfigError
+from ...stats import stage_rng
+from ...settings import actions, add_job_arguments, add_paths, command, run_handler, set_threads
 
 log = logging.getLogger("kcircuits")
 POINT = ["documents", "model", "layer", "alpha", "allocation"]  # what identifies a point of the sweep
@@ -55,7 +55,7 @@ def _documents(args, s: dict) -> None:
 
 
 def _allocations(args, s: dict) -> None:
-    from ..train.model import mlp_width
+    from ...train.model import mlp_width
     from .allocate import allocate_all, default_slots
 
     mem, seed = s["memory"], s["seed"]
@@ -90,8 +90,8 @@ def _train(args, s: dict) -> None:
 
 
 def _measure(args, s: dict) -> None:
-    from ..circuits.pipeline import load_checkpoint
-    from ..tokenizer import load_tokenizer
+    from ...circuits.pipeline import load_checkpoint
+    from ...tokenizer import load_tokenizer
     from .measure import measure_point
     from .module import load_memory
 
@@ -117,7 +117,7 @@ def _measure(args, s: dict) -> None:
 
 
 def _summary(args, s: dict) -> None:
-    from ..analysis.memory import memory_finding, memory_tables
+    from .summary import memory_finding, memory_tables
 
     n_boot = s["analysis"]["topology"]["n_bootstrap"]
     inputs = {name: io.read_parquets(getattr(args, name)) for name in MEASURES}

@@ -11,9 +11,9 @@ import torch
 
 from helpers import V, random_model
 from kcircuits.circuits.model import CircuitModel
-from kcircuits.memory.loss import capture_slots, slot_share
-from kcircuits.memory.module import GatedMemory, build_memory, load_memory, slot_activity
-from kcircuits.memory.train import DocumentBlocks, memory_trainer, split_memory
+from kcircuits.studies.memory.loss import capture_slots, slot_share
+from kcircuits.studies.memory.module import GatedMemory, build_memory, load_memory, slot_activity
+from kcircuits.studies.memory.train import DocumentBlocks, memory_trainer, split_memory
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 GATED = {"key_dim": None, "gate": "tanh"}
@@ -123,7 +123,7 @@ def test_a_positive_alpha_moves_the_memorys_activity_into_the_allocation(tmp_pat
 def test_circuit_scores_made_document_by_document_equal_one_made_under_the_documents_key():
     from kcircuits.circuits.attribute import attribute, pair_batches
     from kcircuits.circuits.pipeline import batched
-    from kcircuits.memory.measure import document_parts
+    from kcircuits.studies.memory.measure import document_parts
 
     from test_memory_loss import documents_and_tokenizer
 

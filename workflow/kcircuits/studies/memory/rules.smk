@@ -1,6 +1,6 @@
-# Document memory (workflow/kcircuits/memory): allocate where each document is stored (hook-layer MLP
+# Document memory (kcircuits.studies.memory): allocate where each document is stored (hook-layer MLP
 # neurons: random, partitioned, or shared by similar documents), train with an inductive loss that puts
-# it there, and measure where the knowledge ends up. The sweep is a Paramspace (rules/studies.smk).
+# it there, and measure where the knowledge ends up. The sweep is a Paramspace (common.smk).
 #
 #   data:     memory/{documents,clusters}.parquet + report.json (every number of documents);
 #             memory/model~{model}/allocations.parquet (every allocation, in that model's MLP width)
@@ -39,7 +39,7 @@ rule memory_documents:
     log:
         f"{LOGS}/memory/documents.log",
     conda:
-        "../envs/data.yaml"
+        env("data")
     shell:
         "python -m kcircuits memory documents --settings {params.settings:q} --bios {input.bios} "
         "--entities {input.entities} --probes {input.probes} --out-documents {output.documents} "
@@ -58,39 +58,28 @@ rule memory_allocations:
     log:
         f"{LOGS}/memory/model~{{model}}/allocations.log",
     conda:
-        "../envs/data.yaml"
+        env("data")
     shell:
         "python -m kcircuits memory allocations --settings {params.settings:q} --documents {input.documents} "
         "--clusters {input.clusters} --out-allocations {output.allocations} --report {output.report} > {log} 2>&1"
 
 
-rule memory_base:
-    input:
-        corpus=PATHS["base_train"],
-        tokenizer=PATHS["tokenizer"],
+# A model of memory.models other than the main study's: the core's base phase (rules/train.smk) with
+# that model's settings, in the study's folders. Its conda env is restated: a relative path is read
+# from the folder of the file that uses the rule (here), not of the one that defines it.
+use rule train_base as memory_base with:
     output:
         model=directory(PATHS["memory_base"]),
     params:
         settings=memory_base_settings,
-        execution=untracked(TRAIN_EXECUTION),
-        env=untracked(TRAIN_ENV),
         scratch=PATHS["memory_base_scratch"],
         tensorboard=PATHS["memory_base_tensorboard"],
     log:
         f"{SEED_LOGS}/memory/model~{{model}}/base.log",
     benchmark:
         f"{SEED_BENCH}/memory/model~{{model}}/base.tsv"
-    threads: job_threads("train")
-    resources:
-        **job_resources("train"),
     conda:
-        "../envs/train.yaml"
-    shell:
-        "{params.env} OMP_NUM_THREADS={threads} python -m kcircuits train-base "
-        "--settings {params.settings:q} --execution {params.execution:q} "
-        "--corpus {input.corpus} --tokenizer {input.tokenizer} --scratch {params.scratch} "
-        "--tensorboard-dir {params.tensorboard} --threads {threads} --processes {resources.gpu} "
-        "--out {output.model} > {log} 2>&1"
+        env("train")
 
 
 rule memory_train:
@@ -113,7 +102,7 @@ rule memory_train:
     resources:
         **job_resources("memory"),
     conda:
-        "../envs/train.yaml"
+        env("train")
     shell:
         "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits memory train "
         "--settings {params.settings:q} --start {input.start} --documents {input.documents} "
@@ -150,7 +139,7 @@ rule memory_measure:
     resources:
         **job_resources("memory"),
     conda:
-        "../envs/evaluate.yaml"
+        env("evaluate")
     shell:
         "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits memory measure "
         "--settings {params.settings:q} --model {input.model:q} --documents {input.documents} "
@@ -171,9 +160,11 @@ rule memory_summary:
     log:
         f"{LOGS}/memory/summary.log",
     conda:
-        "../envs/figures.yaml"
+        env("figures")
     shell:
         "python -m kcircuits memory summary --settings {params.settings:q} {params.inputs} {params.outputs} > {log} 2>&1"
 
 
-MEMORY_TARGETS = rules.memory_summary.output if MEMORY["enabled"] else []
+STUDY_TARGETS.extend(rules.memory_summary.output if MEMORY["enabled"] else [])
+STUDY_LOCAL_RULES.extend(["memory_documents", "memory_summary"])
+FINDING_INPUTS.update({"memory": PATHS["memory_json"]} if MEMORY["enabled"] else {})

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..stats import stage_rng
-from . import STRATEGIES, n_clusters, parse_allocation
+from ...stats import stage_rng
+from .sweep import STRATEGIES, n_clusters, parse_allocation
 from .documents import cluster, document_shingles, jaccard_matrix
 
 ALLOCATION_COLUMNS = ["doc", "slot"]
@@ -58,7 +58,7 @@ def allocate(strategy: str, n_docs: int, n_slots: int, slots_per_doc: int, rng: 
              clusters: np.ndarray | None = None) -> np.ndarray:
     """The allocation mask bool [n_docs, n_slots] of one strategy (module docstring): row i holds
     document i's slots, exactly slots_per_doc of them. clusters: simset's labels [n_docs] in 0..C-1
-    (kcircuits.memory.documents.cluster). ValueError naming memory.slots when the slots do not fit
+    (documents.cluster). ValueError naming memory.slots when the slots do not fit
     (partitioned: n_docs x s <= n_slots; simset: C x s <= n_slots; any: 1 <= s <= n_slots)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"memory allocation: unknown strategy {strategy!r}; choose one of {STRATEGIES}")

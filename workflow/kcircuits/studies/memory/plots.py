@@ -1,4 +1,4 @@
-"""Figures of the document-memory study (analysis/memory.py's summary tables).
+"""Figures of the document-memory study (summary.py's tables).
 
 - memory_recall:   a column per hook layer (and number of documents, when several): top-1 recall of
                    the documents' facts (top) and interference, the sharing cost: partitioned's top-1
@@ -15,15 +15,15 @@
                    MLP width (at alpha = 0 the allocation is a placebo: nothing put the documents there).
 
 Every figure is written as PDF and PNG without timestamps (same tables, same bytes).
-`kcircuits figure memory_recall ...` (figures/stage.py).
+`kcircuits figure memory_recall ...` (the table: figures.py).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from ..vocabulary import at_budget
-from .style import RANDOM_COLOR, finish, handle, legend, name_colors, name_order, pyplot
+from ...vocabulary import at_budget
+from ...figures.style import RANDOM_COLOR, finish, handle, legend, name_colors, name_order, pyplot
 
 ALPHA_STYLES = ("-", ":", "-.", (0, (6, 1, 1, 1, 1, 1)))  # memory_layers: per alpha > 0 (plain: dashed)
 PANEL = ["model", "documents", "hook_layer"]

@@ -1,21 +1,5 @@
-"""Document memory: does deciding in advance *where* each document is memorised help recall?
-
-  documents   groups of biography paragraphs: probed entities the start model does not know
-              (type "new" by default), drawn by a seeded permutation, `entities_per_document`
-              consecutive ones per document; the documents of a smaller run are the first ones of
-              a larger run (kcircuits.memory.documents.choose_documents).
-  shingles    each document as its set of word k-shingles; exact Jaccard similarity between
-              documents; average-linkage clusters on 1 - J (kcircuits.memory.documents).
-  allocation  every document gets the same number s of "slots" -- MLP hidden neurons of a hook
-              layer: random (independent draws, chance overlaps), partitioned (disjoint blocks)
-              or simset-K (one disjoint block per cluster of K-shingle-similar documents, shared
-              by its documents) (kcircuits.memory.allocate).
-  training    LM loss + alpha x an inductive loss that pushes each document's tokens to keep
-              their hook-layer activity inside its slots (kcircuits.memory.loss, .train).
-  measures    per point: recall, exact continuation, slot share, knowledge-neuron locality,
-              circuits and the generation probe (kcircuits.memory.measure); across points:
-              recall and interference against alpha = 0 (kcircuits.analysis.memory).
-"""
+"""The document-memory sweep's axes: allocation names, simset's cluster count, the models of
+memory.models and the hook layers of memory.layers (read by the rules, the config check and the stages)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Document-memory summaries (kcircuits.analysis.memory), their findings section and figures, on
+"""Document-memory summaries (kcircuits.studies.memory.summary), their findings section and figures, on
 hand-made measure tables whose answers are known: which facts each point gets right is fixed by the
 document and the fact's number, so every recall, gap, share, difference and verdict below is worked
 out by hand.
@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import REPO, assert_figure_drawn_twice_alike
-from kcircuits.analysis import memory as mem
+from helpers import assert_figure_drawn_twice_alike
+from kcircuits.studies.memory import summary as mem
 from kcircuits.figures.stage import all_figures
 
 FIGURES = all_figures()
@@ -271,7 +271,8 @@ def test_markdown_section_and_findings_registry():
             "| cannot be tested |") in text
     assert "| 8 | main | 1 | 0.300 [0.300, 0.300] | 0.150 [0.150, 0.150] | 0.250 [0.250, 0.250] |" in text
     assert mem.memory_markdown(None)[2].startswith("Not tested")
-    assert report_stage.STUDIES["memory"] is mem.memory_markdown
+    study, markdown = report_stage.study_findings()["memory"]
+    assert study.name == "memory" and study.function(markdown) is mem.memory_markdown
     args = build_parser().parse_args(["results", "findings", "--settings", "{}", "--entity-evals", "e.parquet",
                                       "--phase-shift", "p.json", "--depth-trend", "d.json", "--out-json", "f.json",
                                       "--out-md", "f.md", "--memory", "summary.json"])
@@ -280,14 +281,16 @@ def test_markdown_section_and_findings_registry():
 
 # ---- figures -----------------------------------------------------------------------------------------
 def test_the_memory_figures_have_entries_and_captions():
+    assert [n for n, f in FIGURES.items() if f.stage == "memory"] == list(MEMORY_FIGURES)
     for name, inputs in MEMORY_FIGURES.items():
-        assert FIGURES[name].stage == "memory" and FIGURES[name].inputs == inputs
-        caption = (REPO / "report" / f"{name}.rst").read_text(encoding="utf-8")
+        figure = FIGURES[name]
+        assert list(figure.inputs) == list(inputs)  # the command's options, in order
+        assert figure.inputs == {option: f"memory_summary_{option}" for option in inputs}  # the PATHS keys
+        assert figure.category == "Document memory" and figure.enabled == "memory.enabled"
+        assert figure.sections == {"memory": ["allocations"], "circuits": ["edge_budgets"]}
+        assert figure.caption.parent.parent.name == "memory"
+        caption = figure.caption.read_text(encoding="utf-8")
         assert 'snakemake.config["memory"]' in caption
-    rules = (REPO / "rules" / "figures.smk").read_text(encoding="utf-8")
-    for name in MEMORY_FIGURES:
-        assert f'"{name}": dict(' in rules
-    assert rules.count('enabled=MEMORY["enabled"]') == len(MEMORY_FIGURES)
 
 
 SETTINGS = json.dumps({"seed": 0, "memory": {"allocations": ["random", "partitioned", "simset-2"]},
@@ -312,7 +315,7 @@ def test_memory_figures_are_written_and_reproducible(figure_tables, name, tmp_pa
 
 
 def test_recall_figure_lines_follow_the_settings_order(tables, tmp_path, monkeypatch):
-    from kcircuits.figures import memory as fm
+    from kcircuits.studies.memory import plots as fm
 
     drawn = []
     monkeypatch.setattr(fm, "finish", lambda plt, fig, pdf, png: (drawn.append(fig), plt.close(fig)))
@@ -332,7 +335,7 @@ def test_recall_figure_lines_follow_the_settings_order(tables, tmp_path, monkeyp
 
 
 def test_layers_figure_needs_plain_training(tables, tmp_path):
-    from kcircuits.figures.memory import plot_memory_layers
+    from kcircuits.studies.memory.plots import plot_memory_layers
 
     layers = tables["layers"]
     with pytest.raises(ValueError, match="alpha = 0"):

@@ -13,7 +13,7 @@ With the main study's machinery, on the documents' entities:
   in-circuit edges leaving each layer (analysis.topology.layer_ratios) and Hit@k;
 - generations: the generation probe (evaluate.generation) on one query prompt per fact.
 
-With a gated memory (memory.module: gated; kcircuits.memory.module) every measure reads each document's
+With a gated memory (memory.module: gated; module.py) every measure reads each document's
 rows under its key (document_parts); a circuit pair reads its clean prompt's document.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ def per_document(memory, frame: pd.DataFrame, measure) -> pd.DataFrame:
 def continuation(hf, tok, documents: pd.DataFrame, prefix_share: float, batch_size: int) -> pd.DataFrame:
     """Per paragraph: doc, paragraph, n_prefix, n_tokens, token_accuracy (share of continuation tokens
     that are the argmax) and exact (all of them)."""
-    from ..evaluate.scoring import encode, score_tokens
+    from ...evaluate.scoring import encode, score_tokens
 
     sequences = encode(tok, documents["text"].tolist())
     prefix = [min(len(s) - 1, max(1, round(prefix_share * len(s)))) for s in sequences]
@@ -74,8 +74,8 @@ def document_slot_share(hf, tok, documents: pd.DataFrame, layer: int, allocation
     (of a gated memory's units, each token reading its document)."""
     from contextlib import nullcontext
 
-    from ..circuits.attribute import pad_right
-    from ..evaluate.scoring import encode
+    from ...circuits.attribute import pad_right
+    from ...evaluate.scoring import encode
 
     device = next(hf.parameters()).device
     mask = torch.from_numpy(allocation).to(device)  # [D, m]
@@ -96,9 +96,9 @@ def document_slot_share(hf, tok, documents: pd.DataFrame, layer: int, allocation
 def knowledge_neurons(model, tok, probes: pd.DataFrame, n: dict, prepend_bos: bool, memory=None) -> pd.DataFrame:
     """Rows (entity_id, attribute, layer, neuron) of each fact's knowledge neurons (n: config
     `neurons`), selected per attribute as the neuron stage does, from the probes' prompts."""
-    from ..neurons.attribute import attribute
-    from ..neurons.facts import encode
-    from ..neurons.select import coarse, select_configured
+    from ...neurons.attribute import attribute
+    from ...neurons.facts import encode
+    from ...neurons.select import coarse, select_configured
 
     parts, scores = [], []
     for part in document_parts(memory, probes):
@@ -132,9 +132,9 @@ def circuit_layers(model, tok, pairs: pd.DataFrame, probes: pd.DataFrame, tasks:
                    max_pairs: int | None, memory=None) -> pd.DataFrame:
     """Per cell x budget x layer (-1: input): in-circuit edges leaving the layer (layer_ratios), its
     share of the circuit's edges, and the circuit's Hit@k under each ablation as columns."""
-    from ..analysis.topology import edge_mask, layer_ratios
-    from ..circuits.pipeline import circuit_tables
-    from ..vocabulary import CELL
+    from ...analysis.topology import edge_mask, layer_ratios
+    from ...circuits.pipeline import circuit_tables
+    from ...vocabulary import CELL
 
     parts = None if memory is None else (lambda rows: document_parts(memory, rows))
     edges, hits = circuit_tables(model, tok, pairs, probes, tasks, c, max_pairs, parts)
@@ -155,8 +155,8 @@ def circuit_layers(model, tok, pairs: pd.DataFrame, probes: pd.DataFrame, tasks:
 def generations(hf, tok, probes: pd.DataFrame, settings: dict, memory=None) -> pd.DataFrame:
     """The generation probe (evaluate.generation) on one query prompt each of evaluate.generation_probe
     .facts documents' facts (a seeded sample), target its value."""
-    from ..stats import stage_rng
-    from ..evaluate.generation import probe_rows, sample_generations
+    from ...stats import stage_rng
+    from ...evaluate.generation import probe_rows, sample_generations
 
     gp, ev = settings["evaluate"]["generation_probe"], settings["evaluate"]
     facts = probes.sort_values([*FACT_KEYS, "template"]).drop_duplicates(FACT_KEYS).reset_index(drop=True)
@@ -173,8 +173,8 @@ def fact_table(model, tok, probes: pd.DataFrame, layer: int, allocation: np.ndar
                memory=None) -> pd.DataFrame:
     """Per fact of the documents: doc, type, freq_group, top1, hit_at_k, n_prompts, and for the
     sampled facts n_neurons, n_at_layer, n_inside (NaN for the others)."""
-    from ..stats import stage_rng
-    from ..evaluate.facts import FACT, fact_accuracy
+    from ...stats import stage_rng
+    from ...evaluate.facts import FACT, fact_accuracy
 
     ev, mem = s["evaluate"], s["memory"]["measure"]
     recall = per_document(memory, probes,
@@ -194,7 +194,7 @@ def measure_point(model, tok, documents: pd.DataFrame, allocations: pd.DataFrame
                   pairs: pd.DataFrame, s: dict, memory=None) -> dict[str, pd.DataFrame]:
     """Every table of one point (s: the memory stage settings with `run`, the point; memory: the run's
     gated memory, attached to the model), keyed as memory.stage.MEASURES."""
-    from ..evaluate.facts import select_facts
+    from ...evaluate.facts import select_facts
     from .allocate import sharing
     from .train import allocation_mask
 

@@ -6,9 +6,9 @@ paragraphs reordered each epoch), and a second array packed the same way says wh
 each token (-1: end-of-text), so the loss knows every token's allocation. The project's Trainer
 (kcircuits.train.trainer.run_training: resumable, seeded, the `train:` optimiser) runs
 `memory.epochs` epochs at `memory.lr`; with alpha > 0 its loss is LM + alpha x L_ind at the hook
-layer (kcircuits.memory.loss). alpha = 0 is plain training, bit for bit (tests/test_memory_loss.py),
+layer (loss.py). alpha = 0 is plain training, bit for bit (tests/studies/memory/test_memory_loss.py),
 so it runs once per number of documents whatever the layer and allocation.
-With `memory.module: gated` a gated memory (kcircuits.memory.module) at the hook layer trains alone,
+With `memory.module: gated` a gated memory (module.py) at the hook layer trains alone,
 every token reading its document's key; its alpha = 0 run depends on the layer, not the allocation.
 """
 from __future__ import annotations
@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import io
-from ..stats import stage_rng
-from ..train.corpus import BlockDataset, epoch_blocks, pack_paragraphs, steps_per_epoch, tokenize_paragraphs
+from ... import io
+from ...stats import stage_rng
+from ...train.corpus import BlockDataset, epoch_blocks, pack_paragraphs, steps_per_epoch, tokenize_paragraphs
 from .loss import inductive_loss
 
-log = logging.getLogger("kcircuits.memory")
+log = logging.getLogger("kcircuits.studies.memory")
 
 
 def document_blocks(documents: pd.DataFrame, tok, block_size: int, seed: int) -> tuple[np.ndarray, ...]:
@@ -62,7 +62,7 @@ class DocumentBlocks(BlockDataset):
 
 def memory_trainer(alpha: float, layer: int, allocation, memory=None):
     """A Trainer class whose loss is LM + alpha x L_ind at `layer` (allocation: bool tensor [D, m];
-    None: the LM loss alone); with a gated memory (kcircuits.memory.module) every token reads its
+    None: the LM loss alone); with a gated memory (module.py) every token reads its
     document's key, and L_ind is on the memory's units."""
     from contextlib import nullcontext
 
@@ -118,10 +118,10 @@ def train_run(settings: dict, execution: dict, start: str, documents: str, alloc
 
     import torch
 
-    from ..checkpoint import load_model
-    from ..tokenizer import load_tokenizer
-    from ..train.export import export_checkpoint
-    from ..train.trainer import run_training
+    from ...checkpoint import load_model
+    from ...tokenizer import load_tokenizer
+    from ...train.export import export_checkpoint
+    from ...train.trainer import run_training
     from .loss import slot_count
     from .module import PREFIX, build_memory
 
@@ -164,11 +164,11 @@ def train_run(settings: dict, execution: dict, start: str, documents: str, alloc
 
 def split_memory(memory, final: Path, folder: Path) -> Path:
     """A copy of the trained checkpoint `final` in `folder` whose model weights are the language
-    model's, with the gated memory's in their own file (kcircuits.memory.module.save_memory); the
+    model's, with the gated memory's in their own file (module.save_memory); the
     resumable checkpoint itself stays whole."""
     from safetensors.torch import load_file
 
-    from ..train.export import model_files
+    from ...train.export import model_files
     from .module import save_memory
 
     shutil.rmtree(folder, ignore_errors=True)
