@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..circuits.attribute import pad_right
+from ..batching import by_length, pad_right
 from ..circuits.graph import Circuit, Graph
 from ..circuits.model import CircuitModel
 from ..tokenizer import bos_prefix
@@ -91,12 +91,9 @@ def prompt_batches(pairs: pd.DataFrame, template: str, tokenizer, batch_size: in
         if len(ids) != n_tokens:
             raise ValueError(f"{prompt!r}: {len(ids)} tokens, circuit_pairs says {n_tokens}; wrong tokenizer?")
         rows.append((bos + ids, [len(bos) + i for i in subject], int(label)))
-    rows.sort(key=lambda r: len(r[0]))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out = []
-    for i in range(0, len(rows), batch_size):
-        chunk = rows[i:i + batch_size]
-        ids, last = pad_right([r[0] for r in chunk], pad)
+    for chunk in by_length(rows, batch_size):
+        ids, last = pad_right([r[0] for r in chunk], tokenizer.pad_token_id)
         subject = torch.zeros(ids.shape, dtype=torch.bool)
         for b, r in enumerate(chunk):
             subject[b, r[1]] = True

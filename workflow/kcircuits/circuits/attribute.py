@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..batching import by_length, pad_right
 from ..tokenizer import bos_prefix
 from .metrics import logit_difference
 from .model import CircuitModel
@@ -49,15 +50,6 @@ class PairBatch:
         return self.clean_ids.shape[0]
 
 
-def pad_right(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token lists -> ids [B, T_max] padded on the right, last-token index [B]."""
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-    return ids, torch.tensor([len(s) - 1 for s in seqs], dtype=torch.long)
-
-
 def pair_batches(pairs, tokenizer, batch_size: int, device="cpu", prepend_bos: bool = False) -> list[PairBatch]:
     """Rows of circuit_pairs.parquet (one task x type x group cell) -> batches on `device` (the
     model's), shortest prompts first; prepend_bos: BOS first (kcircuits.tokenizer.bos_prefix)."""
@@ -73,13 +65,10 @@ def pair_batches(pairs, tokenizer, batch_size: int, device="cpu", prepend_bos: b
             raise ValueError(f"pair {r.clean_prompt!r} / {r.corrupted_prompt!r}: token lengths {len(clean)}, "
                              f"{len(corrupted)} differ from n_tokens {r.n_tokens}; wrong tokenizer?")
         rows.append((bos + clean, bos + corrupted, r.clean_label_token, r.corrupted_label_token))
-    rows.sort(key=lambda row: len(row[0]))  # less padding; scores do not depend on order
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     batches = []
-    for i in range(0, len(rows), batch_size):
-        chunk = rows[i:i + batch_size]
-        clean_ids, last = pad_right([c[0] for c in chunk], pad)
-        corrupted_ids, _ = pad_right([c[1] for c in chunk], pad)
+    for chunk in by_length(rows, batch_size):
+        clean_ids, last = pad_right([c[0] for c in chunk], tokenizer.pad_token_id)
+        corrupted_ids, _ = pad_right([c[1] for c in chunk], tokenizer.pad_token_id)
         labels = torch.tensor([c[2:] for c in chunk]).T  # [2, B]: clean, corrupted
         batches.append(PairBatch(*(t.to(device) for t in (clean_ids, corrupted_ids, last, *labels))))
     return batches

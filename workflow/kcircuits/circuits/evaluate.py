@@ -20,7 +20,8 @@ import torch
 
 from ..evaluate.metrics import target_rank
 from ..tokenizer import bos_prefix, first_answer_token
-from .attribute import PairBatch, pad_right
+from ..batching import by_length, pad_right
+from .attribute import PairBatch
 from .graph import Circuit
 from .metrics import logit_difference
 from .model import CircuitModel
@@ -42,13 +43,11 @@ def probe_batches(probes, tokenizer, batch_size: int, device="cpu", prepend_bos:
     """Rows with `prompt` and `answer` (probes.parquet, one attribute) -> batches on `device`, shortest
     first; prepend_bos: BOS first (kcircuits.tokenizer.bos_prefix)."""
     bos = bos_prefix(tokenizer, prepend_bos)
-    rows = sorted(((bos + tokenizer(p, add_special_tokens=False)["input_ids"], first_answer_token(tokenizer, p, a))
-                   for p, a in zip(probes["prompt"], probes["answer"])), key=lambda r: len(r[0]))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows = [(bos + tokenizer(p, add_special_tokens=False)["input_ids"], first_answer_token(tokenizer, p, a))
+            for p, a in zip(probes["prompt"], probes["answer"])]
     out = []
-    for i in range(0, len(rows), batch_size):
-        chunk = rows[i:i + batch_size]
-        ids, last = pad_right([r[0] for r in chunk], pad)
+    for chunk in by_length(rows, batch_size):
+        ids, last = pad_right([r[0] for r in chunk], tokenizer.pad_token_id)
         out.append(ProbeBatch(ids.to(device), last.to(device), torch.tensor([r[1] for r in chunk], device=device)))
     return out
 

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from .. import ATTRIBUTES
-from ..circuits.attribute import pad_right
+from ..batching import pad_right
 from ..evaluate.scoring import answer_token_ids
 from ..tokenizer import bos_prefix
 

@@ -74,7 +74,7 @@ def document_slot_share(hf, tok, documents: pd.DataFrame, layer: int, allocation
     (of a gated memory's units, each token reading its document)."""
     from contextlib import nullcontext
 
-    from ...circuits.attribute import pad_right
+    from ...batching import pad_right
     from ...evaluate.scoring import encode
 
     device = next(hf.parameters()).device
