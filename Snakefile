@@ -22,7 +22,6 @@ include: "rules/circuits.smk"
 include: "rules/components.smk"
 include: "rules/neurons.smk"
 include: "rules/topology.smk"
-include: "rules/reckoning.smk"
 include: "rules/memory.smk"
 
 
@@ -47,7 +46,6 @@ rule all:
         COMPONENT_TARGETS,
         NEURON_TARGETS,
         TOPOLOGY_TARGETS,
-        RECKONING_TARGETS,
         MEMORY_TARGETS,
         RESULTS_TARGETS,
         FIGURE_TARGETS,
@@ -68,8 +66,6 @@ LOCAL_RULES = [
     "topology_tables",
     "topology_phase_shift",
     "topology_depth_trend",
-    "companies",
-    "reckoning_summary",
     "memory_documents",
     "memory_summary",
     "results_table",

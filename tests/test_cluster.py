@@ -18,6 +18,7 @@ import yaml
 
 from helpers import REPO, TINY, micro_settings, planned_jobs, snakemake
 from kcircuits.config import load_config
+from kcircuits.figures.stage import all_figures
 from kcircuits.train import launch
 
 PAPER = REPO / "config.paper.yaml"
@@ -74,8 +75,8 @@ def test_paper_dry_run_counts_jobs_per_rule_without_data_on_disk(tmp_path):
     cfg = load_config([REPO / "config.yaml", PAPER])
     seeds = len(cfg["train"]["seeds"])
     epochs, ckpts = 25, 26  # continual epochs; checkpoints = epoch-000 + one per epoch (no step checkpoints)
-    # Every figure has its caption report/NAME.rst; findings.rst captions the findings report, not a figure.
-    figures = sorted(p.stem for p in (REPO / "report").glob("*.rst") if p.stem != "findings")
+    # Every figure of the figure table (the core's and each study's, each with its caption).
+    figures = sorted(all_figures())
     expected = {
         # data, once: the six data stages and the knowledge-neuron facts
         **dict.fromkeys(("entities", "biographies", "probes", "qa", "tokenizer", "circuit_pairs", "neuron_facts"), 1),

@@ -27,7 +27,6 @@ from .evaluate import stage as evaluate_stage
 from .figures import stage as figures_stage
 from .memory import stage as memory_stage
 from .neurons import stage as neurons_stage
-from .reckoning import stage as reckoning_stage
 from .studies import STUDIES
 from .train import stage as train_stage
 
@@ -35,7 +34,7 @@ from .train import stage as train_stage
 # each imports without torch.
 CORE_STAGES = (data_stage, train_stage, evaluate_stage, circuits_stage, components_stage, neurons_stage,
                topology_stage)
-FINAL_STAGES = (reckoning_stage, memory_stage, report_stage, figures_stage)  # the two studies until they move
+FINAL_STAGES = (memory_stage, report_stage, figures_stage)  # the memory study until it moves
 
 
 def stages() -> tuple:

@@ -4,13 +4,12 @@ amount (interference, synergy, none), hand-made circuit edge sets, forgetting cu
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import REPO, assert_figure_drawn_twice_alike
+from helpers import assert_figure_drawn_twice_alike
 from kcircuits.studies.interplay import summary as ip
 from kcircuits.figures.stage import all_figures
 
