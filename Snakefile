@@ -13,7 +13,6 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 include: "rules/common.smk"
-include: "rules/studies.smk"
 include: "rules/data.smk"
 include: "rules/tokenizer.smk"
 include: "rules/train.smk"
@@ -22,7 +21,6 @@ include: "rules/circuits.smk"
 include: "rules/components.smk"
 include: "rules/neurons.smk"
 include: "rules/topology.smk"
-include: "rules/reckoning.smk"
 
 
 # Each study's rules (kcircuits.studies: its folder's rules.smk), after the core's, before the results.
@@ -46,7 +44,6 @@ rule all:
         COMPONENT_TARGETS,
         NEURON_TARGETS,
         TOPOLOGY_TARGETS,
-        RECKONING_TARGETS,
         RESULTS_TARGETS,
         FIGURE_TARGETS,
         STUDY_TARGETS,
@@ -66,8 +63,6 @@ LOCAL_RULES = [
     "topology_tables",
     "topology_phase_shift",
     "topology_depth_trend",
-    "companies",
-    "reckoning_summary",
     "results_table",
     "findings",
     *FIGURE_RULES,

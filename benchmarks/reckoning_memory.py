@@ -42,9 +42,9 @@ import torch  # noqa: E402
 from shapes import SHAPES, VOCAB, timed  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402  (imported once, shared by the children)
 
-from kcircuits.reckoning.batches import IGNORE, pad  # noqa: E402
-from kcircuits.reckoning.inner import use_eager_attention  # noqa: E402
-from kcircuits.reckoning.train import make_rates, method_loss, outer_optimizer  # noqa: E402
+from kcircuits.studies.reckoning.batches import IGNORE, pad  # noqa: E402
+from kcircuits.studies.reckoning.inner import use_eager_attention  # noqa: E402
+from kcircuits.studies.reckoning.train import make_rates, method_loss, outer_optimizer  # noqa: E402
 
 # The embedded default (config.yaml model + tokenizer.vocab_size), then the shared shapes (vocab VOCAB).
 MODELS = {"default": (dict(n_layer=2, n_embd=128, n_head=4), 4096), **{k: (v, VOCAB) for k, v in SHAPES.items()}}

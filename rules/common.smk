@@ -129,23 +129,6 @@ PATHS = {
     "findings_json": f"{ANALYSIS}/findings.json",
     "findings_md": f"{ANALYSIS}/findings.md",
     "figure": f"{RESULTS}/figures/{{name}}.{{ext}}",  # ext: pdf, png
-    # RECKONING (rules/reckoning.smk): the companies' headquarters (a data-stage table), the task's
-    # entities, contexts and questions; per seed one folder per method (the trained model, its test
-    # answers, recitation, timing; for encoded methods the circuits of theta' and their comparison with
-    # the main study's); the summary across them
-    "companies": f"{DATA}/companies.parquet",
-    **{f"reckoning_{name}": f"{DATA}/reckoning/{name}.parquet" for name in ("entities", "contexts", "questions")},
-    "reckoning_report": f"{DATA}/reckoning/report.json",
-    "reckoning_model": f"{SEED_DIR}/reckoning/{{method}}/model",
-    **{
-        f"reckoning_{name}": f"{SEED_DIR}/reckoning/{{method}}/{name}.parquet"
-        for name in ("answers", "recitation", "timing", "circuits", "circuit_hits", "circuit_compare", "circuit_layers")
-    },
-    **{
-        f"reckoning_summary_{name}": f"{ANALYSIS}/reckoning/{name}.parquet"
-        for name in ("accuracy", "steps", "recitation", "timing", "circuit_hits", "circuit_compare", "circuit_layers")
-    },
-    "reckoning_json": f"{ANALYSIS}/reckoning/summary.json",
 }
 
 

@@ -45,24 +45,6 @@ rule entities:
         "--out {output.table} --report {output.report} > {log} 2>&1"
 
 
-# The companies' headquarters: the second hop of RECKONING's two-hop questions.
-rule companies:
-    input:
-        pools=RESOURCE_FILES["pools"],
-    output:
-        table=PATHS["companies"],
-    params:
-        settings=settings("companies"),
-        pools=parent_dir("pools"),
-    log:
-        f"{LOGS}/data/companies.log",
-    conda:
-        "../envs/data.yaml"
-    shell:
-        "python -m kcircuits companies --settings {params.settings:q} --pools {params.pools:q} "
-        "--out {output.table} > {log} 2>&1"
-
-
 rule biographies:
     input:
         entities=PATHS["entities"],

@@ -5,7 +5,6 @@ on a rerun; a missing, empty or outdated table is a one-line error naming the fi
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,9 @@ import pytest
 from helpers import REPO, assert_figure_drawn_twice_alike, checkpoint_meta
 from kcircuits.figures import neurons as nf
 from kcircuits.figures.seeds import seed_summary
-from kcircuits.figures.stage import FIGURES
+from kcircuits.figures.stage import all_figures
+
+FIGURES = all_figures()
 
 NEURON_FIGURES = [name for name, f in FIGURES.items() if f.stage == "neurons"]
 CKPTS = [("epoch-000", 0.0, 0), ("epoch-001", 1.0, 10), ("epoch-002", 2.0, 20)]
@@ -193,16 +194,16 @@ def figure_argv(root, name: str, tables: dict, pdf=None, png=None) -> list[str]:
 
 
 # ---- registry, rules, captions -----------------------------------------------------------------------
-def test_the_six_neuron_figures_have_rules_and_captions():
+def test_the_six_neuron_figures_have_entries_and_captions():
     assert NEURON_FIGURES == ["neurons_layers", "neurons_suppress", "neurons_edit", "neurons_erase",
                               "neurons_training", "neurons_circuit_overlap"]
-    rules = (REPO / "rules" / "figures.smk").read_text(encoding="utf-8")
     for name in NEURON_FIGURES:
-        (option,) = FIGURES[name].inputs
-        assert option in nf.COLUMNS, name
-        assert re.search(rf'"{name}": dict\(\s*category=NEURONS_CATEGORY,.*?settings=settings\("neurons"\),\s*'
-                         rf'inputs=dict\({option}=across_seeds\(', rules, re.S), name
-        caption = (REPO / "report" / f"{name}.rst").read_text(encoding="utf-8")
+        figure = FIGURES[name]
+        ((option, key),) = figure.inputs.items()
+        assert option in nf.COLUMNS and key in (f"neuron_{option}", f"seed_neuron_{option}"), name  # every seed's
+        assert figure.stage == "neurons" and figure.sections is None and figure.category == "Knowledge neurons"
+        caption = figure.caption.read_text(encoding="utf-8")
+        assert figure.caption == REPO / "report" / f"{name}.rst"
         assert 'snakemake.config["run"]' in caption and 'snakemake.config["train"]["seeds"]' in caption, name
 
 

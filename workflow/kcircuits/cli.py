@@ -26,7 +26,6 @@ from .data import stage as data_stage
 from .evaluate import stage as evaluate_stage
 from .figures import stage as figures_stage
 from .neurons import stage as neurons_stage
-from .reckoning import stage as reckoning_stage
 from .studies import STUDIES
 from .train import stage as train_stage
 
@@ -34,7 +33,7 @@ from .train import stage as train_stage
 # each imports without torch.
 CORE_STAGES = (data_stage, train_stage, evaluate_stage, circuits_stage, components_stage, neurons_stage,
                topology_stage)
-FINAL_STAGES = (reckoning_stage, report_stage, figures_stage)  # RECKONING until it moves
+FINAL_STAGES = (report_stage, figures_stage)
 
 
 def stages() -> tuple:

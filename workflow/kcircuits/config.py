@@ -10,7 +10,6 @@ a usable `model.init` folder, ordered thresholds) live in `check_semantics`, and
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,8 @@ import yaml
 
 from . import ATTRIBUTES
 from .checkpoint import CheckpointError, context_length, read_model_config
-from .reckoning import HEADQUARTERS
-from .resources import (ATTRIBUTE_POOLS, ResourceError, load_pools, load_templates, placeholders, pool_files,
-                        template_files)
+from .resources import ATTRIBUTE_POOLS, ResourceError, load_pools, load_templates, pool_files, template_files
 from .train.model import FAMILIES, check_shape
-from .vocabulary import CHECKPOINT_WILDCARD
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "schemas" / "config.schema.yaml"
@@ -43,11 +39,7 @@ STAGE_SECTIONS = {
     "circuits": ["circuits", "circuit_pairs"],  # task prompts: Hit@k is read on the circuit's own prompt
     "analysis": ["analysis", "circuits", "circuit_pairs"],  # edge budgets, task prompts (subject positions)
     "neurons": ["neurons", "circuits"],  # circuits: edge budgets of the neuron-circuit overlap
-    "companies": [],  # the companies' headquarters: pools and the seed only
     "world": ["world", "circuit_pairs"],  # import-world: the paraphrase share; circuit task prompts are never held out
-    # RECKONING: tasks (birth years of fresh entities), training, evaluation, circuits (the main
-    # study's circuit settings and tasks), summary (bootstrap), figures
-    "reckoning": ["reckoning", "entities", "circuits", "circuit_pairs", "analysis"],
 }
 
 
@@ -227,51 +219,6 @@ def check_neurons(cfg: dict, templates) -> None:
                               f"the value); neurons.min_prompts needs {n['min_prompts']} per bag: add templates")
 
 
-def check_questions(questions: dict, attributes: list[str]) -> None:
-    """ConfigError unless every question template uses {name} once and nothing else in braces, every
-    key is an attribute or "headquarters", and at least one question applies to `attributes`."""
-    for key, tpl in questions.items():
-        if key not in ATTRIBUTES and key != HEADQUARTERS:
-            raise ConfigError(f"reckoning.questions.{key}: not an attribute ({', '.join(ATTRIBUTES)}) "
-                              f"nor {HEADQUARTERS!r}")
-        try:
-            ok = isinstance(tpl, str) and placeholders(tpl) == ["name"]
-        except ValueError:  # unbalanced braces
-            ok = False
-        if not ok:
-            raise ConfigError(f"reckoning.questions.{key}: {tpl!r} must be text with exactly one {{name}} "
-                              f"and no other placeholder")
-    applies = [k for k in questions if k in attributes or (k == HEADQUARTERS and "company" in attributes)]
-    if not applies:
-        raise ConfigError(f"reckoning.questions: no question applies to the attributes {list(attributes)} "
-                          f"(headquarters needs company)")
-
-
-def check_hq_template(template) -> None:
-    """ConfigError unless the headquarters fact uses {company} then {city} once each (nothing else in
-    braces), {city} after a space, so its text up to the city is a prompt naming the company."""
-    try:
-        fields = placeholders(template) if isinstance(template, str) else None
-    except ValueError:  # unbalanced braces
-        fields = None
-    if fields is None or sorted(fields) != ["city", "company"]:
-        raise ConfigError(f"reckoning.headquarters_fact: {template!r} must use {{company}} and {{city}} "
-                          f"exactly once each and no other placeholder")
-    cut = template.index("{city}")
-    if cut == 0 or template[cut - 1] != " " or template.index("{company}") > cut:
-        raise ConfigError(f"reckoning.headquarters_fact: {template!r} needs {{company}} before {{city}} "
-                          f"and a space right before {{city}}")
-
-
-def check_reckoning(cfg: dict) -> None:
-    """RECKONING's question and headquarters templates, and a start checkpoint that can exist."""
-    r = cfg["reckoning"]
-    check_questions(r["questions"], r["attributes"])
-    check_hq_template(r["headquarters_fact"])
-    if r["start"] != "last" and not re.fullmatch(CHECKPOINT_WILDCARD, r["start"]):
-        raise ConfigError(f"reckoning.start: {r['start']!r} is neither last nor a checkpoint name (epoch-005)")
-
-
 def check_world(cfg: dict, root: str | Path = REPO_ROOT) -> None:
     """An imported world's source (world.source) exists and is the one the resources read: the
     folders of resources.pools / templates are world.out's pools/ and templates/."""
@@ -326,7 +273,6 @@ def check_imported_entities(cfg: dict, root: str | Path = REPO_ROOT) -> int | No
 def check_semantics(cfg: dict, root: str | Path = REPO_ROOT) -> None:
     check_model(cfg, root)
     check_analysis(cfg)
-    check_reckoning(cfg)
     ent = cfg["entities"]
     check_frequency_groups(ent["frequency_groups"])
     if ent["birth_years"]["min"] > ent["birth_years"]["max"]:

@@ -185,13 +185,6 @@ def _styled(values: dict, day_first: bool) -> dict:
     return values
 
 
-def headquarters(companies: list[str], cities: list[str], rng: np.random.Generator) -> pd.DataFrame:
-    """The company table (RECKONING's two-hop facts): each company, in pool order, gets a headquarters
-    city drawn uniformly from the city pool."""
-    picks = rng.integers(len(cities), size=len(companies))  # [n_companies]
-    return pd.DataFrame({"company": list(companies), "city": [cities[int(i)] for i in picks]})
-
-
 def like_entities(entities: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
     """rows as a table with exactly the columns and dtypes of `entities` (missing cells: None)."""
     df = pd.DataFrame(rows, columns=list(entities.columns))
@@ -215,7 +208,7 @@ def unused_names(rng: np.random.Generator, pools: dict, n: int, used: set[str]) 
 
 def other_entities(entities: pd.DataFrame, pools: dict, n: int, years: dict, paragraphs: int,
                    rng: np.random.Generator) -> pd.DataFrame:
-    """n fresh entities (type "other"; the forgetting corpus, RECKONING's tasks): names no main-world entity has.
+    """n fresh entities (type "other", for a study's own corpus or task): names no main-world entity has.
 
     Same columns and dtypes as the entities table; entity_id continues after entities' largest id;
     frequency = `paragraphs` (training paragraphs each); no frequency group and no orig_* values.

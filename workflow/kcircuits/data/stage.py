@@ -1,4 +1,4 @@
-"""The data stages: `kcircuits entities | companies | biographies | probes | qa | tokenizer | circuit-pairs ...`.
+"""The data stages: `kcircuits entities | biographies | probes | qa | tokenizer | circuit-pairs ...`.
 
 One command per Snakemake rule (rules/data.smk, rules/tokenizer.smk). --pools / --templates default,
 with --config, to the config's resources folders. By hand:
@@ -37,15 +37,6 @@ def _entities(args, s: dict) -> None:
     io.write_parquet(df, args.out, prov)
     io.write_json({**report, "provenance": prov}, args.report)
     log.info("entities: %s", report["by_type"])
-
-
-def _companies(args, s: dict) -> None:
-    from .entities import headquarters
-
-    pools = stage_pools(args)
-    table = headquarters(pools["companies"], pools["cities"], stage_rng(s["seed"], "companies"))
-    io.write_parquet(table, args.out, io.provenance("companies", s["seed"], s))
-    log.info("companies: %d, headquarters in %d cities", len(table), table["city"].nunique())
 
 
 def _biographies(args, s: dict) -> None:
@@ -207,8 +198,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("source", help="the folder (selection_pool/, templates/, optional entities_*/)")
     p.add_argument("out", help="where pools/, templates/, entities.parquet and world.json go")
     p.set_defaults(run=run, schema_only=True)  # --config: schema only; the other checks read the world it writes
-    add_paths(stage("companies", "companies", _companies, "the companies' headquarters (RECKONING's two-hop facts)",
-                    ("pools",)), "out")
     add_paths(stage("biographies", "biographies", _biographies, "write the biography corpora", ("templates",)),
               "entities", "out_dir", "report")
     add_paths(stage("probes", "probes", _probes, "sample probe entities and prompts", ("templates",)),

@@ -208,44 +208,6 @@ def _neurons_circuit_overlap(args, s: dict) -> None:
     _neuron_figure(args, "overlap", "plot_circuit_overlap", s["circuits"]["edge_budgets"])
 
 
-# ---- RECKONING (settings: reckoning) ----------------------------------------------------------------
-def _reckoning_methods(s: dict) -> list[str]:
-    return list(s["reckoning"]["methods"])
-
-
-def _reckoning_accuracy(args, s: dict) -> None:
-    from .reckoning import plot_reckoning_accuracy
-
-    plot_reckoning_accuracy(read_parquets(args.accuracy), _reckoning_methods(s), args.pdf, args.png)
-
-
-def _reckoning_steps(args, s: dict) -> None:
-    from .reckoning import plot_reckoning_steps
-
-    plot_reckoning_steps(read_parquets(args.steps), s["reckoning"]["inner"]["steps"], args.pdf, args.png)
-
-
-def _reckoning_recitation(args, s: dict) -> None:
-    from .reckoning import plot_reckoning_recitation
-
-    plot_reckoning_recitation(read_parquets(args.recitation), _reckoning_methods(s), s["reckoning"]["inner"]["steps"],
-                              args.pdf, args.png)
-
-
-def _reckoning_timing(args, s: dict) -> None:
-    from .reckoning import plot_reckoning_timing
-
-    plot_reckoning_timing(read_parquets(args.timing), _reckoning_methods(s), args.pdf, args.png)
-
-
-def _reckoning_circuits(args, s: dict) -> None:
-    from .reckoning import plot_reckoning_circuits
-
-    layers, hits, compare = (read_parquets(getattr(args, name)) for name in ("layers", "hits", "compare"))
-    plot_reckoning_circuits(layers, hits, compare, _reckoning_methods(s), list(s["circuit_pairs"]["tasks"]),
-                            groups(args), first_budget(s), s["circuits"]["hit_k"], args.pdf, args.png)
-
-
 ACQUISITION = "Knowledge acquisition"
 CIRCUIT = "Knowledge circuits"
 TOPOLOGY = "Circuit topology"
@@ -309,25 +271,6 @@ FIGURES = {
     "neurons_circuit_overlap": figure(_neurons_circuit_overlap, "knowledge neurons inside circuits across training",
                                   "knowledge neurons inside circuits", NEURONS, "neurons",
                                   overlap="seed_neuron_overlap"),
-    # ---- studies, until each moves to its folder ----
-    "reckoning_accuracy": figure(_reckoning_accuracy, "RECKONING: accuracy per method, hop count and distractor count",
-                             "RECKONING: label accuracy by hops and distractors", "RECKONING", "reckoning",
-                             accuracy="reckoning_summary_accuracy", enabled="reckoning.enabled"),
-    "reckoning_steps": figure(_reckoning_steps, "RECKONING: accuracy against the inner steps at test time",
-                          "RECKONING: accuracy against test-time inner steps", "RECKONING", "reckoning",
-                          steps="reckoning_summary_steps", enabled="reckoning.enabled"),
-    "reckoning_recitation": figure(_reckoning_recitation, "RECKONING: facts recited exactly from the encoded weights",
-                               "RECKONING: recitation of the relevant facts", "RECKONING", "reckoning",
-                               recitation="reckoning_summary_recitation", enabled="reckoning.enabled"),
-    "reckoning_timing": figure(_reckoning_timing, "RECKONING: seconds to answer k questions, encode once vs in context",
-                           "RECKONING: time to answer k questions", "RECKONING", "reckoning",
-                           timing="reckoning_summary_timing", enabled="reckoning.enabled"),
-    "reckoning_circuits": figure(_reckoning_circuits,
-                             "RECKONING: circuits of theta' vs the pre-trained ones, layer profile and Hit@k",
-                             "RECKONING: circuits of theta' against the pre-trained circuits", "RECKONING",
-                             "reckoning", layers="reckoning_summary_circuit_layers",
-                             hits="reckoning_summary_circuit_hits", compare="reckoning_summary_circuit_compare",
-                             enabled="reckoning.enabled"),
 }
 
 

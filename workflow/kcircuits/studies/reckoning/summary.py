@@ -1,4 +1,4 @@
-"""RECKONING (Chen et al., NeurIPS 2023): the evaluation job's tables (kcircuits.reckoning.evaluate;
+"""RECKONING (Chen et al., NeurIPS 2023): the evaluation job's tables (evaluate.py;
 one per seed and method, concatenated) summarised, and the headline test.
 
 - reckoning_accuracy:   exact-match accuracy and first-token top-1 per method, hop count and distractor
@@ -10,7 +10,7 @@ one per seed and method, concatenated) summarised, and the headline test.
 - reckoning_finding / reckoning_markdown: RECKONING against FT-ICR with distractors, paired per question,
                         and its findings.md section (with the subsection "Circuits of theta'" when the
                         finding holds reckoning_circuit_finding's dict under "circuits";
-                        analysis/reckoning_circuits.py).
+                        circuit_summary.py).
 
 Rows pooled over hop counts have hops == ALL_HOPS (0; the column stays integer), rows pooled over
 kinds of fact kind == ALL. Intervals: percentile bootstrap of the means, rows (questions, facts)
@@ -23,10 +23,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..reckoning import ENCODED, METHODS
-from ..stats import ALL, json_number, stage_rng, with_all
-from .findings import stratified_means
-from .reckoning_circuits import reckoning_circuit_finding, reckoning_circuit_markdown
+from . import ENCODED, METHODS
+from ...analysis.findings import stratified_means
+from ...stats import ALL, json_number, stage_rng, with_all
+from .circuit_summary import reckoning_circuit_finding, reckoning_circuit_markdown
 
 ALL_HOPS = 0  # hops of the rows pooled over one- and two-hop questions
 BASELINE = "ft_icr"

@@ -24,7 +24,7 @@ from . import ENCODED, METHODS
 from .batches import answer_scores
 from .inner import LearnedRates, adapted_names, encode, forward, lm_loss
 
-log = logging.getLogger("kcircuits.reckoning")
+log = logging.getLogger("kcircuits.studies.reckoning")
 
 
 def check_method(method: str) -> None:
@@ -113,7 +113,7 @@ def save_method(model, rates: LearnedRates, record: dict, out: str | Path) -> No
     """The trained method as a folder: model (safetensors), rates.safetensors, train.json."""
     from safetensors.torch import save_file
 
-    from .. import io
+    from ... import io
 
     with io.atomic_path(out, is_dir=True) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
@@ -126,7 +126,7 @@ def load_method(folder: str | Path, inner: dict, device: str = "cpu"):
     """(model, rates) of a saved method, the model with eager attention (what it trained with)."""
     from safetensors.torch import load_file
 
-    from ..checkpoint import load_model
+    from ...checkpoint import load_model
     from .inner import use_eager_attention
 
     model = use_eager_attention(load_model(folder, device, fused_gelu=False))

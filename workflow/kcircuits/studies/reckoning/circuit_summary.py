@@ -1,4 +1,4 @@
-"""RECKONING: where the inner loop writes a fact. The circuits of theta' (kcircuits.reckoning.circuits;
+"""RECKONING: where the inner loop writes a fact. The circuits of theta' (circuits.py;
 one table per seed and encoded method, concatenated by the summary job) against the main study's
 circuits at the checkpoint the methods started from (source "continual": every type x frequency
 group cell; they repeat identically under each encoded method of a seed).
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..reckoning import ENCODED
-from ..stats import ALL, json_number
+from . import ENCODED
+from ...stats import ALL, json_number
 
 KEYS = ["seed", "method", "task"]  # one circuit of theta' (per edge budget)
 ABLATIONS = ("zero", "mean")        # always reported (None where not run); any others follow, sorted

@@ -1,4 +1,4 @@
-"""RECKONING's inner loop and outer loss (kcircuits.reckoning.inner / train / batches) on tiny models:
+"""RECKONING's inner loop and outer loss (kcircuits.studies.reckoning.inner / train / batches) on tiny models:
 a zero rate encodes nothing, the outer gradient through the inner loop is the true derivative
 (finite differences), the learned rates are trained, first order drops exactly the second-order
 term, and the answer scores mean what they say."""
@@ -8,9 +8,9 @@ import pytest
 import torch
 from helpers import V, random_model
 
-from kcircuits.reckoning.batches import IGNORE, answer_scores, pad
-from kcircuits.reckoning.inner import LearnedRates, adapted_names, encode, lm_loss, use_eager_attention
-from kcircuits.reckoning.train import method_loss
+from kcircuits.studies.reckoning.batches import IGNORE, answer_scores, pad
+from kcircuits.studies.reckoning.inner import LearnedRates, adapted_names, encode, lm_loss, use_eager_attention
+from kcircuits.studies.reckoning.train import method_loss
 
 
 def _model(double: bool = True):

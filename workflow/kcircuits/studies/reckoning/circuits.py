@@ -20,8 +20,8 @@ import copy
 import pandas as pd
 import torch
 
-from ..analysis.topology import edge_mask, jaccard, layer_ratios, mean_layer
-from ..vocabulary import CELL
+from ...analysis.topology import edge_mask, jaccard, layer_ratios, mean_layer
+from ...vocabulary import CELL
 
 ENCODED_CELL = {"type": "new", "freq_group": "encoded"}
 
@@ -44,8 +44,8 @@ def group_facts(contexts: pd.DataFrame, task: str, template: str, tok, size: int
 
 def encoded_circuit_model(model, rates, tok, facts: list[str], inner: dict):
     """A CircuitModel of theta' = the inner loop's encoding of `facts` (one context) on a copy."""
-    from ..checkpoint import fuse_tanh_gelu
-    from ..circuits.model import CircuitModel
+    from ...checkpoint import fuse_tanh_gelu
+    from ...circuits.model import CircuitModel
     from .batches import fact_rows, pad
     from .inner import encode
 
@@ -66,9 +66,9 @@ def _entities(group: pd.DataFrame, task: str) -> pd.DataFrame:
 def encoded_circuits(model, rates, tok, contexts: pd.DataFrame, tasks: dict[str, str], inner: dict, c: dict,
                      size: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(edges, hits, circuit models by task) of every task's encoded group (c: circuits settings)."""
-    from ..stats import stage_rng
-    from ..data.pairs import circuit_pairs
-    from ..circuits.pipeline import circuit_tables
+    from ...stats import stage_rng
+    from ...data.pairs import circuit_pairs
+    from ...circuits.pipeline import circuit_tables
 
     edges, hits, models = [], [], {}
     for task, template in tasks.items():

@@ -104,8 +104,8 @@ def _continual_circuit(path):
 def test_zero_rates_encode_nothing_into_the_circuit_model(world):
     from kcircuits.checkpoint import load_model
     from kcircuits.circuits.model import CircuitModel
-    from kcircuits.reckoning.circuits import encoded_circuit_model
-    from kcircuits.reckoning.inner import LearnedRates, adapted_names, use_eager_attention
+    from kcircuits.studies.reckoning.circuits import encoded_circuit_model
+    from kcircuits.studies.reckoning.inner import LearnedRates, adapted_names, use_eager_attention
 
     model = use_eager_attention(load_model(world["checkpoint"], fused_gelu=False))
     rates = LearnedRates(adapted_names(model, "all"), 2, 0.0)
@@ -120,7 +120,7 @@ def test_zero_rates_encode_nothing_into_the_circuit_model(world):
 
 def test_a_context_longer_than_the_model_is_an_error_naming_the_key(world):
     from kcircuits.config import ConfigError
-    from kcircuits.reckoning.stage import prepare
+    from kcircuits.studies.reckoning.stage import prepare
 
     contexts, questions = pd.read_parquet(world["contexts"]), pd.read_parquet(world["questions"])
     with pytest.raises(ConfigError, match="reckoning.distractors"):

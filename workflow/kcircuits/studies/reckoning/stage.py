@@ -1,14 +1,17 @@
-"""The RECKONING stage: `kcircuits reckoning ACTION ...`, one action per rule (rules/reckoning.smk).
+"""The RECKONING stage: `kcircuits reckoning ACTION ...`, one action per rule (rules.smk).
+
+`kcircuits companies` (rule companies) writes the companies' headquarters, the second hop of the
+two-hop questions: each company of the pool gets a city (tasks.headquarters). The actions:
 
     tasks     fresh entities per split, their contexts (facts + distractors) and questions
-    train     one method from a main-study checkpoint (--method; reckoning.batches for the inputs)
+    train     one method from a main-study checkpoint (--method; batches.py for the inputs)
     evaluate  a trained method on the test contexts: answers by inner steps, recitation, wall time
     circuits  EAP-IG circuits of theta' (an encoded method's test facts) against the main study's
-              circuits at the checkpoint the methods started from (reckoning.circuits)
+              circuits at the checkpoint the methods started from (circuits.py)
     summary   accuracy by hops x distractors per method, the inner-step sweep, recitation, timing,
               and the finding (does RECKONING beat FT-ICR with distractors?)
 
-The companies' headquarters come from the data stage (`kcircuits companies`). By hand, e.g.:
+Settings: the `reckoning` sections (the study's `sections`; `companies`: the seed only). By hand, e.g.:
 
     kcircuits reckoning train --config config.yaml --method reckoning --start CKPT --contexts C.parquet \
         --questions Q.parquet --tokenizer TOK --out /tmp/reckoning
@@ -19,19 +22,28 @@ import logging
 
 import pandas as pd
 
-from .. import io
+from ... import io
 from . import ENCODED
-from ..config import ConfigError
-from ..stats import stage_rng
-from ..settings import (actions, add_job_arguments, add_paths, command, resource_path, run_handler, set_threads,
+from ...config import ConfigError
+from ...stats import stage_rng
+from ...settings import (actions, add_job_arguments, add_paths, command, resource_path, run_handler, set_threads,
                         stage_pools)
 
 log = logging.getLogger("kcircuits")
 
 
+def _companies(args, s: dict) -> None:
+    from .tasks import headquarters
+
+    pools = stage_pools(args)
+    table = headquarters(pools["companies"], pools["cities"], stage_rng(s["seed"], "companies"))
+    io.write_parquet(table, args.out, io.provenance("companies", s["seed"], s))
+    log.info("companies: %d, headquarters in %d cities", len(table), table["city"].nunique())
+
+
 def _tasks(args, s: dict) -> None:
-    from ..resources import load_templates
-    from ..config import check_hq_template, check_questions
+    from ...resources import load_templates
+    from .checks import check_hq_template, check_questions
     from .tasks import build_contexts, reckoning_entities
 
     r = s["reckoning"]
@@ -56,7 +68,7 @@ def _tasks(args, s: dict) -> None:
 
 def prepare(contexts: pd.DataFrame, questions: pd.DataFrame, split: str, tok, n_positions: int | None,
             device: str = "cpu") -> list[dict]:
-    """The split's contexts with their questions and token batches (reckoning.batches), in
+    """The split's contexts with their questions and token batches (batches.py), in
     context order; a prompt longer than the model's context is a ConfigError naming the key."""
     from .batches import context_batches, longest_row
 
@@ -75,15 +87,15 @@ def prepare(contexts: pd.DataFrame, questions: pd.DataFrame, split: str, tok, n_
 
 
 def _load(args, device: str):
-    from ..checkpoint import resolve_device
-    from ..tokenizer import load_tokenizer
+    from ...checkpoint import resolve_device
+    from ...tokenizer import load_tokenizer
 
     device = resolve_device(device)
     return (pd.read_parquet(args.contexts), pd.read_parquet(args.questions), load_tokenizer(args.tokenizer), device)
 
 
 def _train(args, s: dict) -> None:
-    from ..checkpoint import context_length, load_model, read_model_config
+    from ...checkpoint import context_length, load_model, read_model_config
     from .inner import use_eager_attention
     from .train import check_method, make_rates, save_method, train_method
 
@@ -144,9 +156,9 @@ def _circuits(args, s: dict) -> None:
 
 
 def _summary(args, s: dict) -> None:
-    from ..analysis.reckoning import (reckoning_accuracy, reckoning_circuit_finding, reckoning_finding,
-                                      reckoning_recitation, reckoning_steps, reckoning_timing)
-    from ..vocabulary import budget_label
+    from .summary import (reckoning_accuracy, reckoning_circuit_finding, reckoning_finding, reckoning_recitation,
+                          reckoning_steps, reckoning_timing)
+    from ...vocabulary import budget_label
 
     r, n_boot = s["reckoning"], s["analysis"]["topology"]["n_bootstrap"]
     answers, steps = io.read_parquets(args.answers), r["inner"]["steps"]
@@ -166,6 +178,11 @@ def _summary(args, s: dict) -> None:
 
 
 def add_parser(subparsers) -> None:
+    p = command(subparsers, "companies", "the companies' headquarters (RECKONING's two-hop facts)", "companies",
+                _companies)
+    add_paths(p, "pools", required=False)  # default (with --config): the config's resources
+    p.set_defaults(run=run)
+    add_paths(p, "out")
     acts = actions(subparsers, "reckoning", "RECKONING: facts written into the weights by a learned inner loop",
                    run, __doc__.split("\n")[0])
     a = command(acts, "tasks", "entities, contexts and questions of every split", "reckoning", _tasks)

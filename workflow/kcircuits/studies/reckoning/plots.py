@@ -1,4 +1,4 @@
-"""Figures of the RECKONING study (analysis/reckoning.py's summary tables; Chen et al. 2023).
+"""Figures of the RECKONING study (summary.py's tables; Chen et al. 2023).
 
 - reckoning_accuracy:   a panel per hop count: exact-match accuracy per distractor count (x), a bar per
                         method (settings order), whiskers: 95% interval; no_facts (grey) is the floor;
@@ -17,18 +17,18 @@
                         per encoded method (marker: theta''s full-model Hit@k) and per pre-trained cell.
 
 Every figure is written as PDF and PNG without timestamps (same tables, same bytes).
-`kcircuits figure reckoning_accuracy ...` (figures/stage.py).
+`kcircuits figure reckoning_accuracy ...` (figures.py: the study's figure table).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from ..analysis.reckoning import ALL_HOPS, at_trained_steps
-from ..analysis.reckoning_circuits import reckoning_circuit_finding
-from ..reckoning import ENCODED
-from ..stats import ALL
-from .style import RANDOM_COLOR, finish, handle, legend, name_colors, name_order, pyplot
+from . import ENCODED
+from ...figures.style import RANDOM_COLOR, finish, handle, legend, name_colors, name_order, pyplot
+from ...stats import ALL
+from .circuit_summary import reckoning_circuit_finding
+from .summary import ALL_HOPS, at_trained_steps
 
 FLOOR = "no_facts"  # the method without facts: the accuracy any method gets from the question alone
 MODES = {"encode once": "-", "in context": "--"}

@@ -1,4 +1,4 @@
-"""The circuits of theta' in the RECKONING summary (kcircuits.analysis.reckoning_circuits): the finding's
+"""The circuits of theta' in the RECKONING summary (kcircuits.studies.reckoning.circuit_summary): the finding's
 numbers on hand-made comparison tables (two seeds, both encoded methods, two tasks, four continual
 cells including an empty circuit, and a decoy budget that must be ignored), its findings.md
 subsection and the reckoning_circuits figure."""
@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import REPO, assert_figure_drawn_twice_alike
-from kcircuits.analysis import reckoning as rk
-from kcircuits.analysis.reckoning_circuits import reckoning_circuit_markdown
+from helpers import assert_figure_drawn_twice_alike
 from kcircuits.figures.stage import all_figures
+from kcircuits.studies.reckoning import summary as rk
+from kcircuits.studies.reckoning.circuit_summary import reckoning_circuit_markdown
 
 FIGURES = all_figures()
 
@@ -133,7 +133,7 @@ def test_markdown_circuits_subsection(circuits):
 
 
 def test_figure_curves_and_bars(circuits):
-    from kcircuits.figures import reckoning as fr
+    from kcircuits.studies.reckoning import plots as fr
 
     curves = fr.circuit_layer_curves(circuits["layers"], BUDGET).set_index(["task", "series", "layer"])
     pre = curves.loc[("city", fr.PRETRAINED, 0)]  # cells 0.1, 0.2, 0.3 and the empty one 0
@@ -151,8 +151,11 @@ def test_figure_curves_and_bars(circuits):
 
 def test_circuits_figure_is_registered_written_and_reproducible(circuits, tmp_path):
     figure = FIGURES["reckoning_circuits"]
-    assert figure.stage == "reckoning" and figure.inputs == ("layers", "hits", "compare")
-    assert 'snakemake.config["reckoning"]' in (REPO / "report" / "reckoning_circuits.rst").read_text(encoding="utf-8")
+    assert figure.stage == "reckoning" and list(figure.inputs) == ["layers", "hits", "compare"]
+    assert figure.inputs == {"layers": "reckoning_summary_circuit_layers", "hits": "reckoning_summary_circuit_hits",
+                             "compare": "reckoning_summary_circuit_compare"}
+    assert figure.enabled == "reckoning.enabled" and figure.caption.parent.parent.name == "reckoning"
+    assert 'snakemake.config["reckoning"]' in figure.caption.read_text(encoding="utf-8")
     argv = ["figure", "reckoning_circuits", "--entities", str(tmp_path / "entities.parquet"), "--settings",
             json.dumps({"seed": 0, "reckoning": {"methods": METHODS, "inner": {"steps": N}},
                         "circuits": {"edge_budgets": [0.1, 5], "hit_k": 10},

@@ -1,13 +1,32 @@
-# RECKONING (workflow/kcircuits/reckoning): a learned inner loop writes a context's facts into the
+# RECKONING (kcircuits.studies.reckoning): a learned inner loop writes a context's facts into the
 # weights; theta' answers without them in context. Every method starts from the main study's
 # RECKONING_START checkpoint and gets the same contexts and budget.
 #
-#   data:     companies.parquet (rules/data.smk), reckoning/{entities,contexts,questions}.parquet
+#   data:     companies.parquet (the companies' headquarters, the two-hop questions' second hop),
+#             reckoning/{entities,contexts,questions}.parquet
 #   per seed: reckoning/{method}/model/ (safetensors + learned rates), answers / recitation / timing;
 #             encoded methods also circuits / circuit_hits / circuit_compare / circuit_layers (theta')
 #   summary:  analysis/reckoning/{accuracy,steps,recitation,timing,circuit_*}.parquet + summary.json
 wildcard_constraints:
     method="|".join(RECKONING["methods"]) or "none",
+
+
+# The companies' headquarters: the second hop of the two-hop questions (a data-stage table).
+rule companies:
+    input:
+        pools=RESOURCE_FILES["pools"],
+    output:
+        table=PATHS["companies"],
+    params:
+        settings=settings("companies"),
+        pools=parent_dir("pools"),
+    log:
+        f"{LOGS}/data/companies.log",
+    conda:
+        env("data")
+    shell:
+        "python -m kcircuits companies --settings {params.settings:q} --pools {params.pools:q} "
+        "--out {output.table} > {log} 2>&1"
 
 
 rule reckoning_tasks:
@@ -32,7 +51,7 @@ rule reckoning_tasks:
     log:
         f"{LOGS}/reckoning/tasks.log",
     conda:
-        "../envs/data.yaml"
+        env("data")
     shell:
         "python -m kcircuits reckoning tasks --settings {params.settings:q} --pools {params.pools:q} "
         "--templates {params.templates:q} --entities {input.entities} --companies {input.companies} "
@@ -64,7 +83,7 @@ rule reckoning_train:
     resources:
         **job_resources("reckoning"),
     conda:
-        "../envs/train.yaml"
+        env("train")
     shell:
         "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits reckoning train "
         "--settings {params.settings:q} --method {wildcards.method} --start {input.start} "
@@ -91,7 +110,7 @@ rule reckoning_evaluate:
     resources:
         **job_resources("reckoning"),
     conda:
-        "../envs/evaluate.yaml"
+        env("evaluate")
     shell:
         "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits reckoning evaluate "
         "--settings {params.settings:q} --method {wildcards.method} --model {input.model} "
@@ -124,7 +143,7 @@ rule reckoning_circuits:
     resources:
         **job_resources("reckoning"),
     conda:
-        "../envs/evaluate.yaml"
+        env("evaluate")
     shell:
         "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits reckoning circuits "
         "--settings {params.settings:q} --method {wildcards.method} --model {input.model} "
@@ -163,10 +182,12 @@ rule reckoning_summary:
     log:
         f"{LOGS}/reckoning/summary.log",
     conda:
-        "../envs/figures.yaml"
+        env("figures")
     shell:
         "python -m kcircuits reckoning summary --settings {params.settings:q} {params.inputs} {params.outputs} "
         "> {log} 2>&1"
 
 
-RECKONING_TARGETS = rules.reckoning_summary.output if RECKONING["enabled"] else []
+STUDY_TARGETS.extend(rules.reckoning_summary.output if RECKONING["enabled"] else [])
+STUDY_LOCAL_RULES.extend(["companies", "reckoning_summary"])
+FINDING_INPUTS.update({"reckoning": PATHS["reckoning_json"]} if RECKONING["enabled"] else {})

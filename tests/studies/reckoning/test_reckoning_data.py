@@ -7,10 +7,12 @@ import pytest
 from helpers import REPO
 
 from kcircuits import ATTRIBUTES
-from kcircuits.config import ConfigError, check_hq_template, check_questions
+from kcircuits.config import ConfigError
 from kcircuits.stats import stage_rng
-from kcircuits.data.entities import generate_entities, headquarters
-from kcircuits.reckoning.tasks import CONTEXT_COLUMNS, QUESTION_COLUMNS, build_contexts, entity_facts, reckoning_entities
+from kcircuits.data.entities import generate_entities
+from kcircuits.studies.reckoning.checks import check_hq_template, check_questions
+from kcircuits.studies.reckoning.tasks import (CONTEXT_COLUMNS, QUESTION_COLUMNS, build_contexts, entity_facts,
+                                              headquarters, reckoning_entities)
 from kcircuits.resources import load_pools, load_templates, prompt_prefix
 
 YEARS = {"min": 1940, "max": 2005}

@@ -1,4 +1,4 @@
-"""RECKONING summaries (kcircuits.analysis.reckoning), their figures and findings section, on hand-made
+"""RECKONING summaries (kcircuits.studies.reckoning.summary), their figures and findings section, on hand-made
 evaluation tables whose answers are known: which questions each method gets right is fixed by the
 context's number, so every accuracy, difference and verdict below is computed by hand."""
 from __future__ import annotations
@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import REPO, assert_figure_drawn_twice_alike
-from kcircuits.analysis import reckoning as rk
-from kcircuits.figures.stage import FIGURES
+from helpers import assert_figure_drawn_twice_alike
+from kcircuits.figures.stage import all_figures
+from kcircuits.studies.reckoning import summary as rk
+
+FIGURES = all_figures()
 
 N = 4  # trained inner steps
 CONTEXTS = 10
@@ -247,9 +249,17 @@ def test_empty_tables_keep_their_columns():
 # ---- figures ------------------------------------------------------------------------------------------
 def test_the_reckoning_figures_have_entries_and_captions():
     for name in RECKONING_FIGURES:
-        assert FIGURES[name].stage == "reckoning" and FIGURES[name].inputs == (name.split("_")[1],)
-        caption = (REPO / "report" / f"{name}.rst").read_text(encoding="utf-8")
+        figure = FIGURES[name]
+        option = name.split("_")[1]
+        assert figure.stage == "reckoning" and figure.inputs == {option: f"reckoning_summary_{option}"}
+        assert figure.enabled == "reckoning.enabled" and figure.category == "RECKONING"
+        assert figure.caption.parent.parent.name == "reckoning"
+        caption = figure.caption.read_text(encoding="utf-8")
         assert 'snakemake.config["reckoning"]' in caption
+    from kcircuits.config import stage_sections
+
+    assert stage_sections()["reckoning"] == ["reckoning", "entities", "circuits", "circuit_pairs", "analysis"]
+    assert stage_sections()["companies"] == []
 
 
 @pytest.fixture(scope="module")
@@ -271,14 +281,14 @@ def test_reckoning_figures_are_written_and_reproducible(figure_tables, name, tmp
     root, paths = figure_tables
     settings = json.dumps({"seed": 0, "analysis": {"topology": {"n_bootstrap": 100}},
                            "reckoning": {"methods": METHODS, "distractors": [0, 4, 8], "inner": {"steps": N}}})
-    option = FIGURES[name].inputs[0]
+    (option,) = FIGURES[name].inputs
     argv = ["figure", name, "--settings", settings, "--entities", str(root / "entities.parquet"),
             f"--{option}", str(paths[option])]
     assert_figure_drawn_twice_alike(argv, tmp_path)
 
 
 def test_accuracy_figure_bars_follow_the_settings_order(figure_tables, tmp_path, monkeypatch):
-    from kcircuits.figures import reckoning as fr
+    from kcircuits.studies.reckoning import plots as fr
 
     root, paths = figure_tables
     drawn = []

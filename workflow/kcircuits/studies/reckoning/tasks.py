@@ -7,8 +7,8 @@ then answers questions about the context's entity without the facts in its promp
              train, validation or test, so no test entity's name ever reaches a train context.
   facts      one biography sentence per studied attribute, from a template whose value is its last
              placeholder (text[:value_start] is a recitation prompt naming the entity); with
-             "company" studied, also the headquarters fact of the entity's company (the data
-             stage's company table, data.entities.headquarters).
+             "company" studied, also the headquarters fact of the entity's company (the company
+             table of `kcircuits companies`, headquarters()).
   contexts   per split, entity and distractor count d: the entity's facts plus d facts about other
              entities of the same split, shuffled together.
   questions  one-hop: an attribute of the context's entity; two-hop: the headquarters city of its
@@ -21,10 +21,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import ATTRIBUTES
-from ..data.biographies import fill_sentence
-from ..data.entities import other_entities
-from ..resources import placeholders, prompt_prefix
+from ... import ATTRIBUTES
+from ...data.biographies import fill_sentence
+from ...data.entities import other_entities
+from ...resources import placeholders, prompt_prefix
 from . import HEADQUARTERS
 
 SPLITS = ("train", "validation", "test")
@@ -32,6 +32,13 @@ CONTEXT_COLUMNS = ["context_id", "split", "entity_id", "name", "distractors", "f
                    "fact_value", "fact_start", "random_context"]
 QUESTION_COLUMNS = ["context_id", "split", "entity_id", "distractors", "attribute", "hops", "question", "answer",
                     "relevant"]
+
+
+def headquarters(companies: list[str], cities: list[str], rng: np.random.Generator) -> pd.DataFrame:
+    """The company table (the two-hop facts): each company, in pool order, gets a headquarters city
+    drawn uniformly from the city pool."""
+    picks = rng.integers(len(cities), size=len(companies))  # [n_companies]
+    return pd.DataFrame({"company": list(companies), "city": [cities[int(i)] for i in picks]})
 
 
 def reckoning_entities(entities: pd.DataFrame, pools: dict, sizes: dict[str, int], years: dict,
