@@ -32,6 +32,7 @@ from kcircuits.circuits.attribute import PairBatch, attribute  # noqa: E402
 from kcircuits.circuits.metrics import logit_difference  # noqa: E402
 from kcircuits.circuits.model import CircuitModel  # noqa: E402
 
+
 def make_batch(n_pairs: int, seq_len: int, device: str = "cpu") -> PairBatch:
     """Pairs that differ in a 2-token 'subject', like the circuit pairs (same length, other labels),
     on `device`."""

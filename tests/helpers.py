@@ -125,8 +125,14 @@ def random_model(family: str = "gpt2", layers: int = 2, heads: int = 4, d: int =
                  **extra):
     """A random causal LM (vocabulary V) with weights large enough that attention and MLPs are far from linear."""
     import torch
-    from transformers import (GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig,
-                              LlamaForCausalLM)
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        GPTNeoXConfig,
+        GPTNeoXForCausalLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
     torch.manual_seed(seed)
     ids = dict(vocab_size=V, bos_token_id=0, eos_token_id=0)
     if family == "gpt2":

@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from kcircuits.checkpoint import (CHECKSUMS, METADATA, CheckpointError, checkpoint_metadata, load_model,
-                                  read_model_config)
+from kcircuits.checkpoint import (
+    CHECKSUMS,
+    METADATA,
+    CheckpointError,
+    checkpoint_metadata,
+    load_model,
+    read_model_config,
+)
 from kcircuits.train.export import export_checkpoint
 
 INFO = {"phase": "continual", "epoch": 1.0, "global_step": 10, "steps_per_epoch": 10, "tokens_seen": 2048, "seed": 3}

@@ -124,6 +124,7 @@ def test_read_seed_tables(tmp_path):
 
 def test_draw_curve_band_only_with_several_seeds():
     from matplotlib.collections import PolyCollection
+
     from kcircuits.figures.style import pyplot
 
     plt, _ = pyplot()
@@ -264,6 +265,7 @@ def eval_summary(seed: int) -> pd.DataFrame:
 
 def test_acquisition_curves_are_seed_means_with_intervals(tmp_path, monkeypatch):
     from matplotlib.collections import PolyCollection
+
     from kcircuits.figures import acquisition
 
     summary = two_seeds(eval_summary)

@@ -258,12 +258,12 @@ def test_launcher_splits_the_global_batch_and_relaunches_under_torchrun(monkeypa
 def test_two_training_processes_on_cpu_match_one(tiny_data, tmp_path):
     """--processes 2 relaunches under torchrun (gloo on CPU): each process takes half of every global
     batch, so steps per epoch and the logged losses match a single process; only RANK 0 publishes."""
+    import torch
     from safetensors.torch import load_file
 
     from kcircuits.tokenizer import load_tokenizer
     from kcircuits.train.jobs import continual_corpus
     from kcircuits.train.model import build_model
-    import torch
 
     settings = micro_settings(train={"continual": {"epochs": 1}})  # device: in --execution
     build_model(settings["model"], load_tokenizer(tiny_data / "tokenizer"), seed=0).save_pretrained(tmp_path / "start")

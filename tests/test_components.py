@@ -11,9 +11,19 @@ import pytest
 import torch
 
 from helpers import REPO, TINY, V, planned_jobs, random_checkpoint, random_model, snakemake
-from kcircuits.analysis.heads import (HeadSums, PromptBatch, circuit_roles, classify, head_ratio, prompt_batches,
-                                      source_contributions, split_by_source, subject_positions, target_direction,
-                                      trace)
+from kcircuits.analysis.heads import (
+    HeadSums,
+    PromptBatch,
+    circuit_roles,
+    classify,
+    head_ratio,
+    prompt_batches,
+    source_contributions,
+    split_by_source,
+    subject_positions,
+    target_direction,
+    trace,
+)
 from kcircuits.analysis.logit_lens import LensSums, lens
 from kcircuits.circuits.graph import Circuit, Graph, select_top_n
 from kcircuits.circuits.model import CircuitModel
@@ -217,11 +227,11 @@ def test_circuit_roles_count_in_circuit_heads():
 # ---- the stage through the CLI, as the rules call it ------------------------------------------------------
 def test_components_stage_by_hand(tokenizer, tmp_path):
     """measure (two checkpoints) -> summary -> the three figures, through kcircuits.cli.main."""
+    from kcircuits.checkpoint import load_model
     from kcircuits.circuits.evaluate import ProbeBatch, hit_at_k
     from kcircuits.circuits.store import circuits_frame, circuits_from_frame
     from kcircuits.cli import main
     from kcircuits.config import load_config, stage_settings
-    from kcircuits.checkpoint import load_model
 
     tok = tokenizer
     tasks = {"city": TEMPLATES["city"], "major": TEMPLATES["major"]}

@@ -12,10 +12,10 @@ import pytest
 from helpers import REPO
 from kcircuits import ATTRIBUTES
 from kcircuits.config import load_config, stage_settings
-from kcircuits.stats import stage_rng
 from kcircuits.data.entities import draw_frequencies, generate_entities
 from kcircuits.io import read_jsonl
 from kcircuits.resources import load_pools, load_templates
+from kcircuits.stats import stage_rng
 from kcircuits.tokenizer import first_answer_token, load_tokenizer
 
 TEMPLATES = load_templates(REPO / "resources" / "templates")

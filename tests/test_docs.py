@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from kcircuits.config import load_schema
 from kcircuits.schema_docs import main, render
 

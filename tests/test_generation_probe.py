@@ -16,8 +16,14 @@ from helpers import assert_figure_drawn_twice_alike, checkpoint_meta, random_che
 from kcircuits import ATTRIBUTES
 from kcircuits.cli import main as cli
 from kcircuits.evaluate import generation, scoring
-from kcircuits.evaluate.generation import (SUMMARY_COLUMNS, probe_facts, probe_rows, sample_generations,
-                                           summarise_generations, target_appears)
+from kcircuits.evaluate.generation import (
+    SUMMARY_COLUMNS,
+    probe_facts,
+    probe_rows,
+    sample_generations,
+    summarise_generations,
+    target_appears,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

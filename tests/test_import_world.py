@@ -17,10 +17,10 @@ from helpers import REPO, planned_jobs, snakemake
 from kcircuits import ATTRIBUTES
 from kcircuits.cli import main
 from kcircuits.config import ConfigError, deep_merge, load_config, stage_settings, validate_config
-from kcircuits.stats import stage_rng
 from kcircuits.data.biographies import generate_biographies
 from kcircuits.data.world import split_templates
 from kcircuits.resources import ResourceError, load_pools, load_templates
+from kcircuits.stats import stage_rng
 
 DEFAULT = load_config([REPO / "config.yaml"])
 ORIGINAL = [REPO / "config.yaml", REPO / "config.paper.yaml", REPO / "config.original.yaml"]

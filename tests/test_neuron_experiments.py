@@ -10,9 +10,21 @@ import torch
 
 from helpers import V, down_proj, random_model
 from kcircuits.circuits.model import CircuitModel
-from kcircuits.neurons.experiments import (EDIT_COLUMNS, ERASE_COLUMNS, INTERVENTION_COLUMNS, d_mlp, edit_rule,
-                                           edited_value_slots, edits, erase, frequent_neurons, interventions,
-                                           matched_random, scaled_neurons_prob, value_slots)
+from kcircuits.neurons.experiments import (
+    EDIT_COLUMNS,
+    ERASE_COLUMNS,
+    INTERVENTION_COLUMNS,
+    d_mlp,
+    edit_rule,
+    edited_value_slots,
+    edits,
+    erase,
+    frequent_neurons,
+    interventions,
+    matched_random,
+    scaled_neurons_prob,
+    value_slots,
+)
 from kcircuits.neurons.facts import FACT_COLUMNS, Bags
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,8 +12,14 @@ from helpers import V, down_proj, hf_with_last_hidden, random_model
 from kcircuits.circuits.model import CircuitModel
 from kcircuits.neurons.attribute import alphas, attribute, hidden_activations
 from kcircuits.neurons.facts import prompt_rows, sample_facts
-from kcircuits.neurons.select import (circuit_overlap, coarse, knowledge_neurons, refine, relation_neurons,
-                                      select_attribute)
+from kcircuits.neurons.select import (
+    circuit_overlap,
+    coarse,
+    knowledge_neurons,
+    refine,
+    relation_neurons,
+    select_attribute,
+)
 from kcircuits.neurons.store import dense, top_rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")

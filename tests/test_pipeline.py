@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, TINY, TINY_DATA_TARGETS as DATA_TARGETS, planned_jobs, snakemake
+from helpers import REPO, TINY, planned_jobs, snakemake
+from helpers import TINY_DATA_TARGETS as DATA_TARGETS
 from kcircuits.io import atomic_path, read_safetensors_header
 
 DATA_RULES = {"entities", "biographies", "probes", "qa", "tokenizer", "circuit_pairs"}

@@ -12,8 +12,14 @@ import pytest
 import torch
 
 from helpers import checkpoint_meta, snakemake
-from kcircuits.analysis.topology import (CheckpointCircuits, edge_mask, jaccard, layer_ratios, mean_layer,
-                                         topology_tables)
+from kcircuits.analysis.topology import (
+    CheckpointCircuits,
+    edge_mask,
+    jaccard,
+    layer_ratios,
+    mean_layer,
+    topology_tables,
+)
 from kcircuits.analysis.topology_stage import depth_trend_table, phase_shift_summary, phase_shift_table
 from kcircuits.analysis.trends import bootstrap_slope, fit_two_segments, phase_shift, trend_verdict
 from kcircuits.circuits.graph import Circuit, Graph

@@ -230,9 +230,9 @@ def test_a_killed_job_resumes_from_its_last_save_and_finishes_identically(micro_
 def test_other_families_build_train_and_reload(micro_start, tmp_path, family, config_class):
     import torch
 
+    from kcircuits.checkpoint import load_model
     from kcircuits.tokenizer import load_tokenizer
     from kcircuits.train.corpus import BlockDataset, load_blocks
-    from kcircuits.checkpoint import load_model
     from kcircuits.train.model import build_model
     from kcircuits.train.trainer import run_training
 

@@ -12,8 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .config import (REPO_ROOT, ConfigError, load_config, resource_dir, stage_settings, validate_config,
-                     validate_schema)
+from .config import REPO_ROOT, ConfigError, load_config, resource_dir, stage_settings, validate_config, validate_schema
 
 
 def add_settings_arguments(p: argparse.ArgumentParser, stage: str, required: bool = True) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from helpers import REPO, TINY, planned_jobs
 
 HERE = Path(__file__).resolve().parent

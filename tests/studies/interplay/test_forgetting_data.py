@@ -4,13 +4,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import REPO
 
+from helpers import REPO
 from kcircuits import ATTRIBUTES
-from kcircuits.stats import stage_rng
 from kcircuits.data.entities import BIRTH_FIELDS, VALUE_COLUMNS, generate_entities, other_entities
-from kcircuits.studies.interplay.forgetting import CORPORA, conflicting_entities, corpus_paragraphs, followed_facts, replay_mix
 from kcircuits.resources import load_pools, load_templates
+from kcircuits.stats import stage_rng
+from kcircuits.studies.interplay.forgetting import (
+    CORPORA,
+    conflicting_entities,
+    corpus_paragraphs,
+    followed_facts,
+    replay_mix,
+)
 
 YEARS = {"min": 1940, "max": 2005}
 SETTINGS = {"entities": {"n": 30, "new_fraction": 0.5, "background": 10, "frequency_lambda": 0.4,

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from helpers import assert_figure_drawn_twice_alike
-from kcircuits.studies.interplay import summary as ip
 from kcircuits.figures.stage import all_figures
+from kcircuits.studies.interplay import summary as ip
 
 FIGURES = all_figures()
 from kcircuits.figures.style import name_order

@@ -6,14 +6,24 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import REPO
 
+from helpers import REPO
 from kcircuits import ATTRIBUTES
 from kcircuits.data.biographies import fill_sentence
-from kcircuits.studies.interplay.streams import (
-    build_streams, check_types, fact_sentences, knowledge_types, parse_stream, random_stream, reorder, stream_names,
-    stream_texts, streams_frame, type_of_fact)
 from kcircuits.resources import load_templates
+from kcircuits.studies.interplay.streams import (
+    build_streams,
+    check_types,
+    fact_sentences,
+    knowledge_types,
+    parse_stream,
+    random_stream,
+    reorder,
+    stream_names,
+    stream_texts,
+    streams_frame,
+    type_of_fact,
+)
 
 DEFAULT_TYPES = {"city": ["city"], "company": ["company"], "major": ["major"]}
 

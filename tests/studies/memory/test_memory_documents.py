@@ -10,11 +10,26 @@ import pandas as pd
 import pytest
 
 from kcircuits.stats import stage_rng
+from kcircuits.studies.memory.allocate import (
+    ALLOCATIONS_COLUMNS,
+    CLUSTER_COLUMNS,
+    SHARING_COLUMNS,
+    allocate,
+    allocate_all,
+    allocation_table,
+    cluster_all,
+    default_slots,
+    sharing,
+)
+from kcircuits.studies.memory.documents import (
+    DOCUMENT_COLUMNS,
+    choose_documents,
+    cluster,
+    document_shingles,
+    jaccard_matrix,
+    shingles,
+)
 from kcircuits.studies.memory.sweep import n_clusters, parse_allocation
-from kcircuits.studies.memory.allocate import (ALLOCATIONS_COLUMNS, CLUSTER_COLUMNS, SHARING_COLUMNS, allocate, allocate_all,
-                                       allocation_table, cluster_all, default_slots, sharing)
-from kcircuits.studies.memory.documents import (DOCUMENT_COLUMNS, choose_documents, cluster, document_shingles, jaccard_matrix,
-                                        shingles)
 
 
 def world(n_new: int = 8, probed_new: int = 6, paragraphs: int = 2):

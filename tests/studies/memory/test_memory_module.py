@@ -121,11 +121,11 @@ def test_a_positive_alpha_moves_the_memorys_activity_into_the_allocation(tmp_pat
 
 
 def test_circuit_scores_made_document_by_document_equal_one_made_under_the_documents_key():
+    from test_memory_loss import documents_and_tokenizer
+
     from kcircuits.circuits.attribute import attribute, pair_batches
     from kcircuits.circuits.pipeline import batched
     from kcircuits.studies.memory.measure import document_parts
-
-    from test_memory_loss import documents_and_tokenizer
 
     _, tok = documents_and_tokenizer()
     hf = random_model(d=16, std=0.1).eval()

@@ -12,7 +12,6 @@ plain ("equal")."""
 from __future__ import annotations
 
 import itertools
-
 import json
 
 import numpy as np
@@ -20,8 +19,8 @@ import pandas as pd
 import pytest
 
 from helpers import assert_figure_drawn_twice_alike
-from kcircuits.studies.memory import summary as mem
 from kcircuits.figures.stage import all_figures
+from kcircuits.studies.memory import summary as mem
 
 FIGURES = all_figures()
 

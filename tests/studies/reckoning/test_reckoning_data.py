@@ -4,16 +4,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import REPO
 
+from helpers import REPO
 from kcircuits import ATTRIBUTES
 from kcircuits.config import ConfigError
-from kcircuits.stats import stage_rng
 from kcircuits.data.entities import generate_entities
-from kcircuits.studies.reckoning.checks import check_hq_template, check_questions
-from kcircuits.studies.reckoning.tasks import (CONTEXT_COLUMNS, QUESTION_COLUMNS, build_contexts, entity_facts,
-                                              headquarters, reckoning_entities)
 from kcircuits.resources import load_pools, load_templates, prompt_prefix
+from kcircuits.stats import stage_rng
+from kcircuits.studies.reckoning.checks import check_hq_template, check_questions
+from kcircuits.studies.reckoning.tasks import (
+    CONTEXT_COLUMNS,
+    QUESTION_COLUMNS,
+    build_contexts,
+    entity_facts,
+    headquarters,
+    reckoning_entities,
+)
 
 YEARS = {"min": 1940, "max": 2005}
 SETTINGS = {"entities": {"n": 30, "new_fraction": 0.5, "background": 10, "frequency_lambda": 0.4,

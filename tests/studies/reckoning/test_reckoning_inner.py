@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import V, random_model
 
+from helpers import V, random_model
 from kcircuits.studies.reckoning.batches import IGNORE, answer_scores, pad
 from kcircuits.studies.reckoning.inner import LearnedRates, adapted_names, encode, lm_loss, use_eager_attention
 from kcircuits.studies.reckoning.train import method_loss

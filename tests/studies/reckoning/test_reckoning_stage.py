@@ -9,8 +9,8 @@ import json
 import pandas as pd
 import pytest
 import torch
-from helpers import REPO, micro_settings, random_checkpoint
 
+from helpers import REPO, micro_settings, random_checkpoint
 from kcircuits.cli import main
 
 CONFIG = {
@@ -27,9 +27,9 @@ def world(tmp_path_factory):
     import yaml
 
     from kcircuits.config import deep_merge
-    from kcircuits.stats import stage_rng
     from kcircuits.data.entities import generate_entities
     from kcircuits.resources import load_pools
+    from kcircuits.stats import stage_rng
     from kcircuits.tokenizer import train_bpe
 
     root = tmp_path_factory.mktemp("reckoning")

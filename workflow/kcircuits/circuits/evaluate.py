@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..batching import by_length, pad_right
 from ..evaluate.metrics import target_rank
 from ..tokenizer import bos_prefix, first_answer_token
-from ..batching import by_length, pad_right
 from .attribute import PairBatch
 from .graph import Circuit
 from .metrics import logit_difference

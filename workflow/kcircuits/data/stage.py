@@ -14,9 +14,9 @@ import pandas as pd
 
 from .. import io
 from ..config import REPO_ROOT, ConfigError
-from ..stats import stage_rng
 from ..resources import template_files
 from ..settings import add_paths, command, optional_resource_path, resource_path, run_handler, stage_pools
+from ..stats import stage_rng
 
 log = logging.getLogger("kcircuits")
 

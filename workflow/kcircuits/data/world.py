@@ -23,8 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from .. import ATTRIBUTES
-from ..resources import (ATTRIBUTE_POOLS, MIN_BIOGRAPHY_TEMPLATES, NAME_POOLS, first_word_groups, pool_files,
-                         prompt_prefix, statement_problem, template_files)
+from ..resources import (
+    ATTRIBUTE_POOLS,
+    MIN_BIOGRAPHY_TEMPLATES,
+    NAME_POOLS,
+    first_word_groups,
+    pool_files,
+    prompt_prefix,
+    statement_problem,
+    template_files,
+)
 from .entities import MONTHS
 
 POOLS_DIR, TEMPLATES_DIR = "selection_pool", "templates"

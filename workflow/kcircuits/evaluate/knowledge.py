@@ -20,8 +20,16 @@ import pandas as pd
 
 from .. import ATTRIBUTES, io
 from .candidates import CandidateSets
-from .metrics import (cell_means, choice_credit, exact_match, full_value_chance, full_value_columns, hit_at,
-                      length_normalised, paired_true_false_credit)
+from .metrics import (
+    cell_means,
+    choice_credit,
+    exact_match,
+    full_value_chance,
+    full_value_columns,
+    hit_at,
+    length_normalised,
+    paired_true_false_credit,
+)
 from .scoring import answer_token_ids, check_lengths, encode, greedy_continuations, sequence_logprob
 from .values import ValueItems, rank_values
 

@@ -15,7 +15,6 @@ from .. import ATTRIBUTES, TYPES
 from .style import KNOWLEDGE, PALETTE, SEED_BAND, TARGET_PALETTE, TARGETS, progress_axis, pyplot, save_figure
 
 
-
 def acquisition_metrics(hit_k: int, full_value: bool = False) -> dict[str, str]:
     """Metric -> panel title, in row order; full_value adds the query's full-value top-1 (the
     evaluation's evaluate.full_value) after its first-token rows."""

@@ -21,8 +21,8 @@ import pandas as pd
 
 from .. import TYPES
 from ..vocabulary import CELL, at_budget, budget_label, in_training_order
-from .style import KNOWLEDGE, PALETTE, finish, grid, group_colors, handle, legend, pyplot
 from .seeds import draw_curve, seed_summary
+from .style import KNOWLEDGE, PALETTE, finish, grid, group_colors, handle, legend, pyplot
 
 ALL_TASKS = "mean over tasks"
 OWN, FULL = "own circuit", "full model"

@@ -14,8 +14,8 @@ import pandas as pd
 
 from .. import ATTRIBUTES
 from ..stats import ALL
-from .style import TARGET_PALETTE, TARGETS, progress_axis, pyplot, save_figure
 from .seeds import draw_curve, seed_summary
+from .style import TARGET_PALETTE, TARGETS, progress_axis, pyplot, save_figure
 
 # target_kind of the probe -> legend label and colour (the overwriting figure's)
 KINDS = {"new": (f"revised, {TARGETS['current']}", TARGET_PALETTE[TARGETS["current"]]),

@@ -31,11 +31,27 @@ import pandas as pd
 
 from .. import ATTRIBUTES, TYPES
 from .circuits import budget_order
-from .style import KNOWLEDGE, PALETTE, grid, group_colors, handle, progress_axis, pyplot, save_figure
-from .neuron_tables import (COLUMNS, EDIT_PPL, EDIT_SUCCESS, EMPTY_REASONS, ERASE, EVOLUTION, SURVIVAL, NoRows,
-                            TableError, edit_frame, erase_frame, evolution_frame, intervention_changes,
-                            last_checkpoint, layer_shares, overlap_frame, read_tables)
+from .neuron_tables import (
+    COLUMNS,
+    EDIT_PPL,
+    EDIT_SUCCESS,
+    EMPTY_REASONS,
+    ERASE,
+    EVOLUTION,
+    SURVIVAL,
+    NoRows,
+    TableError,
+    edit_frame,
+    erase_frame,
+    evolution_frame,
+    intervention_changes,
+    last_checkpoint,
+    layer_shares,
+    overlap_frame,
+    read_tables,
+)
 from .seeds import draw_curve, seed_summary
+from .style import KNOWLEDGE, PALETTE, grid, group_colors, handle, progress_axis, pyplot, save_figure
 
 METHODS = {"ig": "integrated gradients", "baseline": "activation baseline"}
 METHOD_COLORS = {"ig": "#1f77b4", "baseline": "#ff7f0e"}

@@ -14,7 +14,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ..vocabulary import at_budget, parse_cell_key
-from .style import KNOWLEDGE, PALETTE, SEED_BAND as CI, progress_axis, pyplot, save_figure
+from .style import KNOWLEDGE, PALETTE, progress_axis, pyplot, save_figure
+from .style import SEED_BAND as CI
 
 
 def _with_knowledge(frame: pd.DataFrame) -> pd.DataFrame:

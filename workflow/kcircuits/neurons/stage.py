@@ -56,8 +56,8 @@ import numpy as np
 import pandas as pd
 
 from .. import io
-from ..stats import stage_rng
 from ..settings import actions, add_job_arguments, add_paths, command, run_handler, set_threads
+from ..stats import stage_rng
 from ..vocabulary import with_order
 
 log = logging.getLogger("kcircuits")

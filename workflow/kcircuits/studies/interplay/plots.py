@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ...stats import ALL
 from ...figures.seeds import draw_curve, seed_summary
 from ...figures.style import RANDOM_COLOR, finish, handle, legend, name_colors, name_order, pyplot, value_colors
+from ...stats import ALL
 
 STEP_LABEL = "training step"
 METRIC_TITLES = {"final": "final top-1", "auc": "AUC of top-1 over steps"}

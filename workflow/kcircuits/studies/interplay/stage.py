@@ -20,9 +20,17 @@ import numpy as np
 import pandas as pd
 
 from ... import io
+from ...settings import (
+    actions,
+    add_job_arguments,
+    add_paths,
+    command,
+    resource_path,
+    run_handler,
+    set_threads,
+    stage_pools,
+)
 from ...stats import stage_rng
-from ...settings import (actions, add_job_arguments, add_paths, command, resource_path, run_handler, set_threads,
-                        stage_pools)
 
 log = logging.getLogger("kcircuits")
 
@@ -67,9 +75,9 @@ def _order_corpus(args, s: dict) -> None:
 
 
 def _forgetting_corpus(args, s: dict) -> None:
+    from ...data.entities import other_entities
     from ...data.probes import probe_entities
     from ...resources import load_templates
-    from ...data.entities import other_entities
     from .forgetting import conflicting_entities, corpus_paragraphs, followed_facts
 
     f, years = s["forgetting"], s["entities"]["birth_years"]
@@ -112,8 +120,8 @@ def _forgetting_mix(args, s: dict) -> None:
 def _measure(args, s: dict) -> None:
     import json
 
-    from ...tokenizer import load_tokenizer
     from ...evaluate.facts import select_facts
+    from ...tokenizer import load_tokenizer
     from .measure import measure_run, run_checkpoints
 
     probes, pairs, tasks = select_facts(pd.read_parquet(args.probes), pd.read_parquet(args.pairs),
@@ -127,8 +135,8 @@ def _measure(args, s: dict) -> None:
 
 
 def _order_summary(args, s: dict) -> None:
-    from .summary import order_curves, order_finding, order_outcome, order_overlap
     from .streams import check_types, knowledge_types
+    from .summary import order_curves, order_finding, order_outcome, order_overlap
 
     o, n_boot = s["order"], s["analysis"]["topology"]["n_bootstrap"]
     types = knowledge_types(o["types"])

@@ -26,10 +26,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .streams import RANDOM, type_of_fact
+from ...analysis.findings import stratified_means
 from ...stats import ALL, json_number, stage_rng, with_all
 from ...vocabulary import CELL
-from ...analysis.findings import stratified_means
+from .streams import RANDOM, type_of_fact
 
 FACT = ["entity_id", "type", "freq_group", "attribute"]
 EDGE = ["parent", "child"]

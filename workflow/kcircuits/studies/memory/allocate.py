@@ -19,8 +19,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ...stats import stage_rng
-from .sweep import STRATEGIES, n_clusters, parse_allocation
 from .documents import cluster, document_shingles, jaccard_matrix
+from .sweep import STRATEGIES, n_clusters, parse_allocation
 
 ALLOCATION_COLUMNS = ["doc", "slot"]
 ALLOCATIONS_COLUMNS = ["documents", "allocation", "doc", "slot"]  # allocate_all: every allocation of the sweep

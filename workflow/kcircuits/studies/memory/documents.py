@@ -9,9 +9,8 @@ np.random.Generator passed in (kcircuits.config.stage_rng).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

@@ -155,8 +155,8 @@ def circuit_layers(model, tok, pairs: pd.DataFrame, probes: pd.DataFrame, tasks:
 def generations(hf, tok, probes: pd.DataFrame, settings: dict, memory=None) -> pd.DataFrame:
     """The generation probe (evaluate.generation) on one query prompt each of evaluate.generation_probe
     .facts documents' facts (a seeded sample), target its value."""
-    from ...stats import stage_rng
     from ...evaluate.generation import probe_rows, sample_generations
+    from ...stats import stage_rng
 
     gp, ev = settings["evaluate"]["generation_probe"], settings["evaluate"]
     facts = probes.sort_values([*FACT_KEYS, "template"]).drop_duplicates(FACT_KEYS).reset_index(drop=True)
@@ -173,8 +173,8 @@ def fact_table(model, tok, probes: pd.DataFrame, layer: int, allocation: np.ndar
                memory=None) -> pd.DataFrame:
     """Per fact of the documents: doc, type, freq_group, top1, hit_at_k, n_prompts, and for the
     sampled facts n_neurons, n_at_layer, n_inside (NaN for the others)."""
-    from ...stats import stage_rng
     from ...evaluate.facts import FACT, fact_accuracy
+    from ...stats import stage_rng
 
     ev, mem = s["evaluate"], s["memory"]["measure"]
     recall = per_document(memory, probes,

@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ...vocabulary import at_budget
 from ...figures.style import RANDOM_COLOR, finish, handle, legend, name_colors, name_order, pyplot
+from ...vocabulary import at_budget
 
 ALPHA_STYLES = ("-", ":", "-.", (0, (6, 1, 1, 1, 1, 1)))  # memory_layers: per alpha > 0 (plain: dashed)
 PANEL = ["model", "documents", "hook_layer"]

@@ -25,8 +25,8 @@ import pandas as pd
 
 from ... import io
 from ...config import ConfigError
-from ...stats import stage_rng
 from ...settings import actions, add_job_arguments, add_paths, command, run_handler, set_threads
+from ...stats import stage_rng
 
 log = logging.getLogger("kcircuits")
 POINT = ["documents", "model", "layer", "alpha", "allocation"]  # what identifies a point of the sweep

@@ -29,9 +29,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ...analysis.findings import stratified_means
 from ...stats import json_number, stage_rng
 from ...vocabulary import budget_value
-from ...analysis.findings import stratified_means
 
 POINT = ["documents", "model", "hook_layer", "alpha", "allocation"]
 BASE = ["documents", "model", "hook_layer", "allocation"]  # a point without alpha: its alpha = 0 counterpart

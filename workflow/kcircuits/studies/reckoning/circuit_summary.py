@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import ENCODED
 from ...stats import ALL, json_number
+from . import ENCODED
 
 KEYS = ["seed", "method", "task"]  # one circuit of theta' (per edge budget)
 ABLATIONS = ("zero", "mean")        # always reported (None where not run); any others follow, sorted

@@ -66,9 +66,9 @@ def _entities(group: pd.DataFrame, task: str) -> pd.DataFrame:
 def encoded_circuits(model, rates, tok, contexts: pd.DataFrame, tasks: dict[str, str], inner: dict, c: dict,
                      size: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(edges, hits, circuit models by task) of every task's encoded group (c: circuits settings)."""
-    from ...stats import stage_rng
-    from ...data.pairs import circuit_pairs
     from ...circuits.pipeline import circuit_tables
+    from ...data.pairs import circuit_pairs
+    from ...stats import stage_rng
 
     edges, hits, models = [], [], {}
     for task, template in tasks.items():

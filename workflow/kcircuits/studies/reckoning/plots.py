@@ -24,9 +24,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import ENCODED
 from ...figures.style import RANDOM_COLOR, finish, handle, legend, name_colors, name_order, pyplot
 from ...stats import ALL
+from . import ENCODED
 from .circuit_summary import reckoning_circuit_finding
 from .summary import ALL_HOPS, at_trained_steps
 

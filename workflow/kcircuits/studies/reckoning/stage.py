@@ -23,11 +23,19 @@ import logging
 import pandas as pd
 
 from ... import io
-from . import ENCODED
 from ...config import ConfigError
+from ...settings import (
+    actions,
+    add_job_arguments,
+    add_paths,
+    command,
+    resource_path,
+    run_handler,
+    set_threads,
+    stage_pools,
+)
 from ...stats import stage_rng
-from ...settings import (actions, add_job_arguments, add_paths, command, resource_path, run_handler, set_threads,
-                        stage_pools)
+from . import ENCODED
 
 log = logging.getLogger("kcircuits")
 
@@ -156,9 +164,15 @@ def _circuits(args, s: dict) -> None:
 
 
 def _summary(args, s: dict) -> None:
-    from .summary import (reckoning_accuracy, reckoning_circuit_finding, reckoning_finding, reckoning_recitation,
-                          reckoning_steps, reckoning_timing)
     from ...vocabulary import budget_label
+    from .summary import (
+        reckoning_accuracy,
+        reckoning_circuit_finding,
+        reckoning_finding,
+        reckoning_recitation,
+        reckoning_steps,
+        reckoning_timing,
+    )
 
     r, n_boot = s["reckoning"], s["analysis"]["topology"]["n_bootstrap"]
     answers, steps = io.read_parquets(args.answers), r["inner"]["steps"]

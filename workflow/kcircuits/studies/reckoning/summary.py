@@ -23,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import ENCODED, METHODS
 from ...analysis.findings import stratified_means
 from ...stats import ALL, json_number, stage_rng, with_all
+from . import ENCODED, METHODS
 from .circuit_summary import reckoning_circuit_finding, reckoning_circuit_markdown
 
 ALL_HOPS = 0  # hops of the rows pooled over one- and two-hop questions
