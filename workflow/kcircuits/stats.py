@@ -1,5 +1,5 @@
 """Statistics every summary shares: one seeded generator per stage, the stratified bootstrap of means
-with one interval format, pooled rows, and JSON numbers.
+(rows resampled within each training seed), pooled rows, and JSON numbers.
 """
 from __future__ import annotations
 
@@ -15,6 +15,20 @@ ALL = "all"  # the pooled level of a grouping column (with_all)
 def stage_rng(seed: int, stage: str) -> np.random.Generator:
     """An independent, reproducible random stream per stage (changing one stage leaves the others)."""
     return np.random.default_rng([seed, zlib.crc32(stage.encode())])
+
+
+def stratified_means(columns: np.ndarray, strata: np.ndarray, n_bootstrap: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """[n_bootstrap, k] resampled means of `columns` [n, k]: rows resampled with replacement within
+    each stratum (e.g. training seed; strata in sorted order), pooled into one mean. The columns of a
+    row are drawn together (paired)."""
+    total = np.zeros((n_bootstrap, columns.shape[1]))
+    for stratum in np.unique(strata):
+        values = columns[strata == stratum]  # [n_s, k]
+        draws = rng.integers(0, len(values), size=(n_bootstrap, len(values)))  # [B, n_s]
+        for j in range(columns.shape[1]):
+            total[:, j] += values[draws, j].sum(axis=1)
+    return total / len(columns)
 
 
 def with_all(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

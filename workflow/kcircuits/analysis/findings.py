@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..stats import stage_rng
+from ..stats import stage_rng, stratified_means
 from ..vocabulary import last_checkpoint
 
 LEARNING_METRIC = "query_top1"  # first answer token of the training-template query, greedy top-1
@@ -44,20 +44,6 @@ def _group_difference(means: pd.DataFrame, weights: pd.Series) -> np.ndarray:
     w = weights.loc[groups].to_numpy(dtype=float)
     diffs = np.stack([np.asarray(means.at[g, "revised"]) - np.asarray(means.at[g, "new"]) for g in groups])
     return np.tensordot(w / w.sum(), diffs, axes=1)
-
-
-def stratified_means(columns: np.ndarray, strata: np.ndarray, n_bootstrap: int,
-                     rng: np.random.Generator) -> np.ndarray:
-    """[n_bootstrap, k] resampled means of `columns` [n, k]: rows resampled with replacement within
-    each stratum (e.g. training seed; strata in sorted order), pooled into one mean. The columns of a
-    row are drawn together (paired)."""
-    total = np.zeros((n_bootstrap, columns.shape[1]))
-    for stratum in np.unique(strata):
-        values = columns[strata == stratum]  # [n_s, k]
-        draws = rng.integers(0, len(values), size=(n_bootstrap, len(values)))  # [B, n_s]
-        for j in range(columns.shape[1]):
-            total[:, j] += values[draws, j].sum(axis=1)
-    return total / len(columns)
 
 
 def _bootstrap_means(auc: pd.DataFrame, n_bootstrap: int, rng: np.random.Generator) -> pd.DataFrame:

@@ -26,8 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ...analysis.findings import stratified_means
-from ...stats import ALL, json_number, stage_rng, with_all
+from ...stats import ALL, json_number, stage_rng, stratified_means, with_all
 from ...vocabulary import CELL
 from .streams import RANDOM, type_of_fact
 

@@ -20,7 +20,7 @@ concatenated) summarised per point (documents, model, hook_layer, alpha, allocat
 - generation:   the generation probe's success (any of k samples names the value) and rate.
 
 Every x has x_lo / x_hi: a 95% percentile bootstrap, rows (facts, paragraphs, documents, circuit
-cells, probes) resampled within each training seed (findings.stratified_means); each block draws
+cells, probes) resampled within each training seed (kcircuits.stats.stratified_means); each block draws
 from a generator seeded by (seed, crc32 of its name): the same tables give the same numbers, and
 alpha = 0's recall the same interval at every hook layer and allocation (_rng).
 """
@@ -29,8 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ...analysis.findings import stratified_means
-from ...stats import json_number, stage_rng
+from ...stats import json_number, stage_rng, stratified_means
 from ...vocabulary import budget_value
 
 POINT = ["documents", "model", "hook_layer", "alpha", "allocation"]

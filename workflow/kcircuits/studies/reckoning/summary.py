@@ -14,7 +14,7 @@ one per seed and method, concatenated) summarised, and the headline test.
 
 Rows pooled over hop counts have hops == ALL_HOPS (0; the column stays integer), rows pooled over
 kinds of fact kind == ALL. Intervals: percentile bootstrap of the means, rows (questions, facts)
-resampled within each training seed, seeds pooled (findings.stratified_means); every block draws
+resampled within each training seed, seeds pooled (kcircuits.stats.stratified_means); every block draws
 from a fresh generator seeded by (seed, crc32 of the block's name), so the same tables give the same
 numbers whatever else they hold.
 """
@@ -23,8 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ...analysis.findings import stratified_means
-from ...stats import ALL, json_number, stage_rng, with_all
+from ...stats import ALL, json_number, stage_rng, stratified_means, with_all
 from . import ENCODED, METHODS
 from .circuit_summary import reckoning_circuit_finding, reckoning_circuit_markdown
 
