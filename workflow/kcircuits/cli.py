@@ -25,6 +25,7 @@ from .config import ConfigError
 from .data import stage as data_stage
 from .evaluate import stage as evaluate_stage
 from .figures import stage as figures_stage
+from .io import TableError
 from .neurons import stage as neurons_stage
 from .studies import STUDIES
 from .train import stage as train_stage
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # to relaunch the same command (training)
     try:
         args.run(args)
-    except (ConfigError, CheckpointError) as err:  # bad input: one line naming the key or file
+    except (ConfigError, CheckpointError, TableError) as err:  # bad input: one line naming the key or file
         print(f"kcircuits: {err}", file=sys.stderr)
         return 2
     return 0

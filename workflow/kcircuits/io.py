@@ -105,9 +105,48 @@ def write_jsonl(rows: Iterable[dict], target: str | os.PathLike) -> int:
     return n
 
 
-def read_parquets(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """Several parquet tables (e.g. one per checkpoint or training seed) as one, in the given order."""
-    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+class TableError(ValueError):
+    """An input table is missing, unreadable, empty or lacks columns; the message names the file."""
+
+
+def check_table(path: str | os.PathLike, columns: Iterable[str] = (), label: str = "table",
+                empty_ok: bool = True) -> None:
+    """TableError unless `path` is a readable parquet table (read from its metadata only) with
+    `columns` and, unless empty_ok, rows. label: how the message names its input (an option)."""
+    import pyarrow.parquet as pq
+
+    try:
+        dataset = pq.ParquetDataset(str(path))
+        names, rows = set(dataset.schema.names), sum(f.metadata.num_rows for f in dataset.fragments)
+    except FileNotFoundError:
+        raise TableError(f"{label} {path}: no such file") from None
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TableError(f"{label} {path}: not a readable parquet table ({first})") from None
+    missing = sorted(set(columns) - names)
+    if missing:
+        raise TableError(f"{label} {path}: lacks columns {missing} (made by another version of the stage that "
+                         "writes it?)")
+    if not rows and not empty_ok:
+        raise TableError(f"{label} {path}: the table has no rows")
+
+
+def read_table(path: str | os.PathLike, columns: Iterable[str] = (), label: str = "table",
+               empty_ok: bool = True) -> pd.DataFrame:
+    """One parquet table; given columns (or empty_ok=False), checked first (check_table)."""
+    if columns or not empty_ok:
+        check_table(path, columns, label, empty_ok)
+    return pd.read_parquet(path)
+
+
+def read_parquets(paths: Iterable[str | os.PathLike], columns: Iterable[str] = (), label: str = "table",
+                  empty_ok: bool = True) -> pd.DataFrame:
+    """Several parquet tables (e.g. one per checkpoint or training seed) as one, in the given order,
+    each read by read_table."""
+    paths = list(paths)
+    if not paths:
+        raise TableError(f"{label}: no tables given")
+    return pd.concat([read_table(p, columns, label, empty_ok) for p in paths], ignore_index=True)
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

@@ -11,12 +11,10 @@ each seed's highest `order`.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
 from .. import TYPES
-from ..config import ConfigError
+from ..io import TableError
 from ..vocabulary import last_checkpoint
 from .seeds import read_seed_tables
 
@@ -47,46 +45,16 @@ EMPTY_REASONS = {
 }
 
 
-class TableError(ConfigError):
-    """A figure's input table is missing, unreadable, empty or lacks columns; the message names the file."""
-
-
 class NoRows(ValueError):
     """The tables hold no rows of what a figure draws (figures/stage.py names the files)."""
 
 
 # ---- reading ------------------------------------------------------------------------------------------
-def _check(path, option: str) -> None:
-    """TableError unless `path` is a readable parquet table (read as pandas reads it, from its metadata
-    only) with the columns COLUMNS[option] and, unless it may be empty (EMPTY_REASONS), rows."""
-    import pyarrow.parquet as pq
-
-    try:
-        dataset = pq.ParquetDataset(str(path))
-        columns, rows = set(dataset.schema.names), sum(f.metadata.num_rows for f in dataset.fragments)
-    except FileNotFoundError:
-        raise TableError(f"--{option} {path}: no such file") from None
-    except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise TableError(f"--{option} {path}: not a readable parquet table ({first})") from None
-    missing = sorted(set(COLUMNS[option]) - columns)
-    if missing:
-        raise TableError(f"--{option} {path}: lacks columns {missing} (made by another version of "
-                         "`kcircuits neurons summary`?)")
-    if not rows and option not in EMPTY_REASONS:
-        raise TableError(f"--{option} {path}: the table has no rows")
-
-
 def read_tables(paths, option: str) -> pd.DataFrame:
     """Every seed's table given to --OPTION in one, with an int `seed` column (from the path's `seed-N`
     where a table has none, seeds.read_seed_tables); each checked first for the columns COLUMNS[option]
-    and for rows."""
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    if not paths:
-        raise TableError(f"--{option}: no tables given")
-    for path in paths:
-        _check(path, option)
-    return read_seed_tables(paths)
+    and, unless it may be empty (EMPTY_REASONS), for rows."""
+    return read_seed_tables(paths, COLUMNS[option], f"--{option}", empty_ok=option in EMPTY_REASONS)
 
 
 def _probed(table: pd.DataFrame, groups: list[str]) -> pd.DataFrame:

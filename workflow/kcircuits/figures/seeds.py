@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..io import TableError, read_table
+
 N_BOOT = 1000
 LEVEL = 95
 SEED_IN_PATH = re.compile(r"seed-(\d+)")
@@ -25,14 +27,16 @@ def path_seed(path: str | Path, position: int) -> int:
     return int(found[-1]) if found else position
 
 
-def read_seed_tables(paths: list[str | Path] | str | Path) -> pd.DataFrame:
-    """Every seed's table in one, with an int `seed` column (kept where a table already has one)."""
+def read_seed_tables(paths: list[str | Path] | str | Path, columns=(), label: str = "table",
+                     empty_ok: bool = True) -> pd.DataFrame:
+    """Every seed's table in one, with an int `seed` column (kept where a table already has one); each
+    read by kcircuits.io.read_table (checked for `columns` and rows where asked)."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not paths:
-        raise ValueError("no tables to read")
+        raise TableError(f"{label}: no tables given")
     frames = []
     for i, path in enumerate(paths):
-        table = pd.read_parquet(path)
+        table = read_table(path, columns, label, empty_ok)
         if "seed" not in table.columns:
             table.insert(0, "seed", path_seed(path, i))
         frames.append(table)
