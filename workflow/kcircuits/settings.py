@@ -17,7 +17,7 @@ from .config import REPO_ROOT, ConfigError, load_config, resource_dir, stage_set
 
 def add_settings_arguments(p: argparse.ArgumentParser, stage: str, required: bool = True) -> None:
     """--settings JSON (the rules) or --config files (by hand); `stage` names the config sections
-    (kcircuits.config.STAGE_SECTIONS) that --config files are cut down to. Not required: without
+    (kcircuits.config.stage_sections) that --config files are cut down to. Not required: without
     either, the embedded default config.yaml."""
     src = p.add_mutually_exclusive_group(required=required)
     src.add_argument("--settings", help="JSON settings (what the Snakemake rule passes)")

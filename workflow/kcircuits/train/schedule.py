@@ -124,7 +124,7 @@ def stream_steps(total: int, gaps: list[int], every: int) -> list[int]:
 def stream_settings(settings: dict, study: str, seed: int) -> dict:
     """A stream run's training settings (its rule params): the model, the shared training keys, and
     the study's learning rate and checkpoint schedule. settings: the stage settings of `study`
-    (kcircuits.config.STAGE_SECTIONS) with the train section."""
+    (kcircuits.config.stage_sections) with the train section."""
     section = settings[study]
     picked = {k: settings["train"][k] for k in SHARED_KEYS}
     stream = {"lr": section["lr"], "checkpoints": section["checkpoints"]}

@@ -1,4 +1,4 @@
-"""The knowledge-interplay stage: `kcircuits interplay ACTION ...`, one action per rule (rules/interplay.smk).
+"""The knowledge-interplay stage: `kcircuits interplay ACTION ...`, one action per rule (rules.smk).
 
     order-corpus       per-fact sentences, every stream (random; all A before all B), packed in order
     forgetting-corpus  the forgetting corpora (other new entities, conflicting facts for the probed
@@ -9,7 +9,7 @@
     forgetting-summary recall and circuits against steps per replay share; the replay finding
 
 Training a stream is `kcircuits train-stream` (the project's trainer). Settings: the `interplay`
-sections (kcircuits.config.STAGE_SECTIONS); rules pass only the keys each action reads.
+sections (the study record's `sections`); rules pass only the keys each action reads.
 """
 from __future__ import annotations
 
