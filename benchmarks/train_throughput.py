@@ -8,7 +8,8 @@ plain-loop ratio from this one run.
 
     python benchmarks/train_throughput.py                      # default config, 2 threads
     python benchmarks/train_throughput.py --config config.yaml tests/config/smoke.yaml --threads 1
-    python benchmarks/train_throughput.py --config config.yaml config.paper.yaml --device cuda --peak-tflops PEAK  # + MFU
+    # + MFU:
+    python benchmarks/train_throughput.py --config config.yaml config.paper.yaml --device cuda --peak-tflops PEAK
 """
 from __future__ import annotations
 

@@ -78,7 +78,8 @@ def stats_table(seed: int) -> pd.DataFrame:
                     for budget in BUDGETS:
                         rows.append({**checkpoint_meta(seed, name, epoch, step), "task": task, "type": etype,
                                      "freq_group": group, "budget": budget, "n_edges": 30 if budget == "30" else 100,
-                                     "n_nodes": 9, "edge_entropy": 1.0, "faithfulness": 0.5 + 0.1 * o + 0.02 * seed + 0.1 * ti,
+                                     "n_nodes": 9, "edge_entropy": 1.0,
+                                     "faithfulness": 0.5 + 0.1 * o + 0.02 * seed + 0.1 * ti,
                                      "ld_clean": 2.0, "ld_corrupted": 0.0, "ld_circuit": 1.0})
     return pd.DataFrame(rows)
 
@@ -176,7 +177,8 @@ def test_cross_frame_sources_targets_and_last_checkpoint(tmp_path):
     out = cf.plot_cross_group(hits, GROUPS, TASKS, "zero", "0.1", 10, tmp_path / "x.pdf", tmp_path / "x.png")
     assert set(out["task"]) == {*TASKS, cf.ALL_TASKS} and len(out) == 3 * 16  # 4 x 4 cells per panel
     got = out.set_index(["task", "source_type", "source_group", "target_type", "target_group"])["mean"]
-    assert got[(cf.ALL_TASKS, "revised", "high", "new", "low")] == pytest.approx(summary[("revised", "high", "new", "low")])
+    assert got[(cf.ALL_TASKS, "revised", "high", "new", "low")] == pytest.approx(
+        summary[("revised", "high", "new", "low")])
 
 
 def test_transplant_meets_own_circuit_at_its_source():
@@ -313,5 +315,6 @@ def test_cli_rows_are_the_configured_tasks_that_have_circuits(seed_tables, tmp_p
                            "circuit_pairs": {"tasks": {"major": "{name} majored in", "company": "{name} works for",
                                                        "city": "{name} lives in"}}})
     assert main(["figure", "circuit_hits", "--settings", settings, "--entities", str(root / "entities.parquet"),
-                 "--hits", *map(str, paths["hits"]), "--pdf", str(tmp_path / "h.pdf"), "--png", str(tmp_path / "h.png")]) == 0
+                 "--hits", *map(str, paths["hits"]), "--pdf", str(tmp_path / "h.pdf"),
+                 "--png", str(tmp_path / "h.png")]) == 0
     assert [lab for lab in labels if lab] == ["company\nHit@5", "city\nHit@5", f"{cf.ALL_TASKS}\nHit@5"]

@@ -58,7 +58,8 @@ def test_paper_config_is_gpt2_small_with_50k_entities_25_epochs_and_8000_edge_ci
     # Document memory at the seed's grid: two families x two sizes, 6 hook layers, 8 alphas (0 included),
     # 4 allocations, 2 ... 1000 documents.
     memory = cfg["memory"]
-    assert (len(memory["models"]), len(memory["layers"]), len(memory["alphas"]), len(memory["allocations"])) == (4, 6, 8, 4)
+    assert (len(memory["models"]), len(memory["layers"]), len(memory["alphas"]),
+            len(memory["allocations"])) == (4, 6, 8, 4)
     assert memory["documents"] == [2, 10, 50, 100, 1000] and 0.0 in memory["alphas"]
 
 
@@ -190,7 +191,8 @@ def test_compute_section_sets_threads_resources_and_training_processes(tmp_path)
     for rule in ("train_base", "train_continual"):
         job = next(j for j in jobs if j["rule"] == rule)
         assert job["threads"] == 6
-        assert {k: job["resources"][k] for k in ("gpu", "mem_mb", "runtime")} == {"gpu": "4", "mem_mb": "1234", "runtime": "7"}
+        assert {k: job["resources"][k] for k in ("gpu", "mem_mb", "runtime")} == {
+            "gpu": "4", "mem_mb": "1234", "runtime": "7"}
         assert "--threads 6 --processes 4 " in job["shell"]
         # The DeepSpeed config reaches the job as an absolute path, whatever the working directory.
         execution = json.loads(re.search(r"--execution '([^']*)'", job["shell"]).group(1))
@@ -213,7 +215,8 @@ def test_zero2_config_leaves_batch_clipping_and_optimizer_to_the_trainer():
     ds = json.loads(ZERO2.read_text())
     assert ds["zero_optimization"]["stage"] == 2
     # "auto": filled by the Trainer from train.* so the numbers match a run without DeepSpeed ...
-    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping"):
+    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
+                "gradient_clipping"):
         assert ds[key] == "auto", key
     # ... and no optimizer/scheduler of its own: the Trainer's AdamW and constant LR from the config.
     assert "optimizer" not in ds and "scheduler" not in ds
@@ -275,7 +278,8 @@ def test_two_training_processes_on_cpu_match_one(tiny_data, tmp_path):
         cmd = [sys.executable, "-m", "kcircuits", "train-continual", "--settings", json.dumps(settings),
                "--execution", json.dumps({"device": "cpu"}), "--start", str(tmp_path / "start"),
                "--blocks", str(tmp_path / "blocks.npz"), "--summary", str(tmp_path / "corpus.json"),
-               "--tokenizer", str(tiny_data / "tokenizer"), "--until-epoch", "1", "--scratch", str(tmp_path / f"scratch-{n}"),
+               "--tokenizer", str(tiny_data / "tokenizer"), "--until-epoch", "1",
+               "--scratch", str(tmp_path / f"scratch-{n}"),
                "--threads", "2", "--processes", str(n), "--out", str(out[n])]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO,
                               env={**__import__("os").environ, "PYTHONPATH": str(REPO / "workflow")})

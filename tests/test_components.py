@@ -203,8 +203,8 @@ def test_subject_positions_cover_exactly_the_name(tokenizer, template):
 
 def test_circuit_roles_count_in_circuit_heads():
     g = Graph(2, 2)
-    heads = pd.DataFrame([{"task": "city", "type": "new", "freq_group": "low", "node": g.head_name(l, h), "layer": l,
-                           "head": h, "role": role} for (l, h), role in
+    heads = pd.DataFrame([{"task": "city", "type": "new", "freq_group": "low", "node": g.head_name(layer, h),
+                           "layer": layer, "head": h, "role": role} for (layer, h), role in
                           zip([(0, 0), (0, 1), (1, 0), (1, 1)], ["mover", "relation", "mover", "mixture"])])
     names = {n: i for i, n in enumerate(g.forward_names)}
     slots = {n: i for i, n in enumerate(g.backward_names)}
@@ -264,11 +264,13 @@ def test_components_stage_by_hand(tokenizer, tmp_path):
                            .assign(budget=str(b)) for b in (0.2, 30)], ignore_index=True)
         table.assign(checkpoint=ckpt.name).to_parquet(tmp_path / f"circuits{i}.parquet")
         outs[i] = {t: tmp_path / ckpt.name / f"{t}.parquet" for t in ("heads", "roles", "layers", "lens")}
-        cli("components", "measure", threads=1, checkpoint=ckpt, tokenizer=tmp_path / "tokenizer", pairs=tmp_path / "pairs.parquet",
-            circuits=tmp_path / f"circuits{i}.parquet", **{f"out_{t}": p for t, p in outs[i].items()})
+        cli("components", "measure", threads=1, checkpoint=ckpt, tokenizer=tmp_path / "tokenizer",
+            pairs=tmp_path / "pairs.parquet", circuits=tmp_path / f"circuits{i}.parquet",
+            **{f"out_{t}": p for t, p in outs[i].items()})
     heads = pd.read_parquet(outs[0]["heads"])
     assert len(heads) == len(cells) * 4 and set(heads["role"]) <= {"mover", "relation", "mixture"}
-    assert (heads["seed"] == 7).all() and (heads["n_prompts"] == 3).all() and list(heads.columns[:2]) == ["seed", "checkpoint"]
+    assert ((heads["seed"] == 7).all() and (heads["n_prompts"] == 3).all()
+            and list(heads.columns[:2]) == ["seed", "checkpoint"])
     roles = pd.read_parquet(outs[1]["roles"])
     assert len(roles) == len(cells) * 2 * 3
     np.testing.assert_allclose(roles["proportion"], roles["count"] / roles["n_nodes"])
@@ -279,7 +281,8 @@ def test_components_stage_by_hand(tokenizer, tmp_path):
             f"{task}/{etype}/{group}", Circuit.empty(graph))  # pruned to nothing: no rows in circuits.parquet
         assert (part["n_nodes"] == circuit.n_nodes).all()
         in_circuit = {graph.forward_names[n] for n in circuit.nodes[: graph.n_forward].nonzero()[:, 0].tolist()}
-        cell_heads = pd.read_parquet(outs[1]["heads"]).query("task == @task and type == @etype and freq_group == @group")
+        cell_heads = pd.read_parquet(outs[1]["heads"]).query(
+            "task == @task and type == @etype and freq_group == @group")
         assert part["count"].sum() == cell_heads["node"].isin(in_circuit).sum()
     layers = pd.read_parquet(outs[1]["layers"])
     assert layers.groupby(["task", "type", "freq_group", "budget"])["count"].sum().sum() == roles["count"].sum()
@@ -293,7 +296,8 @@ def test_components_stage_by_hand(tokenizer, tmp_path):
     assert float(got["rank"].iloc[0]) == pytest.approx(own["mean_rank"] + 1)
     # summary and figures
     summary = {t: tmp_path / "analysis" / f"{t}.parquet" for t in ("heads", "roles", "layers", "lens")}
-    cli("components", "summary", **{t: [outs[0][t], outs[1][t]] for t in summary}, **{f"out_{t}": p for t, p in summary.items()})
+    cli("components", "summary", **{t: [outs[0][t], outs[1][t]] for t in summary},
+        **{f"out_{t}": p for t, p in summary.items()})
     lens_all = pd.read_parquet(summary["lens"])
     assert list(lens_all.drop_duplicates("checkpoint")["order"]) == [0, 1]
     assert {"seed", "checkpoint", "epoch"} <= set(lens_all.columns) and len(lens_all) == 2 * len(lens)

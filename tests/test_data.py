@@ -23,7 +23,9 @@ TEMPLATES = load_templates(REPO / "resources" / "templates")
 
 def expected_frequency_probs(lam: float, k_max: int) -> np.ndarray:
     """P(max(1, round(X)) = k) for X ~ Exponential(lam), k = 1..k_max (last bin: k >= k_max)."""
-    cdf = lambda x: 1 - math.exp(-lam * x)
+    def cdf(x):
+        return 1 - math.exp(-lam * x)
+
     p = [cdf(1.5)] + [cdf(k + 0.5) - cdf(k - 0.5) for k in range(2, k_max)]
     return np.array(p + [1 - sum(p)])
 
@@ -66,8 +68,10 @@ def test_entity_table(tiny_data):
 def test_entities_are_seeded():
     cfg = load_config([REPO / "config.yaml", REPO / "tests/config/tiny.yaml"])
     pools = load_pools(REPO / "resources/pools")
-    run = lambda seed: generate_entities({**stage_settings(cfg, "entities"), "seed": seed}, pools,
-                                         stage_rng(seed, "entities"))[0]
+    def run(seed):
+        return generate_entities({**stage_settings(cfg, "entities"), "seed": seed}, pools,
+                                 stage_rng(seed, "entities"))[0]
+
     pd.testing.assert_frame_equal(run(3), run(3))
     assert not run(3)["name"].equals(run(4)["name"])
 
@@ -168,7 +172,8 @@ def test_circuit_pairs(tiny_data):
         task, etype, group = key.split("/")
         n = len(pairs[(pairs.task == task) & (pairs.type == etype) & (pairs.freq_group == group)])
         assert n == cell["paired"]
-        assert cell["paired"] + cell["no_same_length_subject"] + cell["no_partner_with_other_label_token"] == cell["subjects"]
+        assert (cell["paired"] + cell["no_same_length_subject"] + cell["no_partner_with_other_label_token"]
+                == cell["subjects"])
 
 
 @pytest.mark.slow

@@ -45,7 +45,8 @@ def pairs(n: int = 12, length: int = 6, seed: int = 1) -> PairBatch:
     corrupted = clean.clone()
     corrupted[:, 1] = torch.randint(1, V, (n,), generator=g)
     last = torch.randint(length - 3, length, (n,), generator=g)
-    return PairBatch(clean, corrupted, last, torch.randint(1, V, (n,), generator=g), torch.randint(1, V, (n,), generator=g))
+    return PairBatch(clean, corrupted, last, torch.randint(1, V, (n,), generator=g),
+                     torch.randint(1, V, (n,), generator=g))
 
 
 def test_computations_create_no_tensor_on_the_default_device():
@@ -125,7 +126,8 @@ def test_prepend_bos_puts_bos_first_in_every_stage_that_reads_prompts(tokenizer)
                           "clean_label_token": [5, 6], "corrupted_label_token": [6, 5], "prompt": prompts,
                           "answer": ["Paris", "Paris"]})
     encodings = {  # (ids, last) with and without BOS, per stage
-        "pairs": [(lambda b: (b.clean_ids, b.last))(pair_batches(frame, tok, 8, prepend_bos=f)[0]) for f in (False, True)],
+        "pairs": [(lambda b: (b.clean_ids, b.last))(pair_batches(frame, tok, 8, prepend_bos=f)[0])
+                  for f in (False, True)],
         "probes": [(lambda b: (b.ids, b.last))(probe_batches(frame, tok, 8, prepend_bos=f)[0]) for f in (False, True)],
         "heads": [prompt_batches(frame, "{name} lives in", tok, 8, prepend_bos=f)[0] for f in (False, True)],
         "neurons": [(lambda b: (b.ids, b.last))(encode(tok, frame, prepend_bos=f)) for f in (False, True)],

@@ -75,7 +75,8 @@ def test_choice_credit_picks_the_most_likely_option_and_splits_ties():
     assert per_char.tolist() == [-2.0, -1.0]
     # length normalisation can change the winner: a long option with a lower total wins per character
     assert metrics.choice_credit(np.array([[-6.0, -4.0]]), np.array([0])).item() == 0.0
-    assert metrics.choice_credit(metrics.length_normalised(np.array([[-6.0, -4.0]]), np.array([6, 2])), np.array([0])).item() == 1.0
+    assert metrics.choice_credit(metrics.length_normalised(np.array([[-6.0, -4.0]]), np.array([6, 2])),
+                                 np.array([0])).item() == 1.0
 
 
 def test_paired_true_false_credit():
@@ -261,8 +262,8 @@ def evaluated(tiny, tmp_path_factory):
 @pytest.mark.slow
 def test_evaluation_table_schema_and_counts(tiny, evaluated):
     cells, entity_table = evaluated[1]
-    assert list(cells.columns) == ["seed", "checkpoint", "phase", "epoch", "global_step", "tokens_seen", *knowledge.CELL_KEYS,
-                                   "metric", "value", "n", "chance"]
+    assert list(cells.columns) == ["seed", "checkpoint", "phase", "epoch", "global_step", "tokens_seen",
+                                   *knowledge.CELL_KEYS, "metric", "value", "n", "chance"]
     assert (cells["checkpoint"] == "epoch-000").all() and (cells["epoch"] == 0.0).all()
     assert cells["value"].between(0, 1).all() and (cells["n"] > 0).all()
     n = cells.groupby(["metric", "target"])["n"].sum()
@@ -288,7 +289,8 @@ def test_evaluation_table_schema_and_counts(tiny, evaluated):
     cities = set(inp.entities["city"].dropna()) | set(inp.entities["orig_city"].dropna())
     assert full["birthday"] == 1 / 12 and full["city"] == 1 / len(cities)
     # Hit@10 can only add to top-1
-    q = cells[cells["metric"].str.startswith("query_")].pivot_table(index=knowledge.CELL_KEYS, columns="metric", values="value")
+    q = cells[cells["metric"].str.startswith("query_")].pivot_table(index=knowledge.CELL_KEYS, columns="metric",
+                                                                    values="value")
     assert (q["query_hit@10"] >= q["query_top1"]).all() and (q["query_full_hit@10"] >= q["query_full_top1"]).all()
     assert set(entity_table["entity_id"]) == set(probes["entity_id"])
     assert entity_table[["query_top1", "query_full_top1", "query_exact_match", "bio_first_token",
@@ -308,7 +310,8 @@ def test_generation_mask_is_fixed_and_complete(tiny):
 def test_summary_orders_checkpoints_and_weights_margins(evaluated):
     summary = aggregate.summarise([cells for cells, _ in evaluated])
     assert list(summary.columns) == aggregate.SUMMARY_COLUMNS
-    assert summary.drop_duplicates("order")[["order", "checkpoint"]].values.tolist() == [[0, "epoch-000"], [1, "epoch-001"]]
+    assert summary.drop_duplicates("order")[["order", "checkpoint"]].values.tolist() == [
+        [0, "epoch-000"], [1, "epoch-001"]]
     cells = evaluated[0][0]
     finest = cells[(cells["metric"] == "query_top1") & (cells["target"] == "current") & (cells["type"] == "new")]
     margin = summary[(summary["checkpoint"] == "epoch-001") & (summary["metric"] == "query_top1")
@@ -350,7 +353,8 @@ def test_figures_are_written_as_pdf_and_png(evaluated, tiny, tmp_path):
         assert (tmp_path / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (tmp_path / f"{stem}.png").stat().st_size > 10_000
     matrix, rows, checkpoints = fig.recall_matrix(entities, groups)
-    assert matrix.shape == (entities["entity_id"].nunique(), 2) and checkpoints["checkpoint"].tolist() == ["epoch-000", "epoch-001"]
+    assert (matrix.shape == (entities["entity_id"].nunique(), 2)
+            and checkpoints["checkpoint"].tolist() == ["epoch-000", "epoch-001"])
     assert matrix.min() >= 0 and matrix.max() <= len(ATTRIBUTES)
     assert rows["type"].tolist() == sorted(rows["type"].tolist(), key=["new", "revised"].index)
 
@@ -400,4 +404,5 @@ def test_snakemake_evaluates_checkpoints_and_draws_figures(tiny, tmp_path):
     summary = pd.read_parquet(run / "seed-0" / "eval" / "summary.parquet")
     assert summary.drop_duplicates("order")["checkpoint"].tolist() == ["epoch-000", "epoch-001"]
     assert summary["seed"].unique().tolist() == [0]
-    assert (run / "logs/seed-0/eval/epoch-001.log").is_file() and (run / "benchmarks/seed-0/eval/epoch-000.tsv").is_file()
+    assert ((run / "logs/seed-0/eval/epoch-001.log").is_file()
+            and (run / "benchmarks/seed-0/eval/epoch-000.tsv").is_file())

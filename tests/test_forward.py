@@ -27,7 +27,8 @@ def test_cache_entries_are_the_hf_models_own(family, extra):
     assert set(cache) == set(CACHE) and torch.equal(logits, model.run(IDS, LAST))
     assert cache["resid"].shape == (L + 1, 3, 7, model.d_model) and cache["attn_last"].shape == (L, 3, 4, 7)
     hidden = {}
-    hooks = [down_proj(hf, layer).register_forward_pre_hook(lambda m, args, layer=layer: hidden.update({layer: args[0]}))
+    hooks = [down_proj(hf, layer)
+             .register_forward_pre_hook(lambda m, args, layer=layer: hidden.update({layer: args[0]}))
              for layer in range(L)]
     hf.set_attn_implementation("eager")  # so that it returns its attention patterns
     for i in range(3):

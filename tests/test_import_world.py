@@ -60,7 +60,9 @@ def templates_of(attr: str, verbs=None) -> list[str]:
 def entity(name: str, kind: str, frequency: int, k: int) -> dict:
     """One entity in the original's fields (strings, day-first birthday)."""
     month = ["January", "March", "October"][k % 3]
-    pick = lambda pool: [v for v in dict.fromkeys(POOLS[pool])][k % 4]
+    def pick(pool):
+        return [v for v in dict.fromkeys(POOLS[pool])][k % 4]
+
     return {"full_name": name, "birth_date": str(1 + k), "birth_month": month, "birth_year": str(1950 + k),
             "birthday": f"{1 + k} {month}, {1950 + k}", "city": pick("city"), "major": pick("major"),
             "university": pick("university"), "company": pick("company"), "frequency": str(frequency), "type": kind}
@@ -198,7 +200,9 @@ def test_holdout_share_is_seeded_and_keeps_task_prompts_in_training():
     attr = "city"
     templates = [f"{{name}} {v} {{city}}." for v in VERBS["city"]]
     keep = {"{name} lives in"}
-    split = lambda seed: split_templates(attr, templates, 0.5, keep, np.random.default_rng(seed))
+    def split(seed):
+        return split_templates(attr, templates, 0.5, keep, np.random.default_rng(seed))
+
     train, para, report = split(0)
     assert len(para) == 3 and len(train) == 3 and report["query_prompts"] == 3  # round(0.5 x 6)
     assert "{name} lives in {city}." in train

@@ -13,7 +13,8 @@ from kcircuits.analysis.aggregate import tidy_table
 from kcircuits.analysis.findings import relevance_finding
 from kcircuits.analysis.report_stage import depth_finding, findings_markdown, phase_shift_finding
 
-CELLS = [(task, etype, group) for task in ("city", "major") for etype in ("new", "revised") for group in ("low", "high")]
+CELLS = [(task, etype, group) for task in ("city", "major") for etype in ("new", "revised")
+         for group in ("low", "high")]
 CKPTS = [("epoch-000", 0.0), ("epoch-001", 1.0), ("epoch-002", 2.0)]
 
 
@@ -35,9 +36,11 @@ def stage_tables(seed):
             v = value(seed, order, task, etype, group)
             cell = {"task": task, "type": etype, "freq_group": group}
             for attribute in (task, "birthday"):
-                for target, metric in (("current", "query_top1"), ("original", "query_top1"), ("current", "mc_accuracy")):
-                    ev.append({**m, "order": order, "metric": metric, "target": target, "type": etype, "freq_group": group,
-                               "attribute": attribute, "value": v + (0.5 if target == "original" else 0)
+                for target, metric in (("current", "query_top1"), ("original", "query_top1"),
+                                       ("current", "mc_accuracy")):
+                    ev.append({**m, "order": order, "metric": metric, "target": target, "type": etype,
+                               "freq_group": group, "attribute": attribute,
+                               "value": v + (0.5 if target == "original" else 0)
                                + (0.25 if metric == "mc_accuracy" else 0), "n": 10, "chance": np.nan})
             for budget in ("0.1", "0.25"):
                 b = 0.01 if budget == "0.25" else 0.0
@@ -47,13 +50,15 @@ def stage_tables(seed):
                     for ablation in ("zero", "mean"):
                         own = t_type == etype
                         hits.append({**m, **cell, "budget": budget, "target_type": t_type, "target_freq_group": group,
-                                     "ablation": ablation, "hit_at_k": (v + b if own else -1.0) + (0.5 if ablation == "mean" else 0),
+                                     "ablation": ablation,
+                                     "hit_at_k": (v + b if own else -1.0) + (0.5 if ablation == "mean" else 0),
                                      "full_model_hit_at_k": v + 0.75})
-                topo.append({**m, "order": order, **cell, "budget": budget, "n_edges": 5, "n_nodes": 4, "edge_entropy": 1.0,
-                             "node_jaccard_final": v, "edge_jaccard_final": v, "node_jaccard_prev": v,
-                             "edge_jaccard_prev": v, "mean_layer": v + b})
+                topo.append({**m, "order": order, **cell, "budget": budget, "n_edges": 5, "n_nodes": 4,
+                             "edge_entropy": 1.0, "node_jaccard_final": v, "edge_jaccard_final": v,
+                             "node_jaccard_prev": v, "edge_jaccard_prev": v, "mean_layer": v + b})
                 for role, share in (("mover", 0.5), ("relation", 0.25), ("mixture", 0.0)):
-                    roles.append({**m, **cell, "budget": budget, "role": role, "count": 1, "n_nodes": 4, "proportion": share})
+                    roles.append({**m, **cell, "budget": budget, "role": role, "count": 1, "n_nodes": 4,
+                                  "proportion": share})
                 trans.append({**m, **cell, "source_checkpoint": "epoch-002", "budget": budget, "n_edges": 5,
                               "ablation": "zero", "hit_at_k": v + b + 0.125, "mean_rank": 1.0})
             for layer in (-1, 0, 1):
@@ -80,7 +85,8 @@ def test_tidy_table_has_one_row_per_key_and_every_number_in_its_place():
         assert row["transplant_hit@10_zero_from_epoch-002"] == v + b + 0.125
         assert row["topology_mean_layer"] == v + b
         assert (row["heads_mover_share"], row["heads_relation_share"], row["heads_mixture_share"]) == (0.5, 0.25, 0.0)
-        assert row["lens_rank_emb"] == v - 1 and row["lens_rank_L1"] == v + 1 and row["lens_rank_at_subject_L1"] == v - 1
+        assert (row["lens_rank_emb"] == v - 1 and row["lens_rank_L1"] == v + 1
+                and row["lens_rank_at_subject_L1"] == v - 1)
     assert list(zip(table["seed"], table["order"])) == sorted(zip(table["seed"], table["order"]))
 
 

@@ -2,8 +2,8 @@
 
 Used by the Snakefile before any job runs and by the CLI when a stage is run by hand. The schema is
 `schemas/config.schema.yaml` plus every study's `schema.yaml` (kcircuits.studies), and every study's
-`config.yaml` lies under any config (its sections' defaults); checks that a schema cannot express (disjoint frequency groups, files
-that must exist, prompts that must be training-template prefixes, model shapes the families can build,
+`config.yaml` lies under any config (its sections' defaults); checks that a schema cannot express (disjoint frequency
+groups, files that must exist, prompts that must be training-template prefixes, model shapes the families can build,
 a usable `model.init` folder, ordered thresholds) live in `check_semantics`, and each study's in its
 `check`.
 """
@@ -162,14 +162,16 @@ def check_frequency_groups(groups: dict) -> None:
         if hi is not None and hi < lo:
             raise ConfigError(f"entities.frequency_groups.{name}: max {hi} is below min {lo}")
         if lo != expected:
-            problem = "overlaps the previous group" if lo < expected else f"leaves frequencies {expected}..{lo - 1} in no group"
+            problem = ("overlaps the previous group" if lo < expected
+                       else f"leaves frequencies {expected}..{lo - 1} in no group")
             raise ConfigError(f"entities.frequency_groups.{name}: min {lo} {problem}")
         if hi is None:
             if (lo, hi, name) != spans[-1]:
                 raise ConfigError(f"entities.frequency_groups.{name}: only the highest group may omit max")
             return
         expected = hi + 1
-    raise ConfigError(f"entities.frequency_groups: frequencies above {expected - 1} fall in no group; omit max on the highest group")
+    raise ConfigError(f"entities.frequency_groups: frequencies above {expected - 1} fall in no group; "
+                      "omit max on the highest group")
 
 
 def check_model(cfg: dict, root: str | Path = REPO_ROOT) -> None:
@@ -281,7 +283,8 @@ def check_semantics(cfg: dict, root: str | Path = REPO_ROOT) -> None:
     if tok["kind"] == "pretrained":
         if not tok.get("path"):
             raise ConfigError("tokenizer.path: required when tokenizer.kind is 'pretrained'")
-        if not (Path(tok["path"]) / "tokenizer_config.json").is_file() and not (Path(tok["path"]) / "tokenizer.json").is_file():
+        if (not (Path(tok["path"]) / "tokenizer_config.json").is_file()
+                and not (Path(tok["path"]) / "tokenizer.json").is_file()):
             raise ConfigError(f"tokenizer.path: no Hugging Face tokenizer files in {tok['path']}")
     elif tok.get("path"):
         raise ConfigError("tokenizer.path: only used with tokenizer.kind 'pretrained'")

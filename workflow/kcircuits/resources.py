@@ -161,7 +161,8 @@ def load_templates(templates_dir: str | Path) -> Templates:
         for tpl in t.paraphrase[attr]:
             _check_statement(files["paraphrase"], attr, tpl, need_prefix=True)
             if prompt_prefix(tpl, attr) in seen_prompts:
-                raise ResourceError(f"{files['paraphrase']}: {tpl!r} gives a prompt that training text already contains")
+                raise ResourceError(f"{files['paraphrase']}: {tpl!r} gives a prompt that training text "
+                                    "already contains")
         for tpl in t.true_false[attr]:
             _check_statement(files["true_false"], attr, tpl, need_prefix=False)
         for tpl in t.multiple_choice[attr]:

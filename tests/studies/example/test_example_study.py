@@ -63,7 +63,8 @@ print(json.dumps({"studies": list(STUDIES), "example": cfg["example"], "bad": ba
 """
     out = json.loads(python(repo_with_example, "-c", code).stdout)
     assert out["studies"][-1] == "example" and "example" not in json.loads(
-        python(REPO, "-c", "import json; from kcircuits.studies import STUDIES; print(json.dumps(list(STUDIES)))").stdout)
+        python(REPO, "-c",
+               "import json; from kcircuits.studies import STUDIES; print(json.dumps(list(STUDIES)))").stdout)
     assert out["example"] == {"enabled": True, "metric": "query_top1"} and out["schema"]
     assert out["bad"].startswith("example.metric: 'accuracy'")
     assert out["settings"] == ["example", "seed"] and out["figure"] == "example"

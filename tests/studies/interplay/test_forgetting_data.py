@@ -73,7 +73,9 @@ def test_other_entity_ids_follow_the_largest_id(world, pools):
 
 
 def test_other_entities_are_seeded(world, pools):
-    run = lambda seed: other_entities(world, pools, 10, YEARS, 2, stage_rng(seed, "x"))
+    def run(seed):
+        return other_entities(world, pools, 10, YEARS, 2, stage_rng(seed, "x"))
+
     pd.testing.assert_frame_equal(run(1), run(1))
     assert not run(1)["name"].equals(run(2)["name"])
 
@@ -114,7 +116,8 @@ def test_conflicting_entities_with_two_values_take_the_other(pools):
     world = generate_entities(SETTINGS, two, stage_rng(0, "x"))[0]
     ids = probed_ids(world)
     conf = conflicting_entities(world, ids, two, YEARS, 1, stage_rng(0, "x"))
-    for attr, name in (("city", "cities"), ("major", "majors"), ("university", "universities"), ("company", "companies")):
+    for attr, name in (("city", "cities"), ("major", "majors"), ("university", "universities"),
+                       ("company", "companies")):
         other = {two[name][0]: two[name][1], two[name][1]: two[name][0]}
         assert conf[attr].tolist() == [other[v] for v in conf[f"orig_{attr}"]], attr
 

@@ -11,10 +11,10 @@ import pytest
 
 from helpers import assert_figure_drawn_twice_alike
 from kcircuits.figures.stage import all_figures
+from kcircuits.figures.style import name_order
 from kcircuits.studies.interplay import summary as ip
 
 FIGURES = all_figures()
-from kcircuits.figures.style import name_order
 
 TYPES = {"city": ["city"], "company": ["company"], "major": ["major"]}
 STEPS = [0, 2, 4, 8]

@@ -218,7 +218,9 @@ def test_allocate_all_covers_every_number_and_name():
     four = clusters[clusters["documents"] == 4]
     assert four["cluster"].tolist() == [0, 1, 0, 1]
     for name in ("random", "partitioned"):  # a smaller number's allocation is the larger one's first rows
-        pick = lambda n: allocations[(allocations["allocation"] == name) & (allocations["documents"] == n)]
+        def pick(n):
+            return allocations[(allocations["allocation"] == name) & (allocations["documents"] == n)]
+
         assert pick(2)[["doc", "slot"]].values.tolist() == pick(4).query("doc < 2")[["doc", "slot"]].values.tolist()
     assert report["partitioned/4"]["shared_documents"] == 0
     assert report["simset-1/4"]["shared_documents"] == 4

@@ -188,7 +188,8 @@ def test_finding_beats_with_plus_0_4_and_reduces_interference():
     assert finding["counts"]["recall"] == {"beats": 2, "worse": 0, "no difference": 2, "cannot be tested": 0}
     assert finding["best"]["allocation"] == "random" and finding["best"]["recall"]["difference"] == 0.4
     sweep = finding["layer_sweep"]
-    assert sweep["budget"] == "500" and sweep["most"] == {"main/8": {"edge_share": 0, "ratio": 0, "neurons_at_layer": 0}}
+    assert sweep["budget"] == "500" and sweep["most"] == {
+        "main/8": {"edge_share": 0, "ratio": 0, "neurons_at_layer": 0}}
     assert [e["edge_share"]["mean"] for e in sweep["layers"]] == [0.5, 0.3] and finding["seeds"] == [0, 1]
     assert "at 2 of 4 points" in finding["statement"] and "+0.400" in finding["statement"]
 
@@ -266,8 +267,8 @@ def test_markdown_section_and_findings_registry():
     assert md[0] == "## Document memory" and "Verdict: holds:" in text
     assert "| 8 | main | 0 | random | 0.2 | 0.900 | 0.500 | +0.400 [+0." in text
     assert "| -0.400 [-0.400, -0.400] | -0.400 [-0." in text and "] | reduced |" in text  # gap change, sharing cost
-    assert ("| 8 | main | 1 | partitioned | 0.2 | 0.500 | 0.500 | +0.000 [+0.000, +0.000] | no difference | n/a | n/a | n/a "
-            "| cannot be tested |") in text
+    assert ("| 8 | main | 1 | partitioned | 0.2 | 0.500 | 0.500 | +0.000 [+0.000, +0.000] | no difference "
+            "| n/a | n/a | n/a | cannot be tested |") in text
     assert "| 8 | main | 1 | 0.300 [0.300, 0.300] | 0.150 [0.150, 0.150] | 0.250 [0.250, 0.250] |" in text
     assert mem.memory_markdown(None)[2].startswith("Not tested")
     study, markdown = report_stage.study_findings()["memory"]

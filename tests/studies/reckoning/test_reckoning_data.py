@@ -81,7 +81,9 @@ def test_headquarters_one_city_per_company(pools):
 
 
 def test_headquarters_are_seeded(pools):
-    run = lambda seed: headquarters(pools["companies"], pools["cities"], np.random.default_rng(seed))
+    def run(seed):
+        return headquarters(pools["companies"], pools["cities"], np.random.default_rng(seed))
+
     pd.testing.assert_frame_equal(run(5), run(5))
     assert not run(5).equals(run(6))
 

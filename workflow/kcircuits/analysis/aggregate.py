@@ -102,7 +102,7 @@ def lens_columns(lens: list[pd.DataFrame]) -> pd.DataFrame:
     t = _concat(lens)
     if t.empty:
         return pd.DataFrame(columns=CKPT_CELL)
-    t = t.assign(layer=t["layer"].map(lambda l: "emb" if l < 0 else f"L{l}"))
+    t = t.assign(layer=t["layer"].map(lambda layer: "emb" if layer < 0 else f"L{layer}"))
     wide = t.pivot_table(index=CKPT_CELL, columns="layer", values=["rank", "rank_at_subject"], aggfunc="first")
     wide.columns = [f"lens_{metric}_{layer}" for metric, layer in wide.columns]
     return wide.reset_index()

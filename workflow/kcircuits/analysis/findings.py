@@ -40,7 +40,8 @@ def learning_curves(entity_tables: list[pd.DataFrame], metric: str = LEARNING_ME
 def _group_difference(means: pd.DataFrame, weights: pd.Series) -> np.ndarray:
     """Entity-weighted mean over frequency groups of (revised - new); means: [group x type] columns
     holding scalars or [B] bootstrap arrays."""
-    groups = [g for g in means.index if np.all(pd.notna(means.at[g, "new"])) and np.all(pd.notna(means.at[g, "revised"]))]
+    groups = [g for g in means.index
+              if np.all(pd.notna(means.at[g, "new"])) and np.all(pd.notna(means.at[g, "revised"]))]
     w = weights.loc[groups].to_numpy(dtype=float)
     diffs = np.stack([np.asarray(means.at[g, "revised"]) - np.asarray(means.at[g, "new"]) for g in groups])
     return np.tensordot(w / w.sum(), diffs, axes=1)
@@ -75,7 +76,8 @@ def relevance_finding(entity_tables: list[pd.DataFrame], n_bootstrap: int = 2000
     effect = float(_group_difference(means, weights))
     low, high = np.percentile(_group_difference(_bootstrap_means(auc, n_bootstrap, rng), weights), [2.5, 97.5])
     mean_curves = curves.groupby(["type", "epoch"])["value"].mean().unstack("type")
-    gap = (mean_curves["revised"] - mean_curves["new"]) if {"new", "revised"} <= set(mean_curves) else pd.Series(dtype=float)
+    gap = ((mean_curves["revised"] - mean_curves["new"]) if {"new", "revised"} <= set(mean_curves)
+           else pd.Series(dtype=float))
     per_group = means.assign(difference=means["revised"] - means["new"])
     holds = bool(low > 0)
     verdict = ("holds: revised (K_rel) facts are learned faster" if holds else

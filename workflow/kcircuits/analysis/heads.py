@@ -181,7 +181,8 @@ class HeadSums:
         self.n = 0
 
     def add(self, model: CircuitModel, tr: Trace, batch: PromptBatch) -> None:
-        u = target_direction(model, tr.stream[-1, torch.arange(len(batch), device=batch.last.device), batch.last], batch.label)  # [B, d]
+        u = target_direction(model, tr.stream[-1, torch.arange(len(batch), device=batch.last.device), batch.last],
+                             batch.label)  # [B, d]
         subj, rel = split_by_source(source_contributions(model, tr, u), batch.subject, batch.last)  # [L, B, H]
         self.subject += subj.sum(1).double()
         self.relation += rel.sum(1).double()
@@ -196,7 +197,7 @@ class HeadSums:
         ratio = head_ratio(subject, relation)
         layer, head = np.divmod(np.arange(L * H), H)
         return pd.DataFrame({
-            "layer": layer, "head": head, "node": [Graph.head_name(l, h) for l, h in zip(layer, head)],
+            "layer": layer, "head": head, "node": [Graph.head_name(lyr, h) for lyr, h in zip(layer, head)],
             "subject": subject, "relation": relation, "total": subject + relation, "ratio": ratio,
             "role": classify(ratio, mover_ratio, relation_ratio),
             "subject_attention": (self.attention / max(self.n, 1)).flatten().cpu().numpy(), "n_prompts": self.n})

@@ -29,7 +29,8 @@ def lens(model: CircuitModel, tr: Trace, batch: PromptBatch) -> dict[str, torch.
     position = torch.arange(T, device=batch.ids.device)[None, :]  # [1, T]
     is_last = position == batch.last[:, None]  # [B, T]
     read = is_last | (batch.subject & (position <= batch.last[:, None]))  # [B, T]
-    item = torch.arange(B, device=batch.ids.device)[:, None].expand(B, T)[read]  # [N]: which prompt each read position is
+    # which prompt each read position is
+    item = torch.arange(B, device=batch.ids.device)[:, None].expand(B, T)[read]  # [N]
     at_last = is_last[read]  # [N]
     labels = batch.label[item]  # [N]
     out = {"rank": [], "prob": [], "rank_at_subject": []}

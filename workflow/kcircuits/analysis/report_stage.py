@@ -176,7 +176,8 @@ def findings_markdown(summary: dict) -> str:
         *_neuron_row(kn),
         "", "## 1. Relevance", "", f"Verdict: {rel['verdict']}.", "",
         "| frequency group | AUC new | AUC revised | difference |", "|---|---|---|---|",
-        *[f"| {g} | {v['new']:.3f} | {v['revised']:.3f} | {v['difference']:+.3f} |" for g, v in rel["per_group"].items()],
+        *[f"| {g} | {v['new']:.3f} | {v['revised']:.3f} | {v['difference']:+.3f} |"
+          for g, v in rel["per_group"].items()],
         "", f"Entities per type: {rel['entities']}.", "",
         "## 2. Phase shift", "", *[f"- {name}: {c['verdict']}" for name, c in ph["curves"].items()], "",
         "## 3. Deep-to-shallow", "", f"Verdict: {dp['verdict']} (edge budget {dp['budget']}).", "",

@@ -106,7 +106,8 @@ def circuit_tables(model, tok, pairs: pd.DataFrame, probes: pd.DataFrame, tasks:
                              "n_edges": circuit.n_edges, "hit_at_k": res[f"hit_at_{k}"],
                              "mean_rank": res["mean_rank"], "n_prompts": res["n_prompts"],
                              "full_model_hit_at_k": full})
-    edges = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*CELL, "parent", "child", "score"])
+    edges = (pd.concat(frames, ignore_index=True) if frames
+             else pd.DataFrame(columns=[*CELL, "parent", "child", "score"]))
     return edges, pd.DataFrame(hits)
 
 

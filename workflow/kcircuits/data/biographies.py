@@ -60,7 +60,9 @@ def entity_paragraphs(rng: np.random.Generator, entity_id: int, name: str, value
             raise RuntimeError(f"entity {entity_id}: could not draw a held-out paragraph; add templates")
         seen.add(p["text"])
         val.append(p)
-    tag = lambda ps: [{"entity_id": int(entity_id), "paragraph": i, **p} for i, p in enumerate(ps)]
+    def tag(ps):
+        return [{"entity_id": int(entity_id), "paragraph": i, **p} for i, p in enumerate(ps)]
+
     return tag(train), tag(val)
 
 

@@ -85,7 +85,8 @@ def famous_names(rng: np.random.Generator, pools: dict, n: int) -> tuple[list[st
     combos = [f"{a} {b}" for a in firsts for b in lasts if f"{a} {b}" not in taken]
     extra = n - len(pool)
     if extra > len(combos):
-        raise ValueError(f"{n} revised entities need more names than the famous-name pool can form ({len(pool) + len(combos)})")
+        raise ValueError(f"{n} revised entities need more names than the famous-name pool can form "
+                         f"({len(pool) + len(combos)})")
     picks = rng.choice(len(combos), size=extra, replace=False)
     return pool + [combos[i] for i in picks], extra
 

@@ -241,9 +241,11 @@ def true_false_items(model, tok, items: list[dict], batch_size: int) -> pd.DataF
     ids = encode(tok, frame["statement"].tolist())
     check_lengths(model, ids, "true/false")
     frame["loglik"] = sequence_logprob(model, ids, [1] * len(ids), batch_size, tok.pad_token_id)
-    pairs = frame.pivot_table(index=["entity_id", "attribute"], columns="label", values="loglik", aggfunc=["first", "size"])
+    pairs = frame.pivot_table(index=["entity_id", "attribute"], columns="label", values="loglik",
+                              aggfunc=["first", "size"])
     if not ((pairs["size"] == 1).all().all() and set(pairs["size"].columns) == {True, False}):
-        raise ValueError("true/false items must come in pairs: one true and one false statement per entity and attribute")
+        raise ValueError("true/false items must come in pairs: one true and one false statement per entity "
+                         "and attribute")
     credit = pd.Series(paired_true_false_credit(pairs[("first", True)].to_numpy(), pairs[("first", False)].to_numpy()),
                        index=pairs.index, name="tf_accuracy")
     frame = frame.join(credit, on=["entity_id", "attribute"])  # both statements of a pair share the credit

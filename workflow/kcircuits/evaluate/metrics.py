@@ -106,7 +106,8 @@ def cell_means(items, keys: list[str], value_columns: list[str]):
     the original value of a new entity) are left out of both mean and n. Returns columns
     keys + [metric, value, n], one row per (group, value column) with n > 0.
     """
-    long = items.melt(id_vars=keys, value_vars=value_columns, var_name="metric", value_name="value").dropna(subset=["value"])
+    long = items.melt(id_vars=keys, value_vars=value_columns, var_name="metric",
+                      value_name="value").dropna(subset=["value"])
     long["value"] = long["value"].astype(float)
     cells = long.groupby(keys + ["metric"], sort=True, dropna=False)["value"].agg(["mean", "size"]).reset_index()
     return cells.rename(columns={"mean": "value", "size": "n"}).astype({"n": "int64"})

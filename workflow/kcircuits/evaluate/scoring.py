@@ -101,7 +101,8 @@ def score_tokens(model, sequences: list[list[int]], seq_index: np.ndarray, posit
             continue
         rows = np.concatenate([np.full(starts[s + 1] - starts[s], row) for row, s in enumerate(batch)])  # [Qb]
         hidden = body(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state  # [B, L, D]
-        picked = hidden[torch.as_tensor(rows, device=device), torch.as_tensor(position[queries], device=device)]  # [Qb, D]
+        picked = hidden[torch.as_tensor(rows, device=device),
+                        torch.as_tensor(position[queries], device=device)]  # [Qb, D]
         logits = head(picked).float()  # [Qb, V]
         tgt = torch.as_tensor(target[queries], device=device)  # [Qb]
         done.append(queries)
@@ -181,7 +182,8 @@ def greedy_continuations(model, tok, prompts: list[str], max_new_tokens: int, ba
     device = next(model.parameters()).device
     prompt_ids = encode(tok, prompts)
     check_lengths(model, [p + [0] * max_new_tokens for p in prompt_ids], "greedy generation")
-    budgets = np.minimum(max_new_tokens, budgets if budgets is not None else max_new_tokens) * np.ones(len(prompts), int)
+    budgets = (np.minimum(max_new_tokens, budgets if budgets is not None else max_new_tokens)
+               * np.ones(len(prompts), int))
     out = [""] * len(prompts)
     stopping = StoppingCriteriaList([StopAtTokens(stop_token_ids(tok))])
     order = np.lexsort((budgets, [len(p) for p in prompt_ids]))  # by prompt length, then budget

@@ -83,7 +83,9 @@ class TreeBatch:
         self.node_site = np.repeat(np.arange(len(self.sites)), np.diff(self.offset))  # [G]
         parts = [(c.token, np.where(c.parent < 0, -1, c.parent + o), c.depth, c.inner)
                  for (_, _, c), o in zip(self.sites, self.offset) if c is not None]
-        cat = lambda k, dt: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, dtype=dt)
+        def cat(k, dt):
+            return np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, dtype=dt)
+
         self.token, self.parent = cat(0, np.int64), cat(1, np.int64)  # [G] each node's token, parent node
         self.depth, self.inner = cat(2, np.int64), cat(3, bool)  # [G]
         self.score = np.full(len(self.token), np.nan)  # [G] prefix log-prob of each node

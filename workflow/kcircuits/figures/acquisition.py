@@ -70,7 +70,8 @@ def plot_overwriting(summary: pd.DataFrame, groups: list[str], pdf, png) -> None
     the base world's own held-out paragraphs (revised originals; background entities dashed)."""
     plt, sns = pyplot()
     metrics = {"query_top1": "query, first-token top-1", "query_exact_match": "query, greedy exact match",
-               "bio_first_token": "held-out paragraph, first token", "base_first_token": "base-world paragraph,\nfirst token (original)"}
+               "bio_first_token": "held-out paragraph, first token",
+               "base_first_token": "base-world paragraph,\nfirst token (original)"}
     _require(summary, list(metrics))
     data = summary[(summary["type"] == "revised") & (summary["attribute"] == "all") & summary["freq_group"].isin(groups)
                    & summary["metric"].isin(list(metrics))].copy()
@@ -106,8 +107,8 @@ def recall_matrix(entity_table: pd.DataFrame, groups: list[str], metric: str = "
     """Entities x checkpoints: attributes recalled (sum over attributes of the per-entity metric).
 
     Rows are grouped by type then frequency group; within a block, entities with the most recalled
-    attributes summed over checkpoints come first (ties: lower entity id). Returns (matrix [E, C], row labels DataFrame, checkpoint
-    labels DataFrame in training order).
+    attributes summed over checkpoints come first (ties: lower entity id). Returns (matrix [E, C], row labels DataFrame,
+    checkpoint labels DataFrame in training order).
     """
     table = entity_table[entity_table["target"] == "current"]
     recalled = table.pivot_table(index=["type", "freq_group", "entity_id"], columns="order", values=metric,
@@ -118,7 +119,8 @@ def recall_matrix(entity_table: pd.DataFrame, groups: list[str], metric: str = "
     rows["total"] = recalled.to_numpy().sum(axis=1)
     rows["type_rank"] = rows["type"].map({t: i for i, t in enumerate(TYPES)})
     rows["group_rank"] = rows["freq_group"].map({g: i for i, g in enumerate(groups)})
-    order = rows.sort_values(["type_rank", "group_rank", "total", "entity_id"], ascending=[True, True, False, True]).index
+    order = rows.sort_values(["type_rank", "group_rank", "total", "entity_id"],
+                             ascending=[True, True, False, True]).index
     return recalled.to_numpy()[order], rows.loc[order].reset_index(drop=True), checkpoints
 
 

@@ -88,7 +88,8 @@ def transplant_frame(transplant: pd.DataFrame, hits: pd.DataFrame, ablation: str
     own = hits_frame(hits, ablation, budget)
     cols = ["seed", "checkpoint", *CELL, "series", "value"]
     frame = pd.concat([moved[cols], own[own["task"] != ALL_TASKS][cols]], ignore_index=True)
-    return _epochs(_with_task_mean(frame, ["checkpoint", "type", "freq_group", "series"]), pd.concat([hits, transplant]))
+    return _epochs(_with_task_mean(frame, ["checkpoint", "type", "freq_group", "series"]),
+                   pd.concat([hits, transplant]))
 
 
 def faithfulness_frame(stats: pd.DataFrame) -> pd.DataFrame:

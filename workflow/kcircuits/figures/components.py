@@ -7,7 +7,8 @@
           and at the subject (best subject token).
 Circuits at the first edge budget (circuits.edge_budgets). Tasks are averaged within each training
 seed first, so curves are the mean over seeds with a 95% bootstrap interval over seeds (fixed
-bootstrap seed: same tables, same bytes); with a single seed there is no interval. PDF and PNG, deterministic bytes (acquisition.save_figure).
+bootstrap seed: same tables, same bytes); with a single seed there is no interval. PDF and PNG,
+deterministic bytes (acquisition.save_figure).
 """
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def plot_head_layers(layers: pd.DataFrame, budget: str, pdf, png) -> None:
     n_layers = data["layer"].nunique()
     step = max(1, len(epochs) // 8)  # at most ~8 tick labels per panel
     fig, axes = plt.subplots(len(TYPES), len(ROLE_PALETTE), squeeze=False, sharex=True, sharey=True,
-                             figsize=(3 * (1.2 + min(0.12 * len(epochs), 2.8)) + 0.8, 0.9 + (0.5 + 0.22 * n_layers) * len(TYPES)),
+                             figsize=(3 * (1.2 + min(0.12 * len(epochs), 2.8)) + 0.8,
+                                      0.9 + (0.5 + 0.22 * n_layers) * len(TYPES)),
                              layout="constrained")
     for r, etype in enumerate(TYPES):
         for c, role in enumerate(ROLE_PALETTE):
@@ -89,7 +91,8 @@ def plot_logit_lens(lens: pd.DataFrame, groups: list[str], pdf, png) -> None:
     data = lens.melt(id_vars=["seed", "epoch", "task", "type", "freq_group", "layer"],
                      value_vars=list(LENS_MEASURES), var_name="measure", value_name="value")
     data = _per_seed(data, ["type", "freq_group", "layer", "measure"], "value")
-    layer_names = {layer: "embeddings" if layer < 0 else f"after layer {layer}" for layer in sorted(data["layer"].unique())}
+    layer_names = {layer: "embeddings" if layer < 0 else f"after layer {layer}"
+                   for layer in sorted(data["layer"].unique())}
     data["read"] = data["layer"].map(layer_names)
     palette = dict(zip(layer_names.values(), sns.color_palette("viridis", len(layer_names))))
     rows = [(t, m) for t in TYPES for m in LENS_MEASURES]

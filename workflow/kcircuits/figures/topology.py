@@ -106,7 +106,7 @@ def plot_layer_heatmap(layers: pd.DataFrame, budget: str, cell: str | None, pdf,
                              squeeze=False)
     for ax, (title, m) in zip(axes[0], matrices.items()):
         sns.heatmap(m, ax=ax, cmap="magma", vmin=0, vmax=vmax, xticklabels=[f"{e:g}" for e in m.columns],
-                    yticklabels=["input" if l < 0 else f"layer {l}" for l in m.index],
+                    yticklabels=["input" if layer < 0 else f"layer {layer}" for layer in m.index],
                     cbar_kws={"label": "edge activation ratio"})
         ax.set_title(title)
         ax.set_xlabel("checkpoint (epoch)")

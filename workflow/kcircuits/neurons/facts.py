@@ -34,7 +34,8 @@ def sample_facts(probes: pd.DataFrame, per_cell: int, rng: np.random.Generator) 
         ids = np.sort(cell["entity_id"].unique())
         take = rng.choice(ids, size=min(per_cell, len(ids)), replace=False)
         chosen += [(int(e), cell["attribute"].iloc[0]) for e in take]
-    keys = pd.DataFrame(sorted(chosen, key=lambda k: (k[0], ATTRIBUTES.index(k[1]))), columns=["entity_id", "attribute"])
+    keys = pd.DataFrame(sorted(chosen, key=lambda k: (k[0], ATTRIBUTES.index(k[1]))),
+                        columns=["entity_id", "attribute"])
     keys.insert(0, "fact", np.arange(len(keys)))
     bags = keys.merge(probes, on=["entity_id", "attribute"], how="left", validate="one_to_many")
     return bags.sort_values(["fact", "template"], kind="stable").reset_index(drop=True)

@@ -80,8 +80,8 @@ def _train_stream(args, s: dict) -> None:
         from .schedule import stream_settings
 
         s = stream_settings(s, args.study, s["seed"])
-    train_stream(s, _execution(args, "stream"), args.study, args.start, args.blocks, args.tokenizer, args.scratch, args.out,
-                 threads=args.threads, tensorboard_dir=args.tensorboard_dir)
+    train_stream(s, _execution(args, "stream"), args.study, args.start, args.blocks, args.tokenizer, args.scratch,
+                 args.out, threads=args.threads, tensorboard_dir=args.tensorboard_dir)
 
 
 def _export_checkpoint(args, s: dict) -> None:

@@ -59,7 +59,8 @@ FIGURES = {
     "forgetting_recall": figure(_forgetting_recall, "forgetting: recall of learned facts per replay share",
                             "forgetting: recall per replay share", CATEGORY, "forgetting",
                             recall="forgetting_recall", enabled="forgetting.enabled"),
-    "forgetting_circuits": figure(_forgetting_circuits, "forgetting: circuit Hit@k and Jaccard to before, per replay share",
+    "forgetting_circuits": figure(_forgetting_circuits,
+                              "forgetting: circuit Hit@k and Jaccard to before, per replay share",
                               "forgetting: circuits per replay share", CATEGORY, "forgetting",
                               circuits="forgetting_circuits", enabled="forgetting.enabled"),
 }

@@ -119,7 +119,9 @@ def cluster_similarity(sim: np.ndarray, labels: np.ndarray) -> dict:
     without such pairs), and the number of clusters."""
     same = labels[:, None] == labels[None, :]  # [D, D]
     off = ~np.eye(len(labels), dtype=bool)
-    mean = lambda pick: float(sim[pick].mean()) if pick.any() else None
+    def mean(pick):
+        return float(sim[pick].mean()) if pick.any() else None
+
     return {"clusters": int(labels.max()) + 1, "within": mean(same & off), "between": mean(~same)}
 
 

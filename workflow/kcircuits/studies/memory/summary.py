@@ -285,7 +285,8 @@ def _statement(counts: dict, best: dict | None) -> str:
     if not n:
         return "Not tested: no point with alpha > 0 has an alpha = 0 counterpart."
     text = (f"Against plain training (alpha = 0), the inductive loss raises top-1 recall of the documents' facts at "
-            f"{r['beats']} of {n} points (documents, model, hook layer, allocation, alpha > 0), lowers it at {r['worse']}, "
+            f"{r['beats']} of {n} points (documents, model, hook layer, allocation, alpha > 0), "
+            f"lowers it at {r['worse']}, "
             f"leaves it indistinguishable at {r['no difference']} and cannot be compared at {r[UNTESTED]} (95% "
             f"paired bootstrap intervals, no correction for the {n} comparisons).")
     if best is not None:
@@ -358,27 +359,28 @@ def memory_markdown(finding: dict | None) -> list[str]:
     """The "Document memory" section of findings.md from memory_finding's summary (None: not run)."""
     if finding is None:
         return ["## Document memory", "", "Not tested: no document-memory summary was given.", ""]
-    rows = [f"| {c['documents']} | {c['model']} | {c['hook_layer']} | {c['allocation']} | {c['alpha']:g} | {_text(r['value'])} | "
+    rows = [f"| {c['documents']} | {c['model']} | {c['hook_layer']} | {c['allocation']} | {c['alpha']:g} | "
+            f"{_text(r['value'])} | "
             f"{_text(r['plain'])} | {_text(r['difference'], r['interval_95'], '+')} | {r['verdict']} | "
             f"{_text(i['gap'])} | {_text(i['change'], i['interval_95'], '+')} | "
             f"{_cost_text(i['sharing_cost'])} | {i['verdict']} |"
             for c in finding["comparisons"] for r, i in [(c["recall"], c["interference"])]]
     sweep = finding["layer_sweep"]
     shares = ("edge_share", "ratio", "neurons_at_layer")
-    layers = [f"| {e['documents']} | {e['model']} | {e['hook_layer']} | " + " | ".join(_text(e[k]["mean"], e[k]["interval_95"])
-                                                                    for k in shares) + " |" for e in sweep["layers"]]
+    layers = [f"| {e['documents']} | {e['model']} | {e['hook_layer']} | "
+              + " | ".join(_text(e[k]["mean"], e[k]["interval_95"]) for k in shares) + " |" for e in sweep["layers"]]
     return ["## Document memory", "", finding["statement"], "", f"Verdict: {finding['verdict']}.", "",
             "Top-1 of the documents' facts and the interference gap (exclusive − shared documents' top-1) at each "
             "alpha > 0 against alpha = 0 (plain training) of the same documents, hook layer and allocation; the "
             "sharing cost: partitioned's top-1 minus the point's at the same alpha and layer (what sharing slots "
             "loses against disjoint ones); paired differences with 95% seeded bootstrap intervals.", "",
-            "| documents | model | hook layer | allocation | alpha | top-1 | top-1 at alpha 0 | difference [95%] | verdict | "
-            "gap | gap change [95%] | sharing cost [95%] | interference |",
+            "| documents | model | hook layer | allocation | alpha | top-1 | top-1 at alpha 0 | difference [95%] | "
+            "verdict | gap | gap change [95%] | sharing cost [95%] | interference |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, "",
             f"Layer sweep at alpha = 0 (one plain model; edge budget {sweep['budget']}): which hook layer holds the "
             "documents' knowledge.", "",
-            "| documents | model | hook layer | share of the circuit's edges leaving it [95%] | share of its edges in the "
-            "circuit [95%] | share of knowledge neurons in it [95%] |", "|---|---|---|---|---|---|", *layers, ""]
+            "| documents | model | hook layer | share of the circuit's edges leaving it [95%] | share of its edges "
+            "in the circuit [95%] | share of knowledge neurons in it [95%] |", "|---|---|---|---|---|---|", *layers, ""]
 
 
 __all__ = ["memory_tables", "memory_finding", "memory_markdown", "POINT", "RECALL_COLUMNS", "INTERFERENCE_COLUMNS",

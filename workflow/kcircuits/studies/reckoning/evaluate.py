@@ -34,7 +34,8 @@ def _trajectory(model, rates: LearnedRates, batches: dict, method: str, inner: d
     batch = prompts(batches, method)
     yield 0, {}, batch
     if method in ENCODED:
-        for k, params in enumerate(encode_steps(model, rates, batches["facts"], max_steps, True, inner["optimizer"]), 1):
+        for k, params in enumerate(
+                encode_steps(model, rates, batches["facts"], max_steps, True, inner["optimizer"]), 1):
             yield k, params, batch
 
 
@@ -76,7 +77,8 @@ def time_answers(model, rates: LearnedRates, batches: dict, method: str, inner: 
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()
-                params = encode(model, rates, batches["facts"], inner["steps"], True, inner["optimizer"]) if encoded else {}
+                params = (encode(model, rates, batches["facts"], inner["steps"], True, inner["optimizer"]) if encoded
+                          else {})
                 for j in range(k):
                     one = _one_question(batch, j % len(batch["input_ids"]))
                     forward(model, params, one)

@@ -29,7 +29,8 @@ def adapted_names(model: torch.nn.Module, adapt: str) -> list[str]:
     if adapt not in ADAPT:
         raise ValueError(f"reckoning.inner.adapt: {adapt!r} is not one of {sorted(ADAPT)}")
     parts = ADAPT[adapt]
-    names = [n for n, p in model.named_parameters() if p.requires_grad and (parts is None or any(s in n for s in parts))]
+    names = [n for n, p in model.named_parameters()
+             if p.requires_grad and (parts is None or any(s in n for s in parts))]
     if not names:
         raise ValueError(f"reckoning.inner.adapt: {adapt!r} selects no parameter of this model")
     return names

@@ -187,7 +187,8 @@ def _summary(args, s: dict) -> None:
     finding = reckoning_finding(answers, steps, n_boot, s["seed"])
     finding["circuits"] = reckoning_circuit_finding(io.read_parquets(args.circuit_compare),
                                                     io.read_parquets(args.circuit_hits),
-                                                    budget_label(s["circuits"]["edge_budgets"][0]), s["circuits"]["hit_k"])
+                                                    budget_label(s["circuits"]["edge_budgets"][0]),
+                                                    s["circuits"]["hit_k"])
     io.write_json({**finding, "provenance": prov}, args.out_json)
 
 

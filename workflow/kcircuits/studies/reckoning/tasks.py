@@ -112,7 +112,8 @@ def _distinct_draws(rng: np.random.Generator, pool: int, k: int) -> np.ndarray:
 def _check_inputs(attributes: list[str], distractor_counts: list[int]) -> list[int]:
     """ValueError on attributes that are not distinct known ones or on bad counts; the counts as ints."""
     if not attributes or len(set(attributes)) != len(attributes) or not set(attributes) <= set(ATTRIBUTES):
-        raise ValueError(f"reckoning.attributes: needs distinct attributes of {list(ATTRIBUTES)}, got {list(attributes)}")
+        raise ValueError(f"reckoning.attributes: needs distinct attributes of {list(ATTRIBUTES)}, "
+                         f"got {list(attributes)}")
     counts = [int(d) for d in distractor_counts]
     if not counts or any(d < 0 for d in counts) or len(set(counts)) != len(counts):
         raise ValueError(f"reckoning.distractors: needs distinct counts >= 0, got {list(distractor_counts)}")
