@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import helpers
-from helpers import TINY_DATA_TARGETS, snakemake
+from helpers import REPO, SMALL_WORLD, TINY_DATA_TARGETS, snakemake
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -31,6 +31,31 @@ def tiny_data(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("tiny")
     snakemake(work, *TINY_DATA_TARGETS)
     return work / "results" / "tiny" / "data"
+
+
+@pytest.fixture(scope="session")
+def pools() -> dict:
+    """The shipped pools (resources/pools)."""
+    from kcircuits.resources import load_pools
+
+    return load_pools(REPO / "resources" / "pools")
+
+
+@pytest.fixture(scope="session")
+def templates():
+    """The shipped templates (resources/templates)."""
+    from kcircuits.resources import load_templates
+
+    return load_templates(REPO / "resources" / "templates")
+
+
+@pytest.fixture(scope="session")
+def small_world(pools):
+    """The entity table of helpers.SMALL_WORLD (seeded)."""
+    from kcircuits.data.entities import generate_entities
+    from kcircuits.stats import stage_rng
+
+    return generate_entities(SMALL_WORLD, pools, stage_rng(0, "x"))[0]
 
 
 @pytest.fixture(scope="module")

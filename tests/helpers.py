@@ -18,6 +18,12 @@ TINY = REPO / "tests" / "config" / "tiny.yaml"
 SMOKE = REPO / "tests" / "config" / "smoke.yaml"
 TINY_DATA_TARGETS = ("results/tiny/data/circuit_pairs.parquet", "results/tiny/data/qa_report.json")
 V = 61  # vocabulary of the random models
+YEARS = {"min": 1940, "max": 2005}
+# A small generated world (kcircuits.data.entities.generate_entities settings): 30 entities, 10 background.
+SMALL_WORLD = {"entities": {"n": 30, "new_fraction": 0.5, "background": 10, "frequency_lambda": 0.4,
+                            "frequency_groups": {"low": {"min": 1, "max": 1}, "medium": {"min": 2, "max": 5},
+                                                 "high": {"min": 6}},
+                            "birth_years": YEARS}}
 # A model small enough that a few epochs of the tiny world train in seconds.
 MICRO = {"model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 64},
          "train": {"block_size": 64, "batch_size": 8, "continual": {"epochs": 2, "lr": 3.0e-3}}}

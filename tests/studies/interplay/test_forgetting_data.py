@@ -5,10 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import REPO
+from helpers import SMALL_WORLD, YEARS
 from kcircuits import ATTRIBUTES
 from kcircuits.data.entities import BIRTH_FIELDS, VALUE_COLUMNS, generate_entities, other_entities
-from kcircuits.resources import load_pools, load_templates
 from kcircuits.stats import stage_rng
 from kcircuits.studies.interplay.forgetting import (
     CORPORA,
@@ -18,26 +17,10 @@ from kcircuits.studies.interplay.forgetting import (
     replay_mix,
 )
 
-YEARS = {"min": 1940, "max": 2005}
-SETTINGS = {"entities": {"n": 30, "new_fraction": 0.5, "background": 10, "frequency_lambda": 0.4,
-                         "frequency_groups": {"low": {"min": 1, "max": 1}, "medium": {"min": 2, "max": 5},
-                                              "high": {"min": 6}},
-                         "birth_years": YEARS}}
-
 
 @pytest.fixture(scope="module")
-def pools():
-    return load_pools(REPO / "resources" / "pools")
-
-
-@pytest.fixture(scope="module")
-def templates():
-    return load_templates(REPO / "resources" / "templates")
-
-
-@pytest.fixture(scope="module")
-def world(pools):
-    return generate_entities(SETTINGS, pools, stage_rng(0, "x"))[0]
+def world(small_world):
+    return small_world
 
 
 def probed_ids(world):
@@ -113,7 +96,7 @@ def test_conflicting_entities_change_every_attribute(world, pools):
 def test_conflicting_entities_with_two_values_take_the_other(pools):
     """With two values per attribute pool, the changed value can only be the other one."""
     two = {**pools, **{name: pools[name][:2] for name in ("cities", "majors", "universities", "companies")}}
-    world = generate_entities(SETTINGS, two, stage_rng(0, "x"))[0]
+    world = generate_entities(SMALL_WORLD, two, stage_rng(0, "x"))[0]
     ids = probed_ids(world)
     conf = conflicting_entities(world, ids, two, YEARS, 1, stage_rng(0, "x"))
     for attr, name in (("city", "cities"), ("major", "majors"), ("university", "universities"),

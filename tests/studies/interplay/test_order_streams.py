@@ -7,10 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import REPO
 from kcircuits import ATTRIBUTES
 from kcircuits.data.biographies import fill_sentence
-from kcircuits.resources import load_templates
 from kcircuits.studies.interplay.streams import (
     build_streams,
     check_types,
@@ -26,11 +24,6 @@ from kcircuits.studies.interplay.streams import (
 )
 
 DEFAULT_TYPES = {"city": ["city"], "company": ["company"], "major": ["major"]}
-
-
-@pytest.fixture(scope="module")
-def templates():
-    return load_templates(REPO / "resources" / "templates")
 
 
 def entities_table() -> pd.DataFrame:

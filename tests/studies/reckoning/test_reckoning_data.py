@@ -5,12 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import REPO
+from helpers import YEARS
 from kcircuits import ATTRIBUTES
 from kcircuits.config import ConfigError
-from kcircuits.data.entities import generate_entities
-from kcircuits.resources import load_pools, load_templates, prompt_prefix
-from kcircuits.stats import stage_rng
+from kcircuits.resources import prompt_prefix
 from kcircuits.studies.reckoning.checks import check_hq_template, check_questions
 from kcircuits.studies.reckoning.tasks import (
     CONTEXT_COLUMNS,
@@ -21,11 +19,6 @@ from kcircuits.studies.reckoning.tasks import (
     reckoning_entities,
 )
 
-YEARS = {"min": 1940, "max": 2005}
-SETTINGS = {"entities": {"n": 30, "new_fraction": 0.5, "background": 10, "frequency_lambda": 0.4,
-                         "frequency_groups": {"low": {"min": 1, "max": 1}, "medium": {"min": 2, "max": 5},
-                                              "high": {"min": 6}},
-                         "birth_years": YEARS}}
 SIZES = {"train": 6, "validation": 3, "test": 4}
 HQ_TEMPLATE = "{company} is based in {city}."
 QUESTIONS = {"city": "Question: Where does {name} live? Answer:",
@@ -36,18 +29,13 @@ DISTRACTORS = [0, 2, 7]
 
 
 @pytest.fixture(scope="module")
-def pools():
-    return load_pools(REPO / "resources" / "pools")
+def biography(templates):
+    return templates.biography
 
 
 @pytest.fixture(scope="module")
-def templates():
-    return load_templates(REPO / "resources" / "templates").biography
-
-
-@pytest.fixture(scope="module")
-def world(pools):
-    return generate_entities(SETTINGS, pools, stage_rng(0, "x"))[0]
+def world(small_world):
+    return small_world
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +49,14 @@ def table(world, pools):
     return reckoning_entities(world, pools, SIZES, YEARS, np.random.default_rng(1))
 
 
-def contexts_of(table, templates, hq, seed=2, attributes=ATTRIBUTES, counts=DISTRACTORS, questions=QUESTIONS):
-    return build_contexts(table, list(attributes), counts, templates, hq, HQ_TEMPLATE, questions,
+def contexts_of(table, biography, hq, seed=2, attributes=ATTRIBUTES, counts=DISTRACTORS, questions=QUESTIONS):
+    return build_contexts(table, list(attributes), counts, biography, hq, HQ_TEMPLATE, questions,
                           np.random.default_rng(seed))
 
 
 @pytest.fixture(scope="module")
-def built(table, templates, hq):
-    return contexts_of(table, templates, hq)
+def built(table, biography, hq):
+    return contexts_of(table, biography, hq)
 
 
 # ---- company table -------------------------------------------------------------------------------------
@@ -123,11 +111,11 @@ def check_fact(fact, row):
         assert value == str(row[fact["kind"]]) and row["name"] in text[:start]
 
 
-def test_entity_facts_values_and_prompts(table, templates, hq):
+def test_entity_facts_values_and_prompts(table, biography, hq):
     rng = np.random.default_rng(3)
     for _, row in table.iterrows():
         for _ in range(5):  # several template draws
-            facts = entity_facts(row, list(ATTRIBUTES), templates, hq, HQ_TEMPLATE, rng)
+            facts = entity_facts(row, list(ATTRIBUTES), biography, hq, HQ_TEMPLATE, rng)
             assert [f["kind"] for f in facts] == [*ATTRIBUTES, "headquarters"]
             for fact in facts:
                 check_fact(fact, row)
@@ -135,27 +123,27 @@ def test_entity_facts_values_and_prompts(table, templates, hq):
             assert facts[-1]["text"] == f"{row['company']} is based in {hq[row['company']]}."
 
 
-def test_entity_facts_use_only_prompt_templates(table, templates, hq):
+def test_entity_facts_use_only_prompt_templates(table, biography, hq):
     """Templates with the value first ("On {birthday}, {name} was born.") never become facts."""
     row = table.iloc[0]
-    allowed = {a: {t.format(name=row["name"], **{a: row[a]}) for t in templates[a] if prompt_prefix(t, a)}
+    allowed = {a: {t.format(name=row["name"], **{a: row[a]}) for t in biography[a] if prompt_prefix(t, a)}
                for a in ATTRIBUTES}
     rng = np.random.default_rng(4)
     seen = set()
     for _ in range(200):
-        for fact in entity_facts(row, list(ATTRIBUTES), templates, hq, HQ_TEMPLATE, rng)[:-1]:
+        for fact in entity_facts(row, list(ATTRIBUTES), biography, hq, HQ_TEMPLATE, rng)[:-1]:
             assert fact["text"] in allowed[fact["kind"]]
             seen.add(fact["text"])
     assert seen == set().union(*allowed.values())  # and every such template is drawn
 
 
-def test_entity_facts_without_company(table, templates, hq):
-    facts = entity_facts(table.iloc[0], ["city", "major"], templates, hq, HQ_TEMPLATE, np.random.default_rng(0))
+def test_entity_facts_without_company(table, biography, hq):
+    facts = entity_facts(table.iloc[0], ["city", "major"], biography, hq, HQ_TEMPLATE, np.random.default_rng(0))
     assert [f["kind"] for f in facts] == ["city", "major"]
 
 
-def test_entity_facts_no_usable_template(table, templates, hq):
-    bad = {**templates, "city": ["In {city} lives {name}."]}
+def test_entity_facts_no_usable_template(table, biography, hq):
+    bad = {**biography, "city": ["In {city} lives {name}."]}
     with pytest.raises(ValueError, match="city"):
         entity_facts(table.iloc[0], ["city"], bad, hq, HQ_TEMPLATE, np.random.default_rng(0))
 
@@ -251,39 +239,39 @@ def test_random_context(built):
     assert len(picked) > len(contexts) // 3  # a random choice, not always the same neighbour
 
 
-def test_contexts_are_seeded(table, templates, hq, built):
-    again = contexts_of(table, templates, hq)
+def test_contexts_are_seeded(table, biography, hq, built):
+    again = contexts_of(table, biography, hq)
     pd.testing.assert_frame_equal(again[0], built[0])
     pd.testing.assert_frame_equal(again[1], built[1])
-    other = contexts_of(table, templates, hq, seed=9)
+    other = contexts_of(table, biography, hq, seed=9)
     assert not other[0]["facts"].equals(built[0]["facts"])
 
 
-def test_contexts_without_company_have_no_two_hop(table, templates, hq):
-    contexts, questions = contexts_of(table, templates, hq, attributes=["city", "major"], counts=[1])
+def test_contexts_without_company_have_no_two_hop(table, biography, hq):
+    contexts, questions = contexts_of(table, biography, hq, attributes=["city", "major"], counts=[1])
     assert set(questions["attribute"]) == {"city"} and (questions["hops"] == 1).all()
     assert all(len(f) == 3 for f in contexts["facts"])
     assert "headquarters" not in set(sum(contexts["fact_kind"].tolist(), []))
 
 
-def test_more_distractors_than_distinct_facts(table, templates, hq):
-    contexts, _ = contexts_of(table, templates, hq, attributes=["city"], counts=[10])
+def test_more_distractors_than_distinct_facts(table, biography, hq):
+    contexts, _ = contexts_of(table, biography, hq, attributes=["city"], counts=[10])
     val = contexts[contexts["split"] == "validation"]
     assert all(len(f) == 11 for f in val["facts"])  # 2 others x 1 attribute: facts repeat, none missing
 
 
-def test_single_entity_split(world, pools, templates, hq):
+def test_single_entity_split(world, pools, biography, hq):
     lone = reckoning_entities(world, pools, {"train": 3, "validation": 1, "test": 0}, YEARS, np.random.default_rng(0))
     with pytest.raises(ValueError, match="validation"):
-        contexts_of(lone, templates, hq, counts=[0, 1])
-    contexts, _ = contexts_of(lone, templates, hq, counts=[0])
+        contexts_of(lone, biography, hq, counts=[0, 1])
+    contexts, _ = contexts_of(lone, biography, hq, counts=[0])
     assert contexts.loc[contexts["split"] == "validation", "random_context"].tolist() == [-1]
 
 
 @pytest.mark.parametrize("counts", [[-1], [2, 2], []])
-def test_bad_distractor_counts(table, templates, hq, counts):
+def test_bad_distractor_counts(table, biography, hq, counts):
     with pytest.raises(ValueError, match="reckoning.distractors"):
-        contexts_of(table, templates, hq, counts=counts)
+        contexts_of(table, biography, hq, counts=counts)
 
 
 # ---- config checks -------------------------------------------------------------------------------------
