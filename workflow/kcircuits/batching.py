@@ -5,7 +5,7 @@ depends on the order), each padded on the right with the tokenizer's pad id (kci
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
@@ -19,10 +19,10 @@ def pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
     return ids, torch.tensor([len(s) - 1 for s in seqs], dtype=torch.long)
 
 
-def by_length(rows: list, batch_size: int, length: Callable = lambda row: len(row[0])) -> list[list]:
-    """rows sorted by length, shortest first (stable: equal lengths keep their order), in batches of
-    batch_size; a row's length is that of its first item unless `length` says otherwise."""
-    rows = sorted(rows, key=length)
+def by_length(rows: list, batch_size: int) -> list[list]:
+    """rows sorted by the length of their first item (the tokens), shortest first (stable: equal
+    lengths keep their order), in batches of batch_size."""
+    rows = sorted(rows, key=lambda row: len(row[0]))
     return [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
 
 

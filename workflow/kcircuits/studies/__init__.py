@@ -40,7 +40,6 @@ class Study:
     stages: tuple[str, ...] = ()           # CLI stage modules, each with add_parser(subparsers) and run(args)
     figures: str | None = None             # module with FIGURES: {name: kcircuits.figures.table.Figure}
     findings: dict[str, str] = field(default_factory=dict)  # findings.json key -> "module:markdown(summary)"
-    compute: tuple[str, ...] = ()          # compute kinds it adds (compute.<kind> in its config.yaml)
     place: int = 100                       # its place among the studies (CLI, findings.md): lower first
 
     @cached_property

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ...figures.table import figure
 from ...io import read_parquets
+from . import STUDY
 
 
 def _final(args, s: dict) -> None:
@@ -18,5 +19,5 @@ def _final(args, s: dict) -> None:
 
 FIGURES = {
     "example_final": figure(_final, "example: final recall per attribute", "final recall per attribute",
-                            "Example", "example", table="example_table", enabled="example.enabled"),
+                            STUDY.title, "example", table="example_table", enabled="example.enabled"),
 }

@@ -30,6 +30,5 @@ STUDY = Study(
     stages=(".stage",),
     figures=".figures",
     findings={"order": ".summary:order_markdown", "forgetting": ".summary:forgetting_markdown"},
-    compute=("stream",),
     place=10,
 )

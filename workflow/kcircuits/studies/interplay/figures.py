@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ...figures.table import figure, first_budget, groups
 from ...io import read_parquets
+from . import STUDY
 
-CATEGORY = "Knowledge interplay"
+CATEGORY = STUDY.title  # the report's category of the study's figures
 
 
 def _order_types(s: dict) -> list[str]:

@@ -35,6 +35,5 @@ STUDY = Study(
     stages=(".stage",),
     figures=".figures",
     findings={"memory": ".summary:memory_markdown"},
-    compute=("memory",),
     place=30,
 )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ...figures.table import figure, first_budget
 from ...io import read_parquets
+from . import STUDY
 
-CATEGORY = "Document memory"
+CATEGORY = STUDY.title  # the report's category of the study's figures
 # every figure reads the allocations' order and the first edge budget
 SECTIONS = {"memory": ["allocations"], "circuits": ["edge_budgets"]}
 

@@ -43,6 +43,5 @@ STUDY = Study(
     stages=(".stage",),
     figures=".figures",
     findings={"reckoning": ".summary:reckoning_markdown"},
-    compute=("reckoning",),
     place=20,
 )

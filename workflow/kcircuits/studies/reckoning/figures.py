@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ...figures.table import figure, first_budget, groups
 from ...io import read_parquets
+from . import STUDY
 
-CATEGORY = "RECKONING"
+CATEGORY = STUDY.title  # the report's category of the study's figures
 
 
 def _reckoning_methods(s: dict) -> list[str]:
