@@ -24,7 +24,7 @@ rule train_continual:
     jobid: 7
     reason: Missing output files
     threads: 2
-Shell command: TQDM_MININTERVAL=5 OMP_NUM_THREADS=2 python -m kcircuits train-continual --until-epoch 1
+Shell command: TQDM_MININTERVAL=5 OMP_NUM_THREADS=2 python -m kcircuits train-continual --until-epoch 1 --threads 2
 [Mon Dec  7 22:34:13 2026]
 Finished jobid: 140 (Rule: companies)
 1 of 4 steps (25%) done
@@ -47,7 +47,7 @@ localrule all:
 def test_job_times_and_rules():
     jobs = bench.job_times(LOG)
     assert sorted(jobs) == [7, 8, 140]  # rule all never finished: left out
-    assert [jobs[j]["python"] for j in (7, 8, 140)] == [True, False, True]
+    assert [jobs[j]["python"] for j in (7, 8, 140)] == ["model", None, "light"]
     rules = bench.by_rule(jobs)
     assert list(rules) == ["train_continual", "companies"]  # most job-seconds first
     assert rules["train_continual"] == {"jobs": 2, "seconds": 50.0 + 51.0}
@@ -55,6 +55,7 @@ def test_job_times_and_rules():
 
 
 def test_summary_startup_share():
-    out = bench.summary(LOG, wall=60.0, startup=1.5)
-    assert out["job_seconds"] == 103.0 and out["python_jobs"] == 2 and out["jobs"] == 3
-    assert out["startup_share"] == round(1.5 * 2 / 103.0, 3) and out["wall_seconds"] == 60.0
+    out = bench.summary(LOG, wall=60.0, startup={"model": 1.5, "light": 0.5})
+    assert out["job_seconds"] == 103.0 and out["python_jobs"] == {"model": 1, "light": 1} and out["jobs"] == 3
+    assert out["startup_seconds"] == 2.0 and out["startup_share"] == round(2.0 / 103.0, 3)
+    assert out["wall_seconds"] == 60.0

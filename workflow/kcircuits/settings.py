@@ -68,7 +68,10 @@ def read_settings(args) -> dict:
     """The stage's settings: --settings JSON, or the --config files merged, validated and cut to
     the stage's sections (the validated config is kept as args.cfg, e.g. for resource folders)."""
     if args.settings:
-        return json.loads(args.settings)
+        try:
+            return json.loads(args.settings)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"--settings: not valid JSON ({err})") from err
     args.config = args.config or [str(REPO_ROOT / "config.yaml")]
     if getattr(args, "schema_only", False):  # import-world: the semantic checks read the world it writes
         args.cfg = load_config(args.config)
