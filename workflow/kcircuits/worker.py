@@ -16,9 +16,10 @@ How a job runs under it:
     input, output and error (the job's log) as file descriptors (SCM_RIGHTS);
   * the server forks; the child takes those descriptors as 0/1/2, the job's folder, environment and
     umask, the thread count Snakemake gave the job (OMP_NUM_THREADS -> torch.set_num_threads, what a
-    fresh interpreter reads from it), and runs kcircuits.cli.main(argv); it reports its pid and then its
-    exit status, which the client exits with. The client forwards SIGINT/SIGTERM/SIGHUP to the child's
-    process group; a child whose client is gone (killed) terminates itself.
+    fresh interpreter reads from it) and its glibc malloc settings (MALLOC_*_ -> mallopt), and runs
+    kcircuits.cli.main(argv); it reports its pid and then its exit status, which the client exits
+    with. The client forwards SIGINT/SIGTERM/SIGHUP to the child's process group; a child whose client
+    is gone (killed) terminates itself.
   * the server serves only its own user (SO_PEERCRED) and clients of the same Python environment,
     kcircuits checkout and SLURM allocation, if any; a client it refuses, cannot be reached by (not
     ready yet, a cluster node) or that finds no KCIRCUITS_WORKER runs the job itself. The server exits
@@ -60,6 +61,8 @@ PRELOAD = (  # what the stages import, heaviest first; a module missing here is 
     "yaml",
     "kcircuits.cli",
 )
+MALLOPT = {"MALLOC_MMAP_THRESHOLD_": -3, "MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_TOP_PAD_": -2,
+           "MALLOC_MMAP_MAX_": -4, "MALLOC_ARENA_MAX": -8}  # environment -> mallopt parameter (malloc.h)
 HEADER = 8  # bytes: the request's length, sent with the descriptors
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -232,6 +235,20 @@ def _become(request: dict, fds: list[int]) -> None:
     threads = os.environ.get("OMP_NUM_THREADS", "")
     if threads.isdigit() and int(threads) > 0 and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(int(threads))
+    _malloc_settings()
+
+
+def _malloc_settings() -> None:
+    """glibc reads MALLOC_*_ from the environment when a process starts; a forked job sets the ones in
+    its environment with mallopt instead (the training rules keep freed activation buffers: TRAIN_ENV)."""
+    import ctypes
+    import ctypes.util
+
+    wanted = {name: int(os.environ[name]) for name in MALLOPT if os.environ.get(name, "").isdigit()}
+    if wanted:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+        for name, value in wanted.items():
+            mallopt(MALLOPT[name], value)
 
 
 def _watch(conn: socket.socket) -> None:
