@@ -222,12 +222,13 @@ def interventions(model, bags: Bags, neurons: dict, rng: np.random.Generator, ba
     clean = np.exp(unedited[0])  # [Q]: P(target), the unmodified model
     after = {op: np.split(scaled_neurons_prob(model, v.ids[pos], v.last[pos], v.targets[pos], per_row, factor,
                                               batch_size), ends) for op, factor in OPERATIONS.items()}
+    heads = {fact: facts.loc[fact].to_dict() for fact in dict.fromkeys(g[0] for g in groups)}  # once per fact
     records = []
     for g, (fact, kind, label, where, idx) in enumerate(groups):
         before = float(clean[where].mean())
         for op in OPERATIONS:
             p_after = float(after[op][g].mean())
-            records.append({**facts.loc[fact].to_dict(), "neurons": kind, "operation": op, "prompts": label,
+            records.append({**heads[fact], "neurons": kind, "operation": op, "prompts": label,
                             "n_neurons": len(idx), "n_prompts": len(where), "p_before": before,
                             "p_after": p_after, "change": (p_after - before) / before if before else float("nan")})
     return pd.DataFrame.from_records(records, columns=FACT_COLUMNS + INTERVENTION_COLUMNS)
