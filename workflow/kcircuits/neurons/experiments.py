@@ -246,13 +246,14 @@ def _edit_plan(value: tuple, neurons: dict, relation: dict, candidates: pd.DataF
     value and token, and the prompts that measure PPL; value: _value_bags; rank [Q]: the unedited
     rank of each prompt's gold token."""
     v, prompts, facts = value
+    of_attribute = dict(tuple(candidates.groupby("attribute", sort=False)))  # once, not per fact; rows in order
     eligible = {}  # attribute -> [(fact, prompt position, neurons, candidate values)]
     for fact in facts.index:
         attr = facts.at[fact, "attribute"]
         idx = np.setdiff1d(_neurons(neurons, fact), np.asarray(relation.get(attr, ()), dtype=np.int64))
         pos = int(rng.choice(prompts[fact]))
-        new = candidates[(candidates["attribute"] == attr) & (candidates["token"] != int(v.targets[pos]))
-                         & (candidates["value"] != v.rows.at[pos, "answer"])]
+        same = of_attribute.get(attr, candidates.iloc[:0])
+        new = same[(same["token"] != int(v.targets[pos])) & (same["value"] != v.rows.at[pos, "answer"])]
         if len(idx) and rank[pos] == 0 and len(new):
             eligible.setdefault(attr, []).append((fact, pos, idx, new))
     plan = []
