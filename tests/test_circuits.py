@@ -12,7 +12,14 @@ import torch
 from helpers import REPO, TINY, V, random_checkpoint, random_model
 from kcircuits.circuits.attribute import PairBatch, attribute, exact_patching
 from kcircuits.circuits.draw import to_dot, to_svg
-from kcircuits.circuits.evaluate import ProbeBatch, faithfulness, hit_at_k, mean_reference, transplant
+from kcircuits.circuits.evaluate import (
+    ProbeBatch,
+    faithfulness,
+    faithfulness_of,
+    hit_at_k,
+    mean_reference,
+    transplant,
+)
 from kcircuits.circuits.graph import Circuit, Graph, edge_budget, prune, select_greedy, select_top_n
 from kcircuits.circuits.metrics import edge_entropy, logit_difference, spearman
 from kcircuits.circuits.model import CircuitModel
@@ -134,6 +141,26 @@ def test_all_edges_reproduce_the_model_and_no_edges_the_corrupted_run():
     assert faithfulness(model, path, [batch])["faithfulness"] != pytest.approx(0.0, abs=1e-3)
     path.edges[0, value_slot] = False  # the head's inputs are all corrupted again: nothing changes
     assert faithfulness(model, path, [batch])["faithfulness"] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_circuits_sharing_the_clean_and_corrupted_runs_get_the_numbers_of_separate_runs():
+    model = CircuitModel(random_model())
+    g = model.graph
+    batches = split(random_pairs(n=10, lengths=[6, 4, 5, 6, 3, 6, 5, 4, 6, 2]), 4)
+    circuits = [Circuit.full(g), Circuit.empty(g), select_top_n(torch.randn(g.n_forward, g.n_backward), g, 0.3)]
+    together = faithfulness_of(model, circuits, batches)
+    with torch.no_grad():  # each circuit alone, as the evaluation did before: its own clean and corrupted runs
+        for circuit, got in zip(circuits, together):
+            sums = {"clean": 0.0, "corrupted": 0.0, "circuit": 0.0}
+            for b in batches:
+                corrupted_logits, corrupted = model.run(b.corrupted_ids, b.last, record=True)
+                mask = circuit.edges.float()
+                for key, logits in (("clean", model.run(b.clean_ids, b.last)), ("corrupted", corrupted_logits),
+                                    ("circuit", model.run(b.clean_ids, b.last, mask=mask, reference=corrupted))):
+                    sums[key] += logit_difference(logits, b.clean_label, b.corrupted_label).double().sum()
+            assert got == faithfulness(model, circuit, batches)
+            assert [got[f"ld_{k}"] for k in sums] == [float(v) / 10 for v in sums.values()]
+    assert together[0]["faithfulness"] == pytest.approx(1.0, abs=1e-4) and together[2]["n_pairs"] == 10
 
 
 # ---- attribution -----------------------------------------------------------------------------------

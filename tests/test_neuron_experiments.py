@@ -23,6 +23,8 @@ from kcircuits.neurons.experiments import (
     interventions,
     matched_random,
     scaled_neurons_prob,
+    target_scores,
+    unedited_scores,
     value_slots,
 )
 from kcircuits.neurons.facts import FACT_COLUMNS, Bags
@@ -305,3 +307,29 @@ def test_erase_zeroes_the_attributes_neurons_everywhere_and_restores_them():
     assert row["ppl_after"] != pytest.approx(row["ppl_before"])
     other = table.iloc[1]
     assert other["ppl_after"] == pytest.approx(np.exp(-erased[~city, 1].mean()), rel=1e-5)
+
+
+# ---- the unedited forward, shared ------------------------------------------------------------------------------
+def test_the_unedited_scores_once_give_every_experiment_the_numbers_of_its_own_forward():
+    """unedited_scores are the value prompts' target_scores; interventions, edits and erase given them
+    return exactly the tables they compute with their own unedited forward."""
+    hf, model, bags, neurons, candidates = edit_setup()
+    mixed = make_bags(model, [("city", 3), ("city", 2), ("major", 3)], original=1, seed=5)
+    value = mixed.select(mixed.rows["target_kind"] == "value")
+    shared = unedited_scores(model, mixed, batch_size=3)
+    own = target_scores(model, value.ids, value.last, value.targets, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(shared, own)) and len(shared[0]) == len(value)
+    m = d_mlp(model)
+    found = {0: np.array([3, m + 4]), 1: np.array([m + 4, m + 9]), 2: np.array([7])}
+    pd.testing.assert_frame_equal(
+        interventions(model, mixed, found, np.random.default_rng(0), 3, unedited=shared),
+        interventions(model, mixed, found, np.random.default_rng(0), 3), check_exact=True)
+    pd.testing.assert_frame_equal(erase(model, mixed, found, 2, 3, unedited=shared), erase(model, mixed, found, 2, 3),
+                                  check_exact=True)
+    kwargs = {"lambda1": 1.0, "lambda2": 8.0, "batch_size": 4}
+    shared = unedited_scores(model, bags, batch_size=4)
+    alone = edits(model, bags, neurons, {}, candidates, rng=np.random.default_rng(2), **kwargs)
+    assert len(alone)
+    pd.testing.assert_frame_equal(
+        edits(model, bags, neurons, {}, candidates, rng=np.random.default_rng(2), unedited=shared, **kwargs),
+        alone, check_exact=True)

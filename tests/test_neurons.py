@@ -238,6 +238,23 @@ def test_knowledge_neurons_of_a_checkpoint():
     assert neurons["relation"].all() and relation["value", "ig"]["city"].tolist() == [3, 7]  # each in 1/2 facts
 
 
+def test_the_neuron_table_is_the_concatenation_of_one_frame_per_fact():
+    """_neuron_table builds the table at once: the same values and column types as a frame per fact
+    concatenated (facts without neurons included)."""
+    from kcircuits.neurons.select import NEURON_COLUMNS, _neuron_table
+
+    rows = []
+    for fact, n in enumerate([2, 0, 3]):
+        head = {"fact": fact, "entity_id": 10 + fact, "name": f"e{fact}", "type": "new", "freq_group": "low",
+                "frequency": 1, "attribute": "city", "target_kind": "value", "method": "ig"}
+        idx = np.arange(n, dtype=np.int64) * 3 + fact
+        rows.append((head, {"index": idx, "layer": idx // 5, "neuron": idx % 5,
+                            "score": np.linspace(0, 1, n, dtype=np.float32),
+                            "n_coarse": np.ones((4, n), dtype=bool).sum(0), "relation": idx % 2 == 0}))
+    frames = [pd.DataFrame({**head, **cols}, columns=NEURON_COLUMNS) for head, cols in rows]
+    pd.testing.assert_frame_equal(_neuron_table(rows), pd.concat(frames, ignore_index=True), check_exact=True)
+
+
 def test_overlap_counts_neurons_whose_mlp_is_in_the_circuit():
     neurons = pd.DataFrame({"type": "new", "freq_group": "high", "attribute": ["city"] * 3 + ["birthday"],
                             "method": "ig", "target_kind": "value", "index": [1, 6, 7, 1], "layer": [0, 1, 1, 0]})

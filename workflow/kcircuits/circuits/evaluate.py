@@ -57,24 +57,37 @@ def _check(model: CircuitModel, circuit: Circuit | None) -> None:
         raise ValueError(f"circuit graph {circuit.graph} does not match the model's {model.graph}")
 
 
-@torch.no_grad()
 def faithfulness(model: CircuitModel, circuit: Circuit, batches: list[PairBatch]) -> dict:
     """Mean logit differences (clean, corrupted, circuit) and the faithfulness ratio."""
-    _check(model, circuit)
-    mask = circuit.edges.to(model.device, torch.float32)
-    sums = {"clean": 0.0, "corrupted": 0.0, "circuit": 0.0}  # tensors on the model's device once added to
+    return faithfulness_of(model, [circuit], batches)[0]
+
+
+@torch.no_grad()
+def faithfulness_of(model: CircuitModel, circuits: list[Circuit], batches: list[PairBatch]) -> list[dict]:
+    """faithfulness of each circuit on the same pairs: each batch's clean and corrupted runs once,
+    shared by every circuit (the numbers are those of one call per circuit)."""
+    for circuit in circuits:
+        _check(model, circuit)
+    masks = [circuit.edges.to(model.device, torch.float32) for circuit in circuits]
+    sums = {"clean": 0.0, "corrupted": 0.0}  # tensors on the model's device once added to
+    circuit_sums = [0.0] * len(circuits)
     n = 0
     for b in batches:
         clean_logits = model.run(b.clean_ids, b.last)
         corrupted_logits, corrupted = model.run(b.corrupted_ids, b.last, record=True)
-        circuit_logits = model.run(b.clean_ids, b.last, mask=mask, reference=corrupted)
-        for key, logits in (("clean", clean_logits), ("corrupted", corrupted_logits), ("circuit", circuit_logits)):
+        for key, logits in (("clean", clean_logits), ("corrupted", corrupted_logits)):
             sums[key] += logit_difference(logits, b.clean_label, b.corrupted_label).double().sum()
+        for c, mask in enumerate(masks):
+            circuit_logits = model.run(b.clean_ids, b.last, mask=mask, reference=corrupted)
+            circuit_sums[c] += logit_difference(circuit_logits, b.clean_label, b.corrupted_label).double().sum()
         n += len(b)
-    ld = {f"ld_{k}": float(v) / n for k, v in sums.items()}
-    gap = ld["ld_clean"] - ld["ld_corrupted"]
-    ratio = (ld["ld_circuit"] - ld["ld_corrupted"]) / gap if gap != 0 else math.nan
-    return {**ld, "faithfulness": ratio, "n_pairs": n}
+    out = []
+    for total in circuit_sums:
+        ld = {f"ld_{k}": float(v) / n for k, v in (*sums.items(), ("circuit", total))}
+        gap = ld["ld_clean"] - ld["ld_corrupted"]
+        ratio = (ld["ld_circuit"] - ld["ld_corrupted"]) / gap if gap != 0 else math.nan
+        out.append({**ld, "faithfulness": ratio, "n_pairs": n})
+    return out
 
 
 @torch.no_grad()

@@ -86,7 +86,7 @@ def _scores(args, s: dict) -> None:
 def _eval(args, s: dict) -> None:
     from ..tokenizer import load_tokenizer
     from .attribute import pair_batches
-    from .evaluate import faithfulness, hit_at_k
+    from .evaluate import faithfulness_of, hit_at_k
     from .metrics import edge_entropy
     from .store import circuits_frame, load_scores
 
@@ -101,15 +101,17 @@ def _eval(args, s: dict) -> None:
                           encoding(model, c))
     full_hits = {cell: hit_at_k(model, None, batches, k)[f"hit_at_{k}"] for cell, batches in prompts.items()}
     means = mean_references(model, prompts, c["ablations"])
+    selections = [(budget_label(budget), {key: select_circuit(cells[key], graph, budget, c["selection"])
+                                          for key in cells}) for budget in map(budget_value, c["edge_budgets"])]
+    faith = {key: faithfulness_of(model, [sel[key] for _, sel in selections], pairs[key])  # [budgets]
+             for key in cells}  # a cell's clean and corrupted runs once for every budget
     circuit_frames, stats, hits = [], [], []
-    for budget in map(budget_value, c["edge_budgets"]):
-        label = budget_label(budget)
-        selected = {key: select_circuit(cells[key], graph, budget, c["selection"]) for key in cells}
+    for b, (label, selected) in enumerate(selections):
         circuit_frames.append(circuits_frame(selected, cells).assign(budget=label))
         for key, circuit in selected.items():
             row = {**dict(zip(CELL, parse_cell_key(key))), "budget": label, "n_edges": circuit.n_edges,
                    "n_nodes": circuit.n_nodes, "edge_entropy": edge_entropy(cells[key], circuit.edges)}
-            f = faithfulness(model, circuit, pairs[key])
+            f = faith[key][b]
             stats.append({**row, **{n: f[n] for n in ("faithfulness", "ld_clean", "ld_corrupted", "ld_circuit")}})
             for (t_task, t_type, t_group), batches in prompts.items():
                 if t_task != row["task"]:

@@ -153,6 +153,14 @@ def scaled_neurons_prob(model, ids: torch.Tensor, last: torch.Tensor, targets: t
     return np.exp(target_scores(model, ids, last, targets, batch_size, batch_edits if modified else None)[0])
 
 
+def unedited_scores(model, bags: Bags, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """log P(target) [Qv] and target rank [Qv] of the value prompts (_value_bags) on the unmodified
+    model: what interventions, edits and erase compare against. Computed once, it is passed to each
+    (`unedited`) instead of each running the same forward again."""
+    v = _value_bags(bags)[0]
+    return target_scores(model, v.ids, v.last, v.targets, batch_size)
+
+
 def _ppl(logprob: np.ndarray) -> float:
     return float(np.exp(-np.mean(logprob))) if len(logprob) else float("nan")
 
@@ -186,10 +194,12 @@ def matched_random(index, m: int, rng: np.random.Generator) -> np.ndarray:
 INTERVENTION_COLUMNS = ["neurons", "operation", "prompts", "n_neurons", "n_prompts", "p_before", "p_after", "change"]
 
 
-def interventions(model, bags: Bags, neurons: dict, rng: np.random.Generator, batch_size: int = 256) -> pd.DataFrame:
+def interventions(model, bags: Bags, neurons: dict, rng: np.random.Generator, batch_size: int = 256,
+                  unedited: tuple | None = None) -> pd.DataFrame:
     """Suppress / amplify one method's knowledge neurons ({fact: flat indices}) and matched random ones,
     on the fact's own prompts and an unrelated fact's: a row per (fact, neurons, prompts, operation)
-    with FACT_COLUMNS + INTERVENTION_COLUMNS (the caller adds the method)."""
+    with FACT_COLUMNS + INTERVENTION_COLUMNS (the caller adds the method). unedited: unedited_scores
+    of these bags (None: run here)."""
     v, prompts, facts = _value_bags(bags)
     m = d_mlp(model)
     groups = []  # (fact, neurons kind, prompts kind, prompt positions [P], neuron indices [k])
@@ -208,15 +218,17 @@ def interventions(model, bags: Bags, neurons: dict, rng: np.random.Generator, ba
     pos = torch.as_tensor(np.concatenate([g[3] for g in groups]), device=v.ids.device)  # [R]: every group's prompts
     per_row = [g[4] for g in groups for _ in g[3]]
     ends = np.cumsum([len(g[3]) for g in groups])[:-1]
-    clean = scaled_neurons_prob(model, v.ids, v.last, v.targets, batch_size=batch_size)  # [Q]
+    unedited = unedited_scores(model, bags, batch_size) if unedited is None else unedited
+    clean = np.exp(unedited[0])  # [Q]: P(target), the unmodified model
     after = {op: np.split(scaled_neurons_prob(model, v.ids[pos], v.last[pos], v.targets[pos], per_row, factor,
                                               batch_size), ends) for op, factor in OPERATIONS.items()}
+    heads = {fact: facts.loc[fact].to_dict() for fact in dict.fromkeys(g[0] for g in groups)}  # once per fact
     records = []
     for g, (fact, kind, label, where, idx) in enumerate(groups):
         before = float(clean[where].mean())
         for op in OPERATIONS:
             p_after = float(after[op][g].mean())
-            records.append({**facts.loc[fact].to_dict(), "neurons": kind, "operation": op, "prompts": label,
+            records.append({**heads[fact], "neurons": kind, "operation": op, "prompts": label,
                             "n_neurons": len(idx), "n_prompts": len(where), "p_before": before,
                             "p_after": p_after, "change": (p_after - before) / before if before else float("nan")})
     return pd.DataFrame.from_records(records, columns=FACT_COLUMNS + INTERVENTION_COLUMNS)
@@ -234,13 +246,14 @@ def _edit_plan(value: tuple, neurons: dict, relation: dict, candidates: pd.DataF
     value and token, and the prompts that measure PPL; value: _value_bags; rank [Q]: the unedited
     rank of each prompt's gold token."""
     v, prompts, facts = value
+    of_attribute = dict(tuple(candidates.groupby("attribute", sort=False)))  # once, not per fact; rows in order
     eligible = {}  # attribute -> [(fact, prompt position, neurons, candidate values)]
     for fact in facts.index:
         attr = facts.at[fact, "attribute"]
         idx = np.setdiff1d(_neurons(neurons, fact), np.asarray(relation.get(attr, ()), dtype=np.int64))
         pos = int(rng.choice(prompts[fact]))
-        new = candidates[(candidates["attribute"] == attr) & (candidates["token"] != int(v.targets[pos]))
-                         & (candidates["value"] != v.rows.at[pos, "answer"])]
+        same = of_attribute.get(attr, candidates.iloc[:0])
+        new = same[(same["token"] != int(v.targets[pos])) & (same["value"] != v.rows.at[pos, "answer"])]
         if len(idx) and rank[pos] == 0 and len(new):
             eligible.setdefault(attr, []).append((fact, pos, idx, new))
     plan = []
@@ -261,14 +274,15 @@ def _edit_plan(value: tuple, neurons: dict, relation: dict, candidates: pd.DataF
 
 def edits(model, bags: Bags, neurons: dict, relation: dict, candidates: pd.DataFrame, lambda1: float = 1.0,
           lambda2: float = 8.0, facts_per_attribute: int = 10, ppl_facts: int = 5,
-          rng: np.random.Generator | None = None, batch_size: int = 256) -> pd.DataFrame:
+          rng: np.random.Generator | None = None, batch_size: int = 256, unedited: tuple | None = None) -> pd.DataFrame:
     """Edit facts to a new value through their knowledge neurons ({fact: flat indices}, minus
     relation[attribute], the relation-level neurons), one at a time, each reverted after it is scored.
     candidates: the values an attribute's facts can be edited to, columns attribute, value, token (the
-    value's first token id as these prompts encode it). A row per edited fact: FACT_COLUMNS, EDIT_COLUMNS."""
+    value's first token id as these prompts encode it). unedited: unedited_scores of these bags (None:
+    run here). A row per edited fact: FACT_COLUMNS, EDIT_COLUMNS."""
     rng = np.random.default_rng() if rng is None else rng
     v, prompts, facts = _value_bags(bags)
-    gold_lp, gold_rank = target_scores(model, v.ids, v.last, v.targets, batch_size)  # [Q]: the unedited model
+    gold_lp, gold_rank = unedited_scores(model, bags, batch_size) if unedited is None else unedited  # [Q]
     plan = _edit_plan((v, prompts, facts), neurons, relation, candidates, gold_rank, facts_per_attribute,
                       ppl_facts, rng)
     if not plan:
@@ -312,13 +326,14 @@ def frequent_neurons(neurons_by_fact: dict, n: int) -> np.ndarray:
     return np.array(sorted(top), dtype=np.int64)
 
 
-def erase(model, bags: Bags, neurons: dict, n_neurons: int = 20, batch_size: int = 256) -> pd.DataFrame:
+def erase(model, bags: Bags, neurons: dict, n_neurons: int = 20, batch_size: int = 256,
+          unedited: tuple | None = None) -> pd.DataFrame:
     """Erase each attribute in turn: zero the value slots of its n_neurons most frequent knowledge
     neurons ({fact: flat indices}, one method) and score every value prompt. A row per (attribute,
     scope: erased | other): attribute, scope, n_neurons, n_prompts, accuracy_before, accuracy_after
-    (top-1: rank 0), ppl_before, ppl_after."""
+    (top-1: rank 0), ppl_before, ppl_after. unedited: unedited_scores of these bags (None: run here)."""
     v, _, facts = _value_bags(bags)
-    before = target_scores(model, v.ids, v.last, v.targets, batch_size)  # ([Q], [Q])
+    before = unedited_scores(model, bags, batch_size) if unedited is None else unedited  # ([Q], [Q])
     attribute = v.rows["attribute"].to_numpy()
     records = []
     for attr in pd.unique(facts["attribute"]):

@@ -76,31 +76,39 @@ def knowledge_neurons(prompts: pd.DataFrame, sparse: dict, n_neurons: int, d_mlp
     indices}}), tables as the stage's contract.
     """
     facts, rows, found, relation = [], [], {}, {}
-    for (kind, method, attr), part in _groups(prompts, thresholds):
-        scores = {fact: dense(sparse[method], g.index.to_numpy(), n_neurons)  # [P, N]: rows of the stored scores
-                  for fact, g in part.groupby("fact")}
-        masks = {fact: coarse(x, thresholds[method]) for fact, x in scores.items()}
-        neurons, p = select_configured(masks, settings)
-        shared = relation_neurons(neurons, settings["relation_share"])
-        found.setdefault((kind, method), {}).update(neurons)
-        relation.setdefault((kind, method), {})[attr] = shared
-        for fact, g in part.groupby("fact"):
-            idx = neurons[fact]
-            head = {**g.iloc[0][FACT_COLUMNS].to_dict(), "target_kind": kind, "method": method}
-            facts.append({**head, "n_prompts": len(g), "prob": g["prob"].mean(), "p": p, "n_neurons": len(idx),
-                          "n_layers": n_neurons // d_mlp,
-                          "mean_layer": (idx // d_mlp).mean() if len(idx) else np.nan})
-            rows.append(pd.DataFrame({**head, "index": idx, "layer": idx // d_mlp, "neuron": idx % d_mlp,
-                                      "score": scores[fact][:, idx].mean(0), "n_coarse": masks[fact][:, idx].sum(0),
-                                      "relation": np.isin(idx, shared)}, columns=NEURON_COLUMNS))
-    return pd.DataFrame(facts), pd.concat(rows, ignore_index=True), found, relation
+    for (kind, attr), part in prompts.groupby(["target_kind", "attribute"], sort=True):  # p is adjusted per attribute
+        bags = dict(tuple(part.groupby("fact")))  # fact -> its prompt rows, once for every method
+        heads = {fact: g.iloc[0][FACT_COLUMNS].to_dict() for fact, g in bags.items()}
+        for method, t in thresholds.items():
+            scores = {fact: dense(sparse[method], g.index.to_numpy(), n_neurons)  # [P, N]: rows of the stored scores
+                      for fact, g in bags.items()}
+            masks = {fact: coarse(x, t) for fact, x in scores.items()}
+            neurons, p = select_configured(masks, settings)
+            shared = relation_neurons(neurons, settings["relation_share"])
+            found.setdefault((kind, method), {}).update(neurons)
+            relation.setdefault((kind, method), {})[attr] = shared
+            for fact, g in bags.items():
+                idx = neurons[fact]
+                head = {**heads[fact], "target_kind": kind, "method": method}
+                facts.append({**head, "n_prompts": len(g), "prob": g["prob"].mean(), "p": p, "n_neurons": len(idx),
+                              "n_layers": n_neurons // d_mlp,
+                              "mean_layer": (idx // d_mlp).mean() if len(idx) else np.nan})
+                rows.append((head, {"index": idx, "layer": idx // d_mlp, "neuron": idx % d_mlp,
+                                    "score": scores[fact][:, idx].mean(0), "n_coarse": masks[fact][:, idx].sum(0),
+                                    "relation": np.isin(idx, shared)}))
+    return pd.DataFrame(facts), _neuron_table(rows), found, relation
 
 
-def _groups(prompts: pd.DataFrame, thresholds: dict):
-    """((target_kind, method, attribute), prompt rows) in a fixed order: p is adjusted per attribute."""
-    for (kind, attr), part in prompts.groupby(["target_kind", "attribute"], sort=True):
-        for method in thresholds:
-            yield (kind, method, attr), part
+def _neuron_table(rows: list[tuple[dict, dict]]) -> pd.DataFrame:
+    """The neurons table from (head, {column: [n] array}) per (fact, target kind, method): the head's
+    values repeated over the fact's n neurons. One frame at the end, not one per fact (the same table
+    as concatenating a frame per fact)."""
+    counts = np.array([len(cols["index"]) for _, cols in rows], dtype=np.int64)  # [R]
+    heads = pd.DataFrame([head for head, _ in rows])  # [R]: a row per fact, its columns' types inferred once
+    table = heads.loc[heads.index.repeat(counts)].reset_index(drop=True)
+    for column in NEURON_COLUMNS[len(heads.columns):]:
+        table[column] = np.concatenate([cols[column] for _, cols in rows])
+    return table[NEURON_COLUMNS]
 
 
 def circuit_overlap(neurons: pd.DataFrame, circuits: pd.DataFrame) -> pd.DataFrame:

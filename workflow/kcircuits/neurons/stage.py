@@ -137,7 +137,7 @@ def _attribute(args, s: dict, model, meta: dict, tok) -> None:
 def _select(args, s: dict, model=None, meta: dict | None = None, tok=None) -> None:
     """Knowledge neurons from saved scores, the experiments, the overlap with circuits (by hand: the
     model is loaded here)."""
-    from .experiments import edits, erase, interventions
+    from .experiments import edits, erase, interventions, unedited_scores
     from .facts import encode
     from .select import circuit_overlap, knowledge_neurons
     from .store import load_scores
@@ -158,14 +158,15 @@ def _select(args, s: dict, model=None, meta: dict | None = None, tok=None) -> No
                                                         shape["d_mlp"], n, thresholds)
     bags = encode(tok, prompts[prompts["target_kind"] == "value"], model.device, s["circuits"]["prepend_bos"])
     rng, batch = stage_rng(s["seed"], "neuron_experiments"), n["batch_size"]
+    unedited = unedited_scores(model, bags, batch)  # the unmodified model's forward, once for every experiment
     tables = {
         "facts": facts,
         "neurons": neurons,
-        "interventions": pd.concat([interventions(model, bags, found["value", m], rng, batch).assign(method=m)
+        "interventions": pd.concat([interventions(model, bags, found["value", m], rng, batch, unedited).assign(method=m)
                                     for m in METHODS], ignore_index=True),
         "edits": edits(model, bags, found["value", "ig"], relation["value", "ig"], _candidates(bags),
-                       rng=rng, batch_size=batch, **n["edit"]),
-        "erase": erase(model, bags, found["value", "ig"], n["erase"]["neurons"], batch),
+                       rng=rng, batch_size=batch, unedited=unedited, **n["edit"]),
+        "erase": erase(model, bags, found["value", "ig"], n["erase"]["neurons"], batch, unedited),
         "overlap": circuit_overlap(neurons, pd.read_parquet(args.circuits)),
     }
     prov = {**io.provenance("neurons_select", s["seed"], s, "torch", "transformers"), "checkpoint": meta}
