@@ -48,6 +48,28 @@ class Unsupported(ValueError):
     """A model folder this module cannot build exactly as transformers would (the message says why)."""
 
 
+class Linear(nn.Linear):
+    """torch's Linear, left uninitialised: its weights are loaded right after (torch's initialisers on a
+    meta device would import torch._dynamo, seconds; on the CPU they would fill every weight once more)."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+
+class LayerNorm(nn.LayerNorm):
+    """torch's LayerNorm, left uninitialised (see Linear)."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+
+class Embedding(nn.Embedding):
+    """torch's Embedding, left uninitialised (see Linear)."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+
 class Conv1D(nn.Module):
     """GPT-2's linear layer with transposed weight [nx, nf] and bias [nf]; transformers' forward."""
 
@@ -151,7 +173,7 @@ def _rope(config: dict, *keys: str) -> list:
     return _get(rope, *keys)
 
 
-# ---- each family's modules, as transformers names them (weights on the meta device until loaded) --------
+# ---- each family's modules, as transformers names them (weights uninitialised until loaded) -----------
 def _gpt2(c: dict) -> tuple[str, nn.Module, int]:
     L, d, H, m, V, P, eps, act = _get(c, "n_layer", "n_embd", "n_head", "n_inner", "vocab_size", "n_positions",
                                       "layer_norm_epsilon", "activation_function")
@@ -159,12 +181,10 @@ def _gpt2(c: dict) -> tuple[str, nn.Module, int]:
     if c.get("add_cross_attention"):
         raise Unsupported("GPT-2 with cross-attention")
     m, act = m or 4 * d, _activation(act)
-    with torch.device("meta"):
-        blocks = [_module(ln_1=nn.LayerNorm(d, eps=eps), ln_2=nn.LayerNorm(d, eps=eps),
-                          attn=_module(c_attn=Conv1D(3 * d, d), c_proj=Conv1D(d, d)),
-                          mlp=_module(c_fc=Conv1D(m, d), c_proj=Conv1D(d, m), act=act())) for _ in range(L)]
-        body = _module(wte=nn.Embedding(V, d), wpe=nn.Embedding(P, d), h=nn.ModuleList(blocks),
-                       ln_f=nn.LayerNorm(d, eps=eps))
+    blocks = [_module(ln_1=LayerNorm(d, eps=eps), ln_2=LayerNorm(d, eps=eps),
+                      attn=_module(c_attn=Conv1D(3 * d, d), c_proj=Conv1D(d, d)),
+                      mlp=_module(c_fc=Conv1D(m, d), c_proj=Conv1D(d, m), act=act())) for _ in range(L)]
+    body = _module(wte=Embedding(V, d), wpe=Embedding(P, d), h=nn.ModuleList(blocks), ln_f=LayerNorm(d, eps=eps))
     return "transformer", body, d
 
 
@@ -177,17 +197,16 @@ def _gpt_neox(c: dict) -> tuple[str, nn.Module, int]:
     act = _activation(act)
 
     def attention():
-        a = _module(query_key_value=nn.Linear(d, 3 * d, bias=bias), dense=nn.Linear(d, d, bias=bias))
+        a = _module(query_key_value=Linear(d, 3 * d, bias=bias), dense=Linear(d, d, bias=bias))
         a.scaling = (d // H) ** -0.5  # GPTNeoXAttention: head_size ** -0.5
         return a
 
-    with torch.device("meta"):
-        layers = [_module(input_layernorm=nn.LayerNorm(d, eps=eps), post_attention_layernorm=nn.LayerNorm(d, eps=eps),
-                          attention=attention(),
-                          mlp=_module(dense_h_to_4h=nn.Linear(d, m), dense_4h_to_h=nn.Linear(m, d), act=act()))
-                  for _ in range(L)]
-        body = _module(embed_in=nn.Embedding(V, d), layers=nn.ModuleList(layers),
-                       final_layer_norm=nn.LayerNorm(d, eps=eps))
+    layers = [_module(input_layernorm=LayerNorm(d, eps=eps), post_attention_layernorm=LayerNorm(d, eps=eps),
+                      attention=attention(),
+                      mlp=_module(dense_h_to_4h=Linear(d, m), dense_4h_to_h=Linear(m, d), act=act()))
+              for _ in range(L)]
+    body = _module(embed_in=Embedding(V, d), layers=nn.ModuleList(layers),
+                   final_layer_norm=LayerNorm(d, eps=eps))
     body.rotary_emb = RotaryEmbedding(c.get("head_dim") or d // H, theta, partial)  # GPTNeoXRotaryEmbedding
     return "gpt_neox", body, d
 
@@ -203,19 +222,18 @@ def _llama(c: dict) -> tuple[str, nn.Module, int]:
     act = _activation(act)
 
     def attention():
-        a = _module(q_proj=nn.Linear(d, H * dh, bias=bias), k_proj=nn.Linear(d, kv * dh, bias=bias),
-                    v_proj=nn.Linear(d, kv * dh, bias=bias), o_proj=nn.Linear(H * dh, d, bias=bias))
+        a = _module(q_proj=Linear(d, H * dh, bias=bias), k_proj=Linear(d, kv * dh, bias=bias),
+                    v_proj=Linear(d, kv * dh, bias=bias), o_proj=Linear(H * dh, d, bias=bias))
         a.scaling = dh ** -0.5  # LlamaAttention: head_dim ** -0.5
         return a
 
-    with torch.device("meta"):
-        layers = [_module(input_layernorm=RMSNorm(d, eps), post_attention_layernorm=RMSNorm(d, eps),
-                          self_attn=attention(),
-                          mlp=_module(gate_proj=nn.Linear(d, m, bias=mlp_bias), up_proj=nn.Linear(d, m, bias=mlp_bias),
-                                      down_proj=nn.Linear(m, d, bias=mlp_bias), act_fn=act()))
-                  for _ in range(L)]
-        body = _module(embed_tokens=nn.Embedding(V, d, c.get("pad_token_id")), layers=nn.ModuleList(layers),
-                       norm=RMSNorm(d, eps))
+    layers = [_module(input_layernorm=RMSNorm(d, eps), post_attention_layernorm=RMSNorm(d, eps),
+                      self_attn=attention(),
+                      mlp=_module(gate_proj=Linear(d, m, bias=mlp_bias), up_proj=Linear(d, m, bias=mlp_bias),
+                                  down_proj=Linear(m, d, bias=mlp_bias), act_fn=act()))
+              for _ in range(L)]
+    body = _module(embed_tokens=Embedding(V, d, c.get("pad_token_id")), layers=nn.ModuleList(layers),
+                   norm=RMSNorm(d, eps))
     body.rotary_emb = RotaryEmbedding(dh, theta)  # LlamaRotaryEmbedding (no partial rotation)
     return "model", body, d
 
@@ -235,8 +253,7 @@ def analysis_model(config: dict, files: list[Path]) -> AnalysisModel:
         raise Unsupported(f"dtype {declared!r}" if declared not in (None, "float32") else "a quantized model")
     config = dict(config)
     base, body, d = BUILDERS[family](config)
-    with torch.device("meta"):
-        lm_head = nn.Linear(d, config["vocab_size"], bias=False)
+    lm_head = Linear(d, config["vocab_size"], bias=False)
     model = AnalysisModel(config, base, body, lm_head)
     tensors = _read_tensors(files)
     if family in RENAMED:
