@@ -8,7 +8,8 @@ changed or was damaged after export is caught by name. Checkpoints exported befo
 with a warning.
 
 Light at import (the Snakefile validates `model.init` through it): torch and transformers are
-imported by `load_model` only.
+imported by `load_model` only, and transformers not at all where only CircuitModel reads the model
+(`hf_forward=False`, kcircuits.circuits.light).
 """
 from __future__ import annotations
 
@@ -142,23 +143,45 @@ def resolve_device(device: str, key: str = "--device") -> str:
     return device
 
 
-def load_model(path: str | Path, device: str = "cpu", fused_gelu: bool = True):
+def load_model(path: str | Path, device: str = "cpu", fused_gelu: bool = True, hf_forward: bool = True):
     """A causal LM from a local model folder, checked and in eval mode on `device` (auto | cpu | cuda,
     resolve_device; never unpickles, never reaches a hub).
 
     fused_gelu: swap transformers' Python tanh-GELU for torch's fused kernel (`fuse_tanh_gelu`), as
     every analysis does; training passes False and keeps the modules it was trained with.
+    hf_forward: False where only CircuitModel reads the model (every analysis of its internals): the
+    modules it reads are built from config.json and the weights by kcircuits.circuits.light, with
+    bit-identical results and without importing transformers' model classes (about 3 s a process);
+    the model then has no forward of its own. A folder that module cannot build exactly as
+    transformers would is loaded through transformers (logged).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     device = resolve_device(device)  # before reading anything: a job on the wrong node fails at once
     path = Path(path)
-    read_model_config(path)
+    config = read_model_config(path)
     _check_headers(weight_files(path))
     verify_weights(path)
-    from transformers import AutoModelForCausalLM
+    model = None if hf_forward else _analysis_modules(path, config, fused_gelu)
+    if model is None:
+        from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
-    return (fuse_tanh_gelu(model) if fused_gelu else model).to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
+        model = fuse_tanh_gelu(model) if fused_gelu else model
+    return model.to(device).eval()
+
+
+def _analysis_modules(path: Path, config: dict, fused_gelu: bool):
+    """CircuitModel's modules of a folder without transformers (circuits.light), or None where that
+    module cannot build them exactly."""
+    from .circuits.light import Unsupported, analysis_model
+
+    if not fused_gelu:
+        raise ValueError("hf_forward=False builds analysis modules, which use the fused tanh-GELU")
+    try:
+        return analysis_model(config, weight_files(path))
+    except Unsupported as why:
+        log.info("%s: loaded through transformers (%s)", path, why)
+        return None
 
 
 def fuse_tanh_gelu(model):

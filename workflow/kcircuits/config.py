@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from . import ATTRIBUTES
 from .checkpoint import CheckpointError, context_length, read_model_config
 from .resources import ATTRIBUTE_POOLS, ResourceError, load_pools, load_templates, pool_files, template_files
 from .train.model import FAMILIES, check_shape
+
+if TYPE_CHECKING:
+    import jsonschema
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "schemas" / "config.schema.yaml"
@@ -132,6 +134,8 @@ def _format_schema_error(err: jsonschema.ValidationError) -> str:
 
 
 def validate_schema(cfg: Any) -> None:
+    import jsonschema  # here: a stage run with --settings never validates (a tenth of a second a job)
+
     validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))
     if errors:

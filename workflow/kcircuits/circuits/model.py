@@ -69,7 +69,8 @@ class Layer:
 
 
 class CircuitModel:
-    """Node-level view of a GPT-2, GPT-NeoX or Llama causal LM (weights frozen, eval mode)."""
+    """Node-level view of a GPT-2, GPT-NeoX or Llama causal LM (weights frozen, eval mode). `hf_model`: a
+    transformers model, or the same-named modules circuits.light builds without transformers (one reader)."""
 
     def __init__(self, hf_model):
         hf_model.eval()

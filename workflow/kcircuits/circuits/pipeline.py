@@ -12,12 +12,17 @@ import pandas as pd
 from ..vocabulary import CELL, budget_label, budget_value, cell_key, parse_cell_key
 
 
-def load_checkpoint(checkpoint: str, device: str = "cpu"):
-    """(CircuitModel on `device` (auto | cpu | cuda), checkpoint metadata) of a checkpoint folder."""
+def load_checkpoint(checkpoint: str, device: str = "cpu", hf_forward: bool = False):
+    """(CircuitModel on `device` (auto | cpu | cuda), checkpoint metadata) of a checkpoint folder.
+
+    hf_forward: the stage also calls the Hugging Face model itself (`model.hf(...)`, generation), so it
+    is loaded through transformers; otherwise only the modules CircuitModel reads are built, without
+    transformers (checkpoint.load_model, kcircuits.circuits.light), with the same results."""
     from ..checkpoint import checkpoint_metadata, load_model
     from .model import CircuitModel
 
-    return CircuitModel(load_model(checkpoint, device)), checkpoint_metadata(checkpoint)
+    model = load_model(checkpoint, device, hf_forward=hf_forward)
+    return CircuitModel(model), checkpoint_metadata(checkpoint)
 
 
 def pair_cells(pairs: pd.DataFrame, max_pairs: int | None):

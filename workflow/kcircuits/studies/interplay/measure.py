@@ -41,7 +41,7 @@ def measure_run(checkpoints: list[tuple[int, Path]], tok, probes: pd.DataFrame, 
     ev = s["evaluate"]
     out = {"accuracy": [], "circuits": [], "hits": []}
     for step, path in checkpoints:
-        model, meta = load_checkpoint(str(path), device)
+        model, meta = load_checkpoint(str(path), device, hf_forward=True)
         lead = {"seed": meta["seed"], "step": step, "checkpoint": meta["checkpoint"]}
         tables = {"accuracy": fact_accuracy(model.hf, tok, probes, ev["hit_k"], ev["batch_size"])}
         tables["circuits"], tables["hits"] = circuit_tables(model, tok, pairs, probes, tasks, s["circuits"], max_pairs)

@@ -96,7 +96,7 @@ def _measure(args, s: dict) -> None:
     from .module import load_memory
 
     run = _run(args, s)
-    model, _ = load_checkpoint(args.model, args.device)
+    model, _ = load_checkpoint(args.model, args.device, hf_forward=True)
     memory = load_memory(args.model)
     docs = pd.read_parquet(args.documents)
     inputs = (model, load_tokenizer(args.tokenizer), docs[docs["doc"] < run["documents"]],
