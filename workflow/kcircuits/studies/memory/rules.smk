@@ -94,6 +94,7 @@ rule memory_train:
         settings=memory_settings("run", memory=["epochs", "lr", "module", "gated"], train=list(SHARED_KEYS)),
         scratch=PATHS["memory_scratch"],
         device=job_device("memory"),
+        env=untracked(TRAIN_ENV),
     log:
         f"{SEED_LOGS}/memory/documents~{{documents}}/{{run}}/train.log",
     benchmark:
@@ -104,7 +105,7 @@ rule memory_train:
     conda:
         env("train")
     shell:
-        "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits memory train "
+        "{params.env} OMP_NUM_THREADS={threads} python -m kcircuits memory train "
         "--settings {params.settings:q} --start {input.start} --documents {input.documents} "
         "--allocations {input.allocations} --tokenizer {input.tokenizer} --scratch {params.scratch:q} "
         "--threads {threads} --device {params.device} --out {output.model:q} > {log:q} 2>&1"

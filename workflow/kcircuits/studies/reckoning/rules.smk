@@ -75,6 +75,7 @@ rule reckoning_train:
     params:
         device=job_device("reckoning"),
         settings=reckoning_settings(reckoning=["inner", "outer"]),
+        env=untracked(TRAIN_ENV),
     log:
         f"{SEED_LOGS}/reckoning/{{method}}/train.log",
     benchmark:
@@ -85,7 +86,7 @@ rule reckoning_train:
     conda:
         env("train")
     shell:
-        "TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS={threads} python -m kcircuits reckoning train "
+        "{params.env} OMP_NUM_THREADS={threads} python -m kcircuits reckoning train "
         "--settings {params.settings:q} --method {wildcards.method} --start {input.start} "
         "--contexts {input.contexts} --questions {input.questions} --tokenizer {input.tokenizer} "
         "--threads {threads} --device {params.device} --out {output.model} > {log} 2>&1"
