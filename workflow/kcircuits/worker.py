@@ -299,14 +299,18 @@ def start(env: dict, log_path: str, modules: tuple = ()):
 
     if os.environ.get(ENV) == OFF or not sys.platform.startswith("linux"):
         return None
-    folder = tempfile.mkdtemp(prefix="kcircuits-worker-")  # mode 0700: this user's only
-    path = os.path.join(folder, "socket")
     python = shutil.which("python") or sys.executable  # the interpreter the jobs' `python` is
-    os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen([python, "-m", "kcircuits.worker", path, str(os.getpid()), *modules],
-                                env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        folder = tempfile.mkdtemp(prefix="kcircuits-worker-")  # mode 0700: this user's only
+        path = os.path.join(folder, "socket")
+        os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+        with open(log_path, "w", encoding="utf-8") as log:
+            proc = subprocess.Popen([python, "-m", "kcircuits.worker", path, str(os.getpid()), *modules],
+                                    env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as err:  # no worker is no error: every job then starts its own interpreter
+        print(f"kcircuits: no worker for this run ({err}); jobs start their own interpreters", file=sys.stderr)
+        return None
     proc.folder = folder
     os.environ[ENV] = path
     return proc
