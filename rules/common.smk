@@ -200,9 +200,11 @@ def across_checkpoints(key):
 # Every command runs under strict bash with the stage CLI (`python -m kcircuits`) importable from the
 # checkout even where the package is not installed (conda envs); it never reaches a model hub, and
 # idle OpenMP threads do not spin on shared cores. shell.prefix formats its text: braces doubled.
+JOB_ENV = {"HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 JOB_SHELL = (
-    "set -euo pipefail; export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE "
-    f"PYTHONPATH={shlex.quote(str(REPO / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}}; "
+    "set -euo pipefail; export "
+    + " ".join(f"{key}={value}" for key, value in JOB_ENV.items())
+    + f" PYTHONPATH={shlex.quote(str(REPO / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
 shell.prefix(JOB_SHELL.replace("{", "{{").replace("}", "}}"))
 
@@ -214,9 +216,8 @@ WORKER = {}
 
 def start_worker():
     path = os.environ.get("PYTHONPATH")
-    env = {"HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "workflow"), *([path] if path else [])])
-    WORKER["process"] = worker.start(env, f"{LOGS}/worker.log")
+    pythonpath = os.pathsep.join([str(REPO / "workflow"), *([path] if path else [])])
+    WORKER["process"] = worker.start({**JOB_ENV, "PYTHONPATH": pythonpath}, f"{LOGS}/worker.log")
 
 
 onstart:

@@ -101,3 +101,17 @@ def test_no_worker_to_reach_runs_here(tmp_path, monkeypatch):
     assert worker.start({}, str(tmp_path / "log")) is None  # off: no worker started
     proc = kcircuits("--help", cwd=tmp_path, env={worker.ENV: str(tmp_path / "no-socket")})
     assert proc.returncode == 0 and proc.stdout.startswith("usage: kcircuits")
+
+
+def test_a_worker_whose_run_is_gone_exits_and_removes_its_socket(tmp_path):
+    """A run killed before it could stop its worker (SIGKILL: no onerror) leaves no worker and no socket."""
+    folder = tmp_path / "kcircuits-worker"
+    folder.mkdir()
+    path = folder / "socket"
+    run = f"{sys.executable} -m kcircuits.worker {path} $$ json & while [ ! -S {path} ]; do sleep 0.05; done"
+    subprocess.run(["sh", "-c", run], env={**os.environ, "PYTHONPATH": str(REPO / "workflow")}, check=True,
+                   timeout=60)  # the 'run' (this shell) ends once its worker listens
+    deadline = time.monotonic() + 30
+    while folder.exists():
+        assert time.monotonic() < deadline, "the worker outlived its run by 30 s"
+        time.sleep(0.1)

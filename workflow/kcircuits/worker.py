@@ -32,6 +32,7 @@ start are those of that moment: edit kcircuits while a run is going and later jo
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -174,6 +175,9 @@ def serve(path: str, parent: int, modules=PRELOAD) -> None:
             os._exit(_child(conn))
         conn.close()
     listener.close()
+    os.unlink(path)
+    with contextlib.suppress(OSError):  # start's folder, left by a run that could not stop us
+        os.rmdir(os.path.dirname(path))
 
 
 def _alive(parent: int) -> bool:
