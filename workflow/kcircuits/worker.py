@@ -103,6 +103,7 @@ def run_job(argv: list[str]) -> int | None:
         conn.close()
         return None
     if "pid" not in first:  # refused: another environment or checkout
+        conn.close()
         return None
     return _wait(replies, first["pid"])
 

@@ -48,26 +48,25 @@ class Unsupported(ValueError):
     """A model folder this module cannot build exactly as transformers would (the message says why)."""
 
 
-class Linear(nn.Linear):
-    """torch's Linear, left uninitialised: its weights are loaded right after (torch's initialisers on a
-    meta device would import torch._dynamo, seconds; on the CPU they would fill every weight once more)."""
+class Uninitialised:
+    """A torch module class left uninitialised: its weights are loaded right after (torch's initialisers
+    on a meta device would import torch._dynamo, seconds; on the CPU they would fill every weight once
+    more)."""
 
     def reset_parameters(self) -> None:
         pass
 
 
-class LayerNorm(nn.LayerNorm):
-    """torch's LayerNorm, left uninitialised (see Linear)."""
-
-    def reset_parameters(self) -> None:
-        pass
+class Linear(Uninitialised, nn.Linear):
+    """torch's Linear, left uninitialised."""
 
 
-class Embedding(nn.Embedding):
-    """torch's Embedding, left uninitialised (see Linear)."""
+class LayerNorm(Uninitialised, nn.LayerNorm):
+    """torch's LayerNorm, left uninitialised."""
 
-    def reset_parameters(self) -> None:
-        pass
+
+class Embedding(Uninitialised, nn.Embedding):
+    """torch's Embedding, left uninitialised."""
 
 
 class Conv1D(nn.Module):
